@@ -1,8 +1,202 @@
-"""Command-line entry point: `pledgebot`."""
+"""`pledgebot`: the one entry point for operators, the bot and the local console."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import logging
+import sqlite3
+import sys
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from pathlib import Path
+from typing import Any
+
+from bot.config import Config, ConfigError, load_config
+from bot.content import ContentError, export_content, load_content, verify_quotes
+from bot.models import STATUSES
+from bot.store import Store, StoreError
+
+EXIT_USAGE = 2
 
 
-def main() -> None:
-    raise SystemExit(0)
+class CommandError(Exception):
+    """A failure to report in one line, with no traceback."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="pledgebot",
+        description="Brief Discord communities on political pledges and the powers behind them.",
+    )
+    parser.add_argument(
+        "--config",
+        type=Path,
+        metavar="FILE",
+        help="configuration file (default: $PLEDGEBOT_CONFIG, else built-in defaults)",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    commands.add_parser("run", help="run the bot on Discord (token from DISCORD_TOKEN)")
+    commands.add_parser(
+        "console", help="run the real bot against a local Discord emulator; no token needed"
+    )
+    sync = commands.add_parser("sync", help="register the slash commands with Discord now")
+    sync.add_argument("--guild", type=int, metavar="ID", help="sync to one server only")
+
+    db = commands.add_parser("db", help="manage the database").add_subparsers(
+        dest="db_command", required=True, metavar="ACTION"
+    )
+    db.add_parser("init", help="create the database file and bring its schema up to date")
+    load = db.add_parser("load", help="load content files (idempotent; all or nothing)")
+    load.add_argument("--dir", type=Path, metavar="DIR", help="content directory (default: config)")
+    export = db.add_parser("export", help="write the stored content as TOML that load reads back")
+    export.add_argument("--out", type=Path, required=True, metavar="DIR")
+    db.add_parser("check", help="summarise what the store holds and verify every quote")
+
+    status = commands.add_parser("status", help="track pledge status").add_subparsers(
+        dest="status_command", required=True, metavar="ACTION"
+    )
+    status_set = status.add_parser(
+        "set",
+        help="record a new status for a pledge",
+        description="Statuses: " + ", ".join(s.slug for s in STATUSES),
+    )
+    status_set.add_argument("slug", help="the pledge's slug")
+    status_set.add_argument("status", choices=[s.slug for s in STATUSES], metavar="STATUS")
+    status_set.add_argument("--note", required=True, help="why the status changed")
+    status_set.add_argument("--evidence", default="", metavar="URL", help="a link to evidence")
+    status_set.add_argument("--by", default=None, help="who made the change (default: you)")
+    return parser
+
+
+async def with_store(config: Config, action: Callable[[Store], Awaitable[int]]) -> int:
+    store = await Store.open(config.database_path)
+    try:
+        return await action(store)
+    finally:
+        await store.close()
+
+
+async def db_init(config: Config) -> int:
+    async def init(store: Store) -> int:
+        print(f"database ready: {store.path} (schema version {await store.schema_version()})")
+        return 0
+
+    return await with_store(config, init)
+
+
+async def db_load(config: Config, directory: Path | None) -> int:
+    async def load(store: Store) -> int:
+        report = await load_content(store, directory or config.content_dir)
+        print(
+            f"loaded {report.statements} statement(s), {report.pledges} pledges, "
+            f"{report.powers} powers, {report.claims} claims, {report.quotes} quotes "
+            f"from {len(report.files)} file(s)"
+        )
+        return 0
+
+    return await with_store(config, load)
+
+
+async def db_export(config: Config, out: Path) -> int:
+    async def export(store: Store) -> int:
+        for path in await export_content(store, out):
+            print(f"wrote {path}")
+        return 0
+
+    return await with_store(config, export)
+
+
+async def db_check(config: Config) -> int:
+    async def check(store: Store) -> int:
+        counts = await store.counts()
+        print(f"database: {store.path} (schema version {await store.schema_version()})")
+        failures: list[str] = []
+        for statement in await store.statements():
+            content = await store.statement_content(statement.slug)
+            assert content is not None
+            failures += verify_quotes(content)
+            print(f"\nstatement {statement.slug}: {statement.title} ({statement.author})")
+            for pledge in content.pledges:
+                print(f"  pledge  {pledge.slug:<36} [{pledge.status}] {pledge.title}")
+            for power in content.powers:
+                print(f"  power   {power.slug:<36} {power.name}")
+            for claim in content.claims:
+                print(f"  claim   {claim.slug}")
+        print(
+            f"\n{counts['statements']} statement(s), {counts['pledges']} pledges, "
+            f"{counts['powers']} powers, {counts['claims']} claims, "
+            f"{counts['status_history']} status changes"
+        )
+        verified = counts["quotes"] - len(failures)
+        print(f"quotes verified against their statement: {verified}/{counts['quotes']}")
+        for failure in failures:
+            print(f"  NOT VERIFIED: {failure}", file=sys.stderr)
+        if counts["statements"] == 0:
+            print("the store is empty: run `pledgebot db load`", file=sys.stderr)
+            return 1
+        return 1 if failures else 0
+
+    return await with_store(config, check)
+
+
+async def status_set(config: Config, args: argparse.Namespace) -> int:
+    async def set_status(store: Store) -> int:
+        change = await store.set_status(
+            args.slug,
+            args.status,
+            note=args.note,
+            evidence_url=args.evidence,
+            changed_by=args.by or f"operator:{getpass.getuser()}",
+        )
+        print(f"{change.pledge_slug}: {change.from_status} -> {change.to_status}")
+        return 0
+
+    return await with_store(config, set_status)
+
+
+def dispatch(config: Config, args: argparse.Namespace) -> int:
+    if args.command == "db":
+        actions: dict[str, Callable[[], Coroutine[Any, Any, int]]] = {
+            "init": lambda: db_init(config),
+            "load": lambda: db_load(config, args.dir),
+            "export": lambda: db_export(config, args.out),
+            "check": lambda: db_check(config),
+        }
+        return asyncio.run(actions[args.db_command]())
+    if args.command == "status":
+        return asyncio.run(status_set(config, args))
+    from bot import runner  # imports discord: only for the commands that need it
+
+    if args.command == "run":
+        return runner.run(config)
+    if args.command == "console":
+        return runner.console(config)
+    return runner.sync(config, args.guild)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    try:
+        config = load_config(args.config)
+    except ConfigError as exc:
+        print(f"pledgebot: {exc}", file=sys.stderr)
+        raise SystemExit(EXIT_USAGE) from None
+    logging.basicConfig(
+        level=config.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    try:
+        code = dispatch(config, args)
+    except (CommandError, ContentError, StoreError) as exc:
+        print(f"pledgebot: {exc}", file=sys.stderr)
+        code = 1
+    except sqlite3.Error as exc:
+        print(f"pledgebot: database error: {exc}", file=sys.stderr)
+        code = 1
+    except KeyboardInterrupt:
+        code = 130
+    raise SystemExit(code)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,351 @@
+"""Curated content: read `data/*.toml`, verify every quote, load into the store, export.
+
+A content file holds one statement and the records we curated from it. Everything is
+validated before anything is written, so a bad file changes nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import tomllib
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import tomli_w
+
+from bot.models import Claim, Pledge, Power, Statement, StatementContent
+from bot.store import Store
+
+FORMAT_VERSION = 1
+FINGERPRINT_KEY = "content_fingerprint"
+
+# Field order here is the order `export` writes. `True` marks a required field.
+_STR, _LIST = str, list
+RECORD_FIELDS: dict[str, dict[str, tuple[type, bool]]] = {
+    "statement": {
+        "slug": (_STR, True),
+        "title": (_STR, True),
+        "author": (_STR, True),
+        "date": (_STR, False),
+        "url": (_STR, False),
+        "source": (_STR, True),
+        "summary": (_STR, True),
+    },
+    "pledges": {
+        "slug": (_STR, True),
+        "title": (_STR, True),
+        "summary": (_STR, True),
+        "detail": (_STR, True),
+        "scope": (_STR, True),
+        "actors": (_LIST, False),
+        "quotes": (_LIST, True),
+    },
+    "powers": {
+        "slug": (_STR, True),
+        "name": (_STR, True),
+        "abbreviation": (_STR, False),
+        "summary": (_STR, True),
+        "detail": (_STR, True),
+        "who_applies": (_LIST, True),
+        "routes": (_LIST, True),
+        "restrictions": (_LIST, True),
+        "history": (_STR, True),
+        "change_pledged": (_STR, True),
+        "pledges": (_LIST, False),
+        "quotes": (_LIST, True),
+    },
+    "claims": {
+        "slug": (_STR, True),
+        "summary": (_STR, True),
+        "quotes": (_LIST, True),
+    },
+}
+_SLUG = re.compile(r"[a-z0-9][a-z0-9-]{0,63}")
+SINGULAR = {"pledges": "pledge", "powers": "power", "claims": "claim"}
+
+
+class ContentError(Exception):
+    """Every problem found in the content files, each naming file, record and field."""
+
+    def __init__(self, problems: Sequence[str]) -> None:
+        self.problems = list(problems)
+        super().__init__("content not loaded:\n" + "\n".join(f"  - {p}" for p in self.problems))
+
+
+@dataclass(frozen=True)
+class LoadReport:
+    files: tuple[Path, ...]
+    statements: int
+    pledges: int
+    powers: int
+    claims: int
+    quotes: int
+    skipped: bool = False
+
+
+def content_files(directory: Path) -> list[Path]:
+    return sorted(p for p in directory.glob("*.toml") if p.is_file())
+
+
+def fingerprint(files: Iterable[Path], contents: Iterable[StatementContent]) -> str:
+    """A hash of what would be loaded, so an unchanged content set is not reloaded."""
+    digest = hashlib.sha256(f"format{FORMAT_VERSION}".encode())
+    for path in files:
+        digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    for content in contents:
+        digest.update(content.statement.source_text.encode())
+    return digest.hexdigest()
+
+
+def read_content(directory: Path) -> list[StatementContent]:
+    """Parse and validate every content file in `directory`, or raise ContentError."""
+    if not directory.is_dir():
+        raise ContentError([f"{directory}: content directory not found"])
+    files = content_files(directory)
+    if not files:
+        raise ContentError([f"{directory}: no *.toml content files"])
+    problems: list[str] = []
+    contents = [c for path in files if (c := _read_file(path, problems)) is not None]
+    _check_unique_slugs(files, contents, problems)
+    if problems:
+        raise ContentError(problems)
+    return contents
+
+
+async def load_content(
+    store: Store, directory: Path, *, skip_if_unchanged: bool = False
+) -> LoadReport:
+    """Validate then load all content in one transaction; idempotent, upserts by slug."""
+    contents = read_content(directory)
+    files = tuple(content_files(directory))
+    known_pledges = {p.slug for p in await store.pledges()}
+    problems = _check_power_links(files, contents, known_pledges)
+    if problems:
+        raise ContentError(problems)
+    print_ = fingerprint(files, contents)
+    skipped = skip_if_unchanged and await store.get_meta(FINGERPRINT_KEY) == print_
+    if not skipped:
+        await store.replace_content(contents)
+        await store.set_meta(FINGERPRINT_KEY, print_)
+    return LoadReport(
+        files=files,
+        statements=len(contents),
+        pledges=sum(len(c.pledges) for c in contents),
+        powers=sum(len(c.powers) for c in contents),
+        claims=sum(len(c.claims) for c in contents),
+        quotes=sum(len(r.quotes) for c in contents for _, rs in _records_by_kind(c) for r in rs),
+        skipped=skipped,
+    )
+
+
+async def export_content(store: Store, directory: Path) -> list[Path]:
+    """Write each statement as a content file (plus its source) that `load` reads back."""
+    written = []
+    for statement in await store.statements():
+        content = await store.statement_content(statement.slug)
+        assert content is not None
+        source = directory / content.source_path
+        source.parent.mkdir(parents=True, exist_ok=True)
+        source.write_text(content.statement.source_text, encoding="utf-8")
+        path = directory / f"{statement.slug}.toml"
+        path.write_text(tomli_w.dumps(_to_document(content), multiline_strings=True), "utf-8")
+        written.append(path)
+    return written
+
+
+def verify_quotes(content: StatementContent) -> list[str]:
+    """Quotes that are not verbatim in the statement's source text."""
+    text = content.statement.source_text
+    return [
+        f"{SINGULAR[kind]} {record.slug!r}: quote not found in the statement's text: {q!r}"
+        for kind, records in _records_by_kind(content)
+        for record in records
+        for q in record.quotes
+        if q not in text
+    ]
+
+
+def _records_by_kind(
+    content: StatementContent,
+) -> list[tuple[str, Sequence[Pledge | Power | Claim]]]:
+    return [("pledges", content.pledges), ("powers", content.powers), ("claims", content.claims)]
+
+
+def _read_file(path: Path, problems: list[str]) -> StatementContent | None:
+    try:
+        document = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        problems.append(f"{path}: not valid TOML: {exc}")
+        return None
+    found: list[str] = []
+    content = _parse_document(path, document, found)
+    if content is not None:
+        found.extend(verify_quotes(content))
+    problems.extend(f"{path}: {p}" for p in found)
+    return None if found else content
+
+
+def _parse_document(
+    path: Path, document: Mapping[str, Any], problems: list[str]
+) -> StatementContent | None:
+    if document.get("schema") != FORMAT_VERSION:
+        problems.append(f"'schema' must be {FORMAT_VERSION}")
+    for key in document.keys() - {"schema", *RECORD_FIELDS}:
+        problems.append(f"unknown top-level key {key!r}")
+    raw_statement = document.get("statement")
+    if not isinstance(raw_statement, dict):
+        problems.append("missing [statement] table")
+        return None
+    statement_fields = _fields("statement", "statement", raw_statement, problems)
+    records: dict[str, list[dict[str, Any]]] = {}
+    for kind in SINGULAR:
+        raw = document.get(kind, [])
+        if not isinstance(raw, list) or not all(isinstance(r, dict) for r in raw):
+            problems.append(f"{kind!r} must be an array of tables ([[{kind}]])")
+            continue
+        records[kind] = []
+        for index, record in enumerate(raw):
+            label = f"{SINGULAR[kind]} {record.get('slug', f'#{index + 1}')!r}"
+            records[kind].append(_fields(kind, label, record, problems))
+    if problems:
+        return None
+    source_path = statement_fields["source"]
+    source_text = _read_source(path, source_path, problems)
+    if source_text is None:
+        return None
+    statement_slug = statement_fields["slug"]
+    statement = Statement(
+        slug=statement_slug,
+        title=statement_fields["title"],
+        author=statement_fields["author"],
+        date=statement_fields.get("date", ""),
+        url=statement_fields.get("url", ""),
+        summary=statement_fields["summary"],
+        source_text=source_text,
+    )
+    return StatementContent(
+        statement=statement,
+        source_path=source_path,
+        pledges=tuple(_build(Pledge, statement_slug, r) for r in records["pledges"]),
+        powers=tuple(_build(Power, statement_slug, r) for r in records["powers"]),
+        claims=tuple(_build(Claim, statement_slug, r) for r in records["claims"]),
+    )
+
+
+def _fields(
+    kind: str, label: str, record: Mapping[str, Any], problems: list[str]
+) -> dict[str, Any]:
+    """Check one record's keys and types against RECORD_FIELDS."""
+    spec = RECORD_FIELDS[kind]
+    for key in record.keys() - spec.keys():
+        problems.append(f"{label}: unknown field {key!r}")
+    values: dict[str, Any] = {}
+    for key, (expected, required) in spec.items():
+        if key not in record:
+            if required:
+                problems.append(f"{label}: missing field {key!r}")
+            else:
+                values[key] = () if expected is list else ""
+            continue
+        value = record[key]
+        if expected is list:
+            if not isinstance(value, list) or not all(
+                isinstance(v, str) and v.strip() for v in value
+            ):
+                problems.append(f"{label}: {key!r} must be a list of non-empty strings")
+                continue
+            value = tuple(value)
+        elif not isinstance(value, str):
+            problems.append(f"{label}: {key!r} must be a string")
+            continue
+        elif required and not value.strip():
+            problems.append(f"{label}: {key!r} must not be empty")
+            continue
+        values[key] = value
+    if kind != "statement" and "quotes" in spec and not values.get("quotes", ("x",)):
+        problems.append(f"{label}: needs at least one verbatim quote")
+    if "slug" in values and not _is_slug(values["slug"]):
+        problems.append(f"{label}: slug must be lowercase letters, digits and hyphens")
+    return values
+
+
+def _is_slug(text: str) -> bool:
+    return _SLUG.fullmatch(text) is not None
+
+
+def _build(
+    record_type: Callable[..., Pledge | Power | Claim], statement_slug: str, values: dict[str, Any]
+) -> Any:
+    return record_type(statement_slug=statement_slug, **values)
+
+
+def _read_source(path: Path, source: str, problems: list[str]) -> str | None:
+    relative = PurePosixPath(source)
+    if relative.is_absolute() or ".." in relative.parts:
+        problems.append(f"statement source {source!r} must be a path inside the content directory")
+        return None
+    source_file = path.parent / relative
+    try:
+        return source_file.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        problems.append(f"statement source {source!r} cannot be read: {exc}")
+        return None
+
+
+def _check_unique_slugs(
+    files: Sequence[Path], contents: Sequence[StatementContent], problems: list[str]
+) -> None:
+    seen: dict[tuple[str, str], str] = {}
+    for content in contents:
+        origin = next(
+            (str(f) for f in files if f.stem == content.statement.slug), content.source_path
+        )
+        keyed = [("statement", content.statement.slug)] + [
+            (SINGULAR[kind], r.slug) for kind, records in _records_by_kind(content) for r in records
+        ]
+        for key in keyed:
+            if key in seen:
+                problems.append(
+                    f"{origin}: duplicate {key[0]} slug {key[1]!r} (also in {seen[key]})"
+                )
+            seen.setdefault(key, origin)
+
+
+def _check_power_links(
+    files: Sequence[Path], contents: Sequence[StatementContent], known: set[str]
+) -> list[str]:
+    available = known | {p.slug for c in contents for p in c.pledges}
+    return [
+        f"power {power.slug!r}: links to unknown pledge {slug!r}"
+        for c in contents
+        for power in c.powers
+        for slug in power.pledges
+        if slug not in available
+    ]
+
+
+def _to_document(content: StatementContent) -> dict[str, Any]:
+    s = content.statement
+    statement = {
+        "slug": s.slug,
+        "title": s.title,
+        "author": s.author,
+        "date": s.date,
+        "url": s.url,
+        "source": content.source_path,
+        "summary": s.summary,
+    }
+    document: dict[str, Any] = {"schema": FORMAT_VERSION, "statement": statement}
+    for kind, records in _records_by_kind(content):
+        if records:
+            document[kind] = [
+                {key: _plain(getattr(r, key)) for key in RECORD_FIELDS[kind]} for r in records
+            ]
+    return document
+
+
+def _plain(value: Any) -> Any:
+    return list(value) if isinstance(value, tuple) else value

@@ -1,0 +1,119 @@
+"""Plain records shared by the store, the content loader and the card renderers.
+
+They carry no behaviour and import nothing from Discord, so every layer can use them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+RecordKind = Literal["statement", "pledge", "power", "claim"]
+
+
+@dataclass(frozen=True)
+class Status:
+    slug: str
+    label: str
+    emoji: str
+    meaning: str
+
+
+# The documented vocabulary. Order is the order shown to users.
+STATUSES: tuple[Status, ...] = (
+    Status("not-yet-rated", "Not yet rated", "⚪", "No assessment has been recorded yet."),
+    Status("in-progress", "In progress", "🔵", "Work towards the pledge has visibly started."),
+    Status("stalled", "Stalled", "🟠", "Work started but has not moved for a long time."),
+    Status("partly-delivered", "Partly delivered", "🟡", "Some of what was pledged is done."),
+    Status("delivered", "Delivered", "🟢", "What was pledged has been done."),
+    Status("broken", "Broken", "🔴", "The pledge was dropped or reversed."),
+    Status("unclear", "Unclear", "⚫", "The evidence does not settle it either way."),
+)
+STATUS_BY_SLUG: dict[str, Status] = {s.slug: s for s in STATUSES}
+DEFAULT_STATUS = "not-yet-rated"
+
+
+def status_of(slug: str) -> Status:
+    """The status record for a slug; unknown slugs (older data) degrade to 'unclear'."""
+    return STATUS_BY_SLUG.get(slug, STATUS_BY_SLUG["unclear"])
+
+
+@dataclass(frozen=True)
+class Statement:
+    slug: str
+    title: str
+    author: str
+    date: str
+    url: str
+    summary: str
+    source_text: str
+
+
+@dataclass(frozen=True)
+class Pledge:
+    slug: str
+    statement_slug: str
+    title: str
+    summary: str
+    detail: str
+    scope: str
+    actors: tuple[str, ...]
+    quotes: tuple[str, ...]
+    status: str = DEFAULT_STATUS
+    status_changed_at: str | None = None
+
+
+@dataclass(frozen=True)
+class Power:
+    slug: str
+    statement_slug: str
+    name: str
+    abbreviation: str
+    summary: str
+    detail: str
+    who_applies: tuple[str, ...]
+    routes: tuple[str, ...]
+    restrictions: tuple[str, ...]
+    history: str
+    change_pledged: str
+    pledges: tuple[str, ...]
+    quotes: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Claim:
+    slug: str
+    statement_slug: str
+    summary: str
+    quotes: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class StatusChange:
+    pledge_slug: str
+    from_status: str
+    to_status: str
+    changed_at: str
+    note: str
+    evidence_url: str
+    changed_by: str
+
+
+@dataclass(frozen=True)
+class SearchHit:
+    kind: RecordKind
+    slug: str
+    title: str
+    snippet: str
+    rank: float
+
+
+@dataclass(frozen=True)
+class StatementContent:
+    """One statement and every record curated from it: the unit loaded and exported."""
+
+    statement: Statement
+    source_path: str
+    pledges: tuple[Pledge, ...] = field(default=())
+    powers: tuple[Power, ...] = field(default=())
+    claims: tuple[Claim, ...] = field(default=())

@@ -1,0 +1,179 @@
+"""The store against real SQLite files: migrations, status history, search."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from bot.store import MIGRATIONS, SCHEMA_VERSION, Store, StoreError, _split_sql, fts_query
+
+
+def make_database_at_version(path: Path, version: int) -> None:
+    """Build a database the way an older pledgebot left it."""
+    conn = sqlite3.connect(path)
+    for script in MIGRATIONS[:version]:
+        for statement in _split_sql(script):
+            conn.execute(statement)
+    conn.execute(f"PRAGMA user_version = {version}")
+    if version >= 1:
+        conn.execute("INSERT INTO meta(key, value) VALUES ('kept', 'yes')")
+    conn.commit()
+    conn.close()
+
+
+async def test_migrates_from_empty(tmp_path: Path) -> None:
+    store = await Store.open(tmp_path / "new" / "p.db")
+    try:
+        assert await store.schema_version() == SCHEMA_VERSION
+        async with store.conn.execute("PRAGMA journal_mode") as cursor:
+            assert (await cursor.fetchone())[0] == "wal"  # type: ignore[index]
+        async with store.conn.execute("PRAGMA foreign_keys") as cursor:
+            assert (await cursor.fetchone())[0] == 1  # type: ignore[index]
+    finally:
+        await store.close()
+
+
+@pytest.mark.parametrize("version", range(SCHEMA_VERSION))
+async def test_migrates_from_every_earlier_version(tmp_path: Path, version: int) -> None:
+    path = tmp_path / "old.db"
+    make_database_at_version(path, version)
+    store = await Store.open(path)
+    try:
+        assert await store.schema_version() == SCHEMA_VERSION
+        if version >= 1:
+            assert await store.get_meta("kept") == "yes"
+        assert await store.counts() == dict.fromkeys(
+            ["statements", "pledges", "powers", "claims", "quotes", "status_history"], 0
+        )
+    finally:
+        await store.close()
+
+
+async def test_refuses_a_newer_schema(tmp_path: Path) -> None:
+    path = tmp_path / "future.db"
+    conn = sqlite3.connect(path)
+    conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    conn.close()
+    with pytest.raises(StoreError, match="newer than this pledgebot"):
+        await Store.open(path)
+
+
+async def test_reopening_is_a_no_op(tmp_path: Path) -> None:
+    for _ in range(2):
+        store = await Store.open(tmp_path / "p.db")
+        assert await store.schema_version() == SCHEMA_VERSION
+        await store.close()
+
+
+async def test_status_change_is_recorded_in_history(loaded_store: Store) -> None:
+    change = await loaded_store.set_status(
+        "europol-partnership",
+        "in-progress",
+        note="talks opened",
+        evidence_url="https://example.org/evidence",
+        changed_by="operator:test",
+        when="2026-01-02T03:04:05+00:00",
+    )
+    assert (change.from_status, change.to_status) == ("not-yet-rated", "in-progress")
+    pledge = await loaded_store.pledge("europol-partnership")
+    assert pledge is not None
+    assert pledge.status == "in-progress"
+    assert pledge.status_changed_at == "2026-01-02T03:04:05+00:00"
+    history = await loaded_store.status_history("europol-partnership")
+    assert [(h.from_status, h.to_status, h.note) for h in history] == [
+        ("not-yet-rated", "in-progress", "talks opened")
+    ]
+    assert await loaded_store.status_history(since="2026-01-02T03:04:05+00:00") == []
+
+
+async def test_status_history_is_append_only(loaded_store: Store) -> None:
+    await loaded_store.set_status("europol-partnership", "stalled", note="n", changed_by="t")
+    for sql in ("UPDATE status_history SET note = 'x'", "DELETE FROM status_history"):
+        with pytest.raises(sqlite3.IntegrityError, match="append-only"):
+            async with loaded_store.transaction() as conn:
+                await conn.execute(sql)
+    assert len(await loaded_store.status_history("europol-partnership")) == 1
+
+
+@pytest.mark.parametrize(
+    ("slug", "status", "message"),
+    [("no-such-pledge", "delivered", "no pledge"), ("europol-partnership", "done", "unknown")],
+)
+async def test_set_status_rejects_bad_input(
+    loaded_store: Store, slug: str, status: str, message: str
+) -> None:
+    with pytest.raises(StoreError, match=message):
+        await loaded_store.set_status(slug, status, note="n", changed_by="t")
+    assert await loaded_store.status_history() == []
+
+
+HOSTILE_QUERIES = [
+    '"',
+    "*",
+    "AND",
+    "NEAR(",
+    "s.60",
+    "stop-and-search",
+    "300,000",
+    "gang's",
+    "Europe’s",
+    "🚤🚓",
+    "x" * 10_000,
+    "",
+    "   ",
+    "title:europol",
+    "OR OR OR",
+    "'; DROP TABLE pledges; --",
+    "(((",
+    "^europol",
+    "\x00",
+    "NOT",
+    "-europol",
+    "word " * 5_000,
+]
+
+
+@pytest.mark.parametrize("query", HOSTILE_QUERIES, ids=lambda q: repr(q[:20]))
+async def test_search_never_raises_on_user_text(loaded_store: Store, query: str) -> None:
+    hits = await loaded_store.search(query)
+    assert isinstance(hits, list)
+    assert len(hits) <= 10
+    assert (await loaded_store.counts())["pledges"] == 6
+
+
+@pytest.mark.parametrize(
+    "query", ['"Europol', "Europol*", "Europol AND", "NEAR(Europol", "europol)", "EUROPOL"]
+)
+async def test_search_still_finds_through_syntax(loaded_store: Store, query: str) -> None:
+    slugs = {hit.slug for hit in await loaded_store.search(query)}
+    assert {"europol-partnership", "police-officers-to-europol"} <= slugs
+
+
+async def test_search_finds_the_power_by_its_restrictions(loaded_store: Store) -> None:
+    hits = await loaded_store.search("vehicles")
+    assert hits
+    assert hits[0].kind == "power"
+    assert hits[0].slug == "serious-crime-prevention-orders"
+    assert "**" in hits[0].snippet
+
+
+async def test_search_prefix_matches_the_last_word(loaded_store: Store) -> None:
+    assert any(h.slug == "europol-partnership" for h in await loaded_store.search("Euro"))
+
+
+async def test_search_falls_back_to_any_word(loaded_store: Store) -> None:
+    hits = await loaded_store.search("vehicles zzzqqq")
+    assert any(h.slug == "serious-crime-prevention-orders" for h in hits)
+
+
+async def test_search_ranks_title_matches_first(loaded_store: Store) -> None:
+    hits = await loaded_store.search("Security Agreement")
+    assert hits[0].slug == "europe-security-agreement"
+
+
+def test_fts_query_quotes_every_word() -> None:
+    assert fts_query('NEAR(a "b" c') == '"NEAR" "a" "b" "c"*'
+    assert fts_query("a b", any_word=True) == '"a" OR "b"*'
+    assert fts_query("?!") is None
