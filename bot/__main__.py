@@ -14,14 +14,11 @@ from typing import Any
 
 from bot.config import Config, ConfigError, load_config
 from bot.content import ContentError, export_content, load_content, verify_quotes
+from bot.errors import OperatorError
 from bot.models import STATUSES
 from bot.store import Store, StoreError
 
 EXIT_USAGE = 2
-
-
-class CommandError(Exception):
-    """A failure to report in one line, with no traceback."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -188,7 +185,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     )
     try:
         code = dispatch(config, args)
-    except (CommandError, ContentError, StoreError) as exc:
+    except (OperatorError, ContentError, StoreError) as exc:
         print(f"pledgebot: {exc}", file=sys.stderr)
         code = 1
     except sqlite3.Error as exc:

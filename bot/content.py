@@ -17,10 +17,11 @@ from typing import Any
 import tomli_w
 
 from bot.models import Claim, Pledge, Power, Statement, StatementContent
-from bot.store import Store
+from bot.store import Store, utc_now
 
 FORMAT_VERSION = 1
 FINGERPRINT_KEY = "content_fingerprint"
+UPDATED_AT_KEY = "content_updated_at"
 
 # Field order here is the order `export` writes. `True` marks a required field.
 _STR, _LIST = str, list
@@ -125,11 +126,12 @@ async def load_content(
     problems = _check_power_links(files, contents, known_pledges)
     if problems:
         raise ContentError(problems)
-    print_ = fingerprint(files, contents)
-    skipped = skip_if_unchanged and await store.get_meta(FINGERPRINT_KEY) == print_
+    new_print = fingerprint(files, contents)
+    unchanged = await store.get_meta(FINGERPRINT_KEY) == new_print
+    skipped = skip_if_unchanged and unchanged
     if not skipped:
-        await store.replace_content(contents)
-        await store.set_meta(FINGERPRINT_KEY, print_)
+        meta = {} if unchanged else {FINGERPRINT_KEY: new_print, UPDATED_AT_KEY: utc_now()}
+        await store.replace_content(contents, meta=meta)
     return LoadReport(
         files=files,
         statements=len(contents),

@@ -11,7 +11,7 @@ import asyncio
 import json
 import re
 import sqlite3
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -285,16 +285,14 @@ class Store:
 
     async def set_meta(self, key: str, value: str) -> None:
         async with self.transaction() as conn:
-            await conn.execute(
-                "INSERT INTO meta(key, value) VALUES (?, ?) "
-                "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-                (key, value),
-            )
+            await _set_meta(conn, {key: value})
 
     # -- content: writes ----------------------------------------------------------
 
-    async def replace_content(self, contents: Iterable[StatementContent]) -> None:
-        """Upsert statements and their records by slug, in one transaction.
+    async def replace_content(
+        self, contents: Iterable[StatementContent], *, meta: Mapping[str, str]
+    ) -> None:
+        """Upsert statements and their records by slug, and `meta`, in one transaction.
 
         Status and status history belong to operators, not content files, so they are
         never touched here.
@@ -303,6 +301,7 @@ class Store:
             for content in contents:
                 await _upsert_statement_content(conn, content)
             await _rebuild_search_index(conn)
+            await _set_meta(conn, meta)
 
     # -- content: reads -----------------------------------------------------------
 
@@ -513,6 +512,14 @@ def _split_sql(script: str) -> list[str]:
     if "".join(current).strip():
         statements.append("\n".join(current))
     return statements
+
+
+async def _set_meta(conn: aiosqlite.Connection, values: Mapping[str, str]) -> None:
+    await conn.executemany(
+        "INSERT INTO meta(key, value) VALUES (?, ?) "
+        "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+        list(values.items()),
+    )
 
 
 def _json_list(value: str) -> tuple[str, ...]:

@@ -1,0 +1,18 @@
+"""Slash commands: thin Discord adapters over `bot`. `install` adds them all to a tree."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from discord import app_commands
+
+from bot.services import Services
+from commands.about import about_command
+from commands.pledge import PledgeCommands
+from commands.power import PowerCommands
+
+
+def install(tree: app_commands.CommandTree[Any], services: Services) -> None:
+    tree.add_command(PledgeCommands(services))
+    tree.add_command(PowerCommands(services))
+    tree.add_command(about_command(services))

@@ -1,0 +1,84 @@
+"""What each member command answers, as cards: store + catalogs in, cards out.
+
+The Discord adapters in `commands/` only parse options and send these cards.
+"""
+
+from __future__ import annotations
+
+from bot import cards
+from bot.cards import Card
+from bot.content import UPDATED_AT_KEY
+from bot.errors import UserError
+from bot.models import STATUS_BY_SLUG, Statement
+from bot.services import Services
+
+
+async def _statement(services: Services, slug: str) -> Statement:
+    statement = await services.store.statement(slug)
+    if statement is None:  # only if the database changed under us
+        raise UserError("That record's statement is no longer loaded.")
+    return statement
+
+
+async def pledge_list(services: Services, statement: str | None, status: str | None) -> list[Card]:
+    heading = "Pledges"
+    if statement:
+        found = await services.store.statement(statement)
+        if found is None:
+            names = ", ".join(f"`{s.slug}`" for s in await services.store.statements())
+            raise UserError(f"No statement called “{cards.shorten(statement, 80)}”. Try: {names}")
+        heading = f"Pledges: {found.title}"
+    if status:
+        if status not in STATUS_BY_SLUG:
+            raise UserError("Unknown status. Pick one from the list.")
+        heading += f" — {cards.status_label(status)}"
+    pledges = await services.store.pledges(statement=statement, status=status)
+    return cards.pledge_list_pages(pledges, heading)
+
+
+async def pledge_show(services: Services, query: str) -> list[Card]:
+    pledge = await services.store.pledge(services.pledges.resolve(query))
+    if pledge is None:
+        raise UserError("That pledge was removed a moment ago; try again.")
+    history = await services.store.status_history(pledge.slug)
+    statement = await _statement(services, pledge.statement_slug)
+    return cards.paginate(cards.pledge_card(pledge, statement, history[-1] if history else None))
+
+
+async def pledge_search(services: Services, query: str) -> list[Card]:
+    if not query.strip():
+        raise UserError("Type some words to search for.")
+    return cards.paginate(cards.search_card(query, await services.store.search(query)))
+
+
+async def pledge_history(services: Services, query: str) -> list[Card]:
+    pledge = await services.store.pledge(services.pledges.resolve(query))
+    if pledge is None:
+        raise UserError("That pledge was removed a moment ago; try again.")
+    return cards.paginate(
+        cards.history_card(pledge, await services.store.status_history(pledge.slug))
+    )
+
+
+async def power_list(services: Services) -> list[Card]:
+    return cards.paginate(cards.power_list_card(await services.store.powers()))
+
+
+async def power_show(services: Services, query: str) -> list[Card]:
+    power = await services.store.power(services.powers.resolve(query))
+    if power is None:
+        raise UserError("That power was removed a moment ago; try again.")
+    related = await services.store.pledges(slugs=power.pledges) if power.pledges else []
+    statement = await _statement(services, power.statement_slug)
+    return cards.paginate(cards.power_card(power, statement, related))
+
+
+async def about(services: Services) -> list[Card]:
+    store = services.store
+    return cards.paginate(
+        cards.about_card(
+            await store.statements(),
+            await store.claims(),
+            await store.get_meta(UPDATED_AT_KEY),
+        )
+    )

@@ -1,0 +1,164 @@
+"""The Discord client: intents, start-up wiring, command sync and the one error handler."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import secrets
+from collections.abc import Callable
+from typing import Any, Literal
+
+import discord
+from discord import app_commands
+from discord.ext import commands
+
+from bot.config import Config
+from bot.errors import UserError
+from bot.services import Services
+
+log = logging.getLogger(__name__)
+
+SyncMode = Literal["auto", "force", "off"]
+CommandInstaller = Callable[[app_commands.CommandTree[Any], Services], None]
+
+
+def bot_intents() -> discord.Intents:
+    """Guilds only: slash commands need no privileged or message intents."""
+    intents = discord.Intents.none()
+    intents.guilds = True
+    return intents
+
+
+def user_message(error: Exception) -> str | None:
+    """The private message for an error the user can act on; None for our own bugs."""
+    if isinstance(error, app_commands.CommandInvokeError | app_commands.TransformerError):
+        original = error.__cause__ or getattr(error, "original", None)
+        if isinstance(original, UserError):
+            return str(original)
+    if isinstance(error, UserError):
+        return str(error)
+    if isinstance(error, app_commands.TransformerError):
+        return f"“{str(error.value)[:80]}” is not a valid value for that option."
+    if isinstance(error, app_commands.NoPrivateMessage):
+        return "This command only works inside a server."
+    if isinstance(error, app_commands.MissingPermissions):
+        return "You need the Manage Server permission (or the server's moderator role) for this."
+    if isinstance(error, app_commands.BotMissingPermissions):
+        missing = ", ".join(error.missing_permissions)
+        return f"I am missing permissions here: {missing}."
+    if isinstance(error, app_commands.CommandOnCooldown):
+        return f"Slow down: try again in {error.retry_after:.0f} s."
+    if isinstance(error, app_commands.CommandNotFound | app_commands.CommandSignatureMismatch):
+        return "This command was just updated. Please try again in a minute."
+    if isinstance(error, app_commands.CheckFailure):
+        return str(error) or "You cannot use this command here."
+    return None
+
+
+async def send_private(interaction: discord.Interaction[Any], text: str) -> None:
+    """Answer privately whether or not the interaction was already acknowledged."""
+    try:
+        if interaction.response.is_done():
+            await interaction.followup.send(text, ephemeral=True)
+        else:
+            await interaction.response.send_message(text, ephemeral=True)
+    except discord.HTTPException as exc:
+        log.warning("could not send error reply for interaction %s: %s", interaction.id, exc)
+
+
+async def report_error(interaction: discord.Interaction[Any], error: Exception) -> None:
+    """Every failure ends in a private answer; unexpected ones are logged with an id."""
+    message = user_message(error)
+    if message is None:
+        error_id = secrets.token_hex(4)
+        original = getattr(error, "original", error)
+        log.error(
+            "error %s in %s (guild %s, user %s)",
+            error_id,
+            interaction.command.qualified_name if interaction.command else "interaction",
+            interaction.guild_id,
+            interaction.user.id,
+            exc_info=original,
+        )
+        message = (
+            f"Sorry, something went wrong on our side (error id `{error_id}`). "
+            "Nothing was changed; please try again."
+        )
+    await send_private(interaction, message)
+
+
+class PledgeTree(app_commands.CommandTree[Any]):
+    async def on_error(
+        self, interaction: discord.Interaction[Any], error: app_commands.AppCommandError
+    ) -> None:
+        await report_error(interaction, error)
+
+
+def command_schema_hash(tree: app_commands.CommandTree[Any], guild: discord.Object | None) -> str:
+    payload = [c.to_dict(tree) for c in tree.get_commands(guild=guild)]
+    encoded = json.dumps(sorted(payload, key=lambda c: c["name"]), sort_keys=True)
+    return hashlib.sha256(encoded.encode()).hexdigest()
+
+
+class PledgeBot(commands.Bot):
+    """The bot; start-up opens the store, loads content, installs commands, syncs if needed."""
+
+    def __init__(
+        self,
+        config: Config,
+        install_commands: CommandInstaller,
+        *,
+        sync_mode: SyncMode = "auto",
+        sync_guild_id: int | None = None,
+        **options: Any,
+    ) -> None:
+        super().__init__(
+            command_prefix=commands.when_mentioned,
+            help_command=None,
+            intents=bot_intents(),
+            allowed_mentions=discord.AllowedMentions.none(),
+            tree_cls=PledgeTree,
+            **options,
+        )
+        self.config = config
+        self.install_commands = install_commands
+        self.sync_mode = sync_mode
+        self.sync_guild_id = sync_guild_id or config.dev_guild_id
+        self.services: Services | None = None
+        self.synced_scope: str | None = None
+
+    async def setup_hook(self) -> None:
+        self.services = await Services.start(self.config)
+        self.install_commands(self.tree, self.services)
+        await self.sync_commands()
+
+    async def sync_commands(self) -> bool:
+        """Sync when forced, or when the command schema differs from the last one synced.
+
+        Discord rate-limits command registration, so an unchanged schema is never
+        re-sent on a restart.
+        """
+        if self.sync_mode == "off":
+            return False
+        assert self.services is not None
+        guild = discord.Object(self.sync_guild_id) if self.sync_guild_id else None
+        if guild is not None:
+            self.tree.copy_global_to(guild=guild)
+        scope = f"guild:{guild.id}" if guild else "global"
+        key = f"command_schema:{scope}"
+        schema = command_schema_hash(self.tree, guild)
+        if self.sync_mode == "auto" and await self.services.store.get_meta(key) == schema:
+            log.info("commands unchanged since last sync (%s); not syncing", scope)
+            return False
+        synced = await self.tree.sync(guild=guild)
+        await self.services.store.set_meta(key, schema)
+        self.synced_scope = scope
+        log.info("synced %d commands (%s)", len(synced), scope)
+        return True
+
+    async def close(self) -> None:
+        await super().close()
+        if self.services is not None:
+            await self.services.close()
+            self.services = None

@@ -1,0 +1,59 @@
+"""Starting the bot: on Discord (`run`), one-off command sync (`sync`), or the console.
+
+This is the composition root: the one place in `bot` that imports `commands`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import commands
+from bot.app import PledgeBot, SyncMode
+from bot.config import Config
+from bot.endpoints import apply_endpoints
+from bot.errors import OperatorError
+
+log = logging.getLogger(__name__)
+
+
+def make_bot(
+    config: Config, *, sync_mode: SyncMode = "auto", sync_guild_id: int | None = None
+) -> PledgeBot:
+    apply_endpoints(config.api_base_url, config.gateway_url)
+    return PledgeBot(config, commands.install, sync_mode=sync_mode, sync_guild_id=sync_guild_id)
+
+
+def require_token(config: Config) -> str:
+    if not config.token:
+        raise OperatorError(
+            "DISCORD_TOKEN is not set. Set it to your bot's token to run on Discord, "
+            "or try the bot locally with no token: `pledgebot console`."
+        )
+    return config.token
+
+
+def run(config: Config) -> int:
+    token = require_token(config)
+    bot = make_bot(config)
+    bot.run(token, log_handler=None)
+    return 0
+
+
+def sync(config: Config, guild_id: int | None) -> int:
+    token = require_token(config)
+
+    async def sync_once() -> None:
+        bot = make_bot(config, sync_mode="force", sync_guild_id=guild_id)
+        async with bot:
+            await bot.login(token)  # runs setup_hook, which syncs
+        print(f"synced commands ({bot.synced_scope})")
+
+    asyncio.run(sync_once())
+    return 0
+
+
+def console(config: Config) -> int:
+    from bot.local.console import run_console
+
+    return run_console(config)

@@ -1,0 +1,48 @@
+"""What the commands depend on, built once at start-up and passed in."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from bot.config import Config
+from bot.content import load_content
+from bot.lookup import Catalog
+from bot.store import Store
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Services:
+    config: Config
+    store: Store
+    pledges: Catalog
+    powers: Catalog
+
+    @classmethod
+    async def start(cls, config: Config) -> Services:
+        """Open the store and load content (skipped when unchanged since last start)."""
+        store = await Store.open(config.database_path)
+        try:
+            report = await load_content(store, config.content_dir, skip_if_unchanged=True)
+            log.info(
+                "content %s: %d statements, %d pledges, %d powers",
+                "unchanged" if report.skipped else "loaded",
+                report.statements,
+                report.pledges,
+                report.powers,
+            )
+            services = cls(config, store, Catalog("pledge", []), Catalog("power", []))
+            await services.refresh_catalogs()
+        except BaseException:
+            await store.close()
+            raise
+        return services
+
+    async def refresh_catalogs(self) -> None:
+        self.pledges = Catalog("pledge", [(p.slug, p.title) for p in await self.store.pledges()])
+        self.powers = Catalog("power", [(p.slug, p.name) for p in await self.store.powers()])
+
+    async def close(self) -> None:
+        await self.store.close()

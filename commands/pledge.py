@@ -1,0 +1,86 @@
+"""/pledge list | show | search | history"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import discord
+from discord import app_commands
+
+from bot import answers
+from bot.models import STATUSES
+from bot.services import Services
+from commands.ui import answer, autocomplete
+
+PRIVATE = "Only you see the answer"
+
+
+class PledgeCommands(app_commands.Group):
+    def __init__(self, services: Services) -> None:
+        super().__init__(name="pledge", description="Pledges made in the statements we carry")
+        self.services = services
+
+    @app_commands.command(name="list", description="List pledges, with their status")
+    @app_commands.describe(
+        statement="Only pledges from this statement", status="Only pledges with this status"
+    )
+    @app_commands.describe(private=PRIVATE)
+    @app_commands.choices(
+        status=[app_commands.Choice(name=s.label, value=s.slug) for s in STATUSES]
+    )
+    async def list_(
+        self,
+        interaction: discord.Interaction[Any],
+        statement: str | None = None,
+        status: str | None = None,
+        private: bool = False,
+    ) -> None:
+        await answer(
+            interaction, answers.pledge_list(self.services, statement, status), private=private
+        )
+
+    @list_.autocomplete("statement")
+    async def statement_autocomplete(
+        self, interaction: discord.Interaction[Any], current: str
+    ) -> list[app_commands.Choice[str]]:
+        statements = await self.services.store.statements()
+        folded = current.casefold()
+        return autocomplete(
+            lambda _: [
+                (s.title, s.slug)
+                for s in statements
+                if folded in s.title.casefold() or folded in s.slug
+            ],
+            current,
+        )
+
+    @app_commands.command(name="show", description="One pledge in full, with quotes")
+    @app_commands.describe(pledge="Start typing a pledge's name", private=PRIVATE)
+    async def show(
+        self, interaction: discord.Interaction[Any], pledge: str, private: bool = False
+    ) -> None:
+        await answer(interaction, answers.pledge_show(self.services, pledge), private=private)
+
+    @app_commands.command(name="search", description="Search pledges, powers and claims")
+    @app_commands.describe(query="Words to look for", private=PRIVATE)
+    async def search(
+        self,
+        interaction: discord.Interaction[Any],
+        query: app_commands.Range[str, 1, 200],
+        private: bool = False,
+    ) -> None:
+        await answer(interaction, answers.pledge_search(self.services, query), private=private)
+
+    @app_commands.command(name="history", description="How a pledge's status has changed")
+    @app_commands.describe(pledge="Start typing a pledge's name", private=PRIVATE)
+    async def history(
+        self, interaction: discord.Interaction[Any], pledge: str, private: bool = False
+    ) -> None:
+        await answer(interaction, answers.pledge_history(self.services, pledge), private=private)
+
+    @show.autocomplete("pledge")
+    @history.autocomplete("pledge")
+    async def pledge_autocomplete(
+        self, interaction: discord.Interaction[Any], current: str
+    ) -> list[app_commands.Choice[str]]:
+        return autocomplete(self.services.pledges.choices, current)

@@ -1,0 +1,84 @@
+"""Autocomplete and name resolution, without Discord."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from bot.errors import UserError
+from bot.lookup import Catalog
+
+CATALOG = Catalog(
+    "pledge",
+    [
+        ("europe-security-agreement", "Seek a new Security Agreement with Europe"),
+        ("europol-partnership", "New partnership with Europol on migrant smuggling"),
+        ("police-officers-to-europol", "More UK police officers posted to Europol"),
+        ("organised-crime-strategy", "New Serious and Organised Crime Strategy"),
+    ],
+)
+BIG = Catalog(
+    "pledge", [(f"pledge-{i}", f"{'Long title words ' * 18}{i}"[:300]) for i in range(500)]
+)
+
+
+def test_slug_prefix_comes_first() -> None:
+    assert CATALOG.choices("europol")[0] == (
+        "New partnership with Europol on migrant smuggling",
+        "europol-partnership",
+    )
+
+
+def test_words_match_anywhere_in_the_title() -> None:
+    slugs = [value for _, value in CATALOG.choices("police europ")]
+    assert slugs == ["police-officers-to-europol"]
+
+
+def test_empty_input_lists_the_first_records() -> None:
+    assert len(CATALOG.choices("")) == 4
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(max_size=5000))
+def test_choices_are_within_discord_limits(text: str) -> None:
+    choices = BIG.choices(text)
+    assert len(choices) <= 25
+    for name, value in choices:
+        assert 1 <= len(name) <= 100
+        assert 1 <= len(value) <= 100
+
+
+def test_big_catalog_returns_25_choices() -> None:
+    assert len(BIG.choices("long")) == 25
+
+
+@pytest.mark.parametrize(
+    ("text", "slug"),
+    [
+        ("europol-partnership", "europol-partnership"),
+        ("  europol-partnership ", "europol-partnership"),
+        ("More UK police officers posted to Europol", "police-officers-to-europol"),
+        ("security agreement", "europe-security-agreement"),
+    ],
+)
+def test_resolve(text: str, slug: str) -> None:
+    assert CATALOG.resolve(text) == slug
+
+
+def test_ambiguous_names_list_the_candidates() -> None:
+    with pytest.raises(UserError, match="matches more than one pledge") as caught:
+        CATALOG.resolve("europol")
+    assert "europol-partnership" in str(caught.value)
+    assert "police-officers-to-europol" in str(caught.value)
+
+
+def test_unknown_names_suggest_the_closest() -> None:
+    with pytest.raises(UserError, match="No pledge called") as caught:
+        CATALOG.resolve("europol-partnershp")
+    assert "europol-partnership" in str(caught.value)
+
+
+def test_nothing_close_points_to_the_list() -> None:
+    with pytest.raises(UserError, match="/pledge list"):
+        CATALOG.resolve("zzzz")
