@@ -2,19 +2,24 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import logging
 import secrets
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any, Literal
 
 import discord
 from discord import app_commands
 from discord.ext import commands
 
+from bot.briefing_admin import BriefingAdmin
 from bot.config import Config
+from bot.delivery import DiscordSender
 from bot.errors import UserError
+from bot.scheduler import ALL_SHARDS, BriefingEngine, Shards
 from bot.services import Services
 
 log = logging.getLogger(__name__)
@@ -111,6 +116,7 @@ class PledgeBot(commands.Bot):
         *,
         sync_mode: SyncMode = "auto",
         sync_guild_id: int | None = None,
+        shards: Shards = ALL_SHARDS,
         **options: Any,
     ) -> None:
         super().__init__(
@@ -126,12 +132,41 @@ class PledgeBot(commands.Bot):
         self.sync_mode = sync_mode
         self.sync_guild_id = sync_guild_id or config.dev_guild_id
         self.services: Services | None = None
+        self.engine: BriefingEngine | None = None
+        self.engine_started = asyncio.Event()
+        self.shards = shards
         self.synced_scope: str | None = None
 
     async def setup_hook(self) -> None:
         self.services = await Services.start(self.config)
+        self.engine = BriefingEngine(
+            self.services.store,
+            DiscordSender(self),
+            catch_up=timedelta(minutes=self.config.catch_up_minutes),
+            rate_per_second=self.config.global_rate_limit,
+            shards=self.shards,
+        )
+        self.services.briefings = BriefingAdmin(
+            self.engine,
+            self.services,
+            limit=self.config.schedule_limit_per_guild,
+            default_tz=self.config.default_timezone,
+        )
         self.install_commands(self.tree, self.services)
         await self.sync_commands()
+        # Catch-up and channel checks need the guild cache, which READY fills. A task
+        # started here runs once per process, unlike on_ready, which runs on reconnects.
+        self._engine_start = asyncio.create_task(self._start_engine())
+
+    async def _start_engine(self) -> None:
+        await self.wait_until_ready()
+        assert self.engine is not None
+        try:
+            await self.engine.start()
+        except Exception:
+            log.exception("briefing engine failed to start; briefings will not post")
+        else:
+            self.engine_started.set()
 
     async def sync_commands(self) -> bool:
         """Sync when forced, or when the command schema differs from the last one synced.
@@ -158,6 +193,8 @@ class PledgeBot(commands.Bot):
         return True
 
     async def close(self) -> None:
+        if self.engine is not None:
+            await self.engine.stop()
         await super().close()
         if self.services is not None:
             await self.services.close()

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from bot.config import Config
 from bot.content import load_content
 from bot.lookup import Catalog
 from bot.store import Store
+
+if TYPE_CHECKING:
+    from bot.briefing_admin import BriefingAdmin
 
 log = logging.getLogger(__name__)
 
@@ -19,6 +23,7 @@ class Services:
     store: Store
     pledges: Catalog
     powers: Catalog
+    briefings: BriefingAdmin | None = None  # set once the Discord client exists
 
     @classmethod
     async def start(cls, config: Config) -> Services:

@@ -142,6 +142,7 @@ MIGRATIONS: tuple[str, ...] = (
         pause_reason TEXT,
         spotlight_cursor INTEGER NOT NULL DEFAULT 0,
         last_error TEXT,
+        active_since TEXT NOT NULL,
         created_at TEXT NOT NULL,
         updated_at TEXT NOT NULL
     );
@@ -150,14 +151,17 @@ MIGRATIONS: tuple[str, ...] = (
         id INTEGER PRIMARY KEY,
         schedule_id INTEGER NOT NULL REFERENCES schedules(id),
         slot TEXT NOT NULL,
-        state TEXT NOT NULL CHECK (state IN ('claimed', 'sent', 'failed', 'missed')),
+        state TEXT NOT NULL
+            CHECK (state IN ('claimed', 'sent', 'failed', 'missed', 'skipped')),
         claimed_at TEXT NOT NULL,
         finished_at TEXT,
         message_id INTEGER,
         late INTEGER NOT NULL DEFAULT 0,
+        manual INTEGER NOT NULL DEFAULT 0,
         error TEXT,
         UNIQUE (schedule_id, slot)
     );
+    CREATE INDEX deliveries_state ON deliveries(state, claimed_at);
     CREATE TABLE schedule_changes (
         id INTEGER PRIMARY KEY,
         schedule_id INTEGER NOT NULL REFERENCES schedules(id),
@@ -177,7 +181,7 @@ _WORD = re.compile(r"\w+")
 
 
 def utc_now() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds")
+    return datetime.now(UTC).isoformat(timespec="microseconds")
 
 
 class StoreError(Exception):

@@ -12,6 +12,7 @@ from discord import app_commands
 
 from bot.app import report_error
 from bot.cards import Card
+from bot.delivery import embed_for
 
 log = logging.getLogger(__name__)
 
@@ -19,19 +20,6 @@ log = logging.getLogger(__name__)
 # 3-second acknowledgement deadline is always met.
 DEFER_AFTER = 1.5
 PAGE_TIMEOUT = 600.0  # well inside the 15-minute life of an interaction token
-
-
-def embed_for(card: Card) -> discord.Embed:
-    embed = discord.Embed(
-        title=card.title, description=card.description or None, colour=card.colour
-    )
-    if card.url:
-        embed.url = card.url
-    for field in card.fields:
-        embed.add_field(name=field.name, value=field.value, inline=field.inline)
-    if card.footer:
-        embed.set_footer(text=card.footer)
-    return embed
 
 
 class PageView(discord.ui.View):

@@ -1,0 +1,322 @@
+"""Schedules, deliveries and their change log in the store.
+
+Every query a command makes is scoped by guild id, so no command from one server can
+read or touch another server's schedules.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import aiosqlite
+
+from bot.errors import UserError
+from bot.store import Store, utc_now
+
+EDITABLE = (
+    "channel_id",
+    "timezone",
+    "time_of_day",
+    "days",
+    "cron",
+    "run_date",
+    "content",
+    "role_id",
+)
+
+
+@dataclass(frozen=True)
+class Schedule:
+    id: int
+    guild_id: int
+    channel_id: int
+    created_by: int
+    timezone: str
+    time_of_day: str | None
+    days: str | None
+    cron: str | None
+    run_date: str | None
+    content: str
+    role_id: int | None
+    state: str
+    pause_reason: str | None
+    spotlight_cursor: int
+    last_error: str | None
+    active_since: str
+    created_at: str
+    updated_at: str
+
+
+@dataclass(frozen=True)
+class Delivery:
+    schedule_id: int
+    slot: str
+    state: str
+    claimed_at: str
+    finished_at: str | None
+    message_id: int | None
+    late: bool
+    manual: bool
+    error: str | None
+
+
+@dataclass(frozen=True)
+class Change:
+    changed_by: int
+    changed_at: str
+    action: str
+    detail: str
+
+
+@dataclass(frozen=True)
+class GuildSettings:
+    guild_id: int
+    timezone: str | None
+    moderator_role_id: int | None
+
+
+def _schedule(row: aiosqlite.Row) -> Schedule:
+    return Schedule(**{k: row[k] for k in row.keys()})  # noqa: SIM118 (Row has no __iter__ of keys)
+
+
+def _delivery(row: aiosqlite.Row) -> Delivery:
+    return Delivery(
+        row["schedule_id"],
+        row["slot"],
+        row["state"],
+        row["claimed_at"],
+        row["finished_at"],
+        row["message_id"],
+        bool(row["late"]),
+        bool(row["manual"]),
+        row["error"],
+    )
+
+
+class Schedules:
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    async def _fetch(self, sql: str, params: Sequence[Any] = ()) -> list[aiosqlite.Row]:
+        async with self.store.conn.execute(sql, params) as cursor:
+            return list(await cursor.fetchall())
+
+    # -- schedules ----------------------------------------------------------------
+
+    async def create(
+        self, *, guild_id: int, created_by: int, limit: int, fields: Mapping[str, Any]
+    ) -> Schedule:
+        """Insert a schedule unless the server is at its limit (checked in the same transaction)."""
+        now = utc_now()
+        values = {k: fields.get(k) for k in EDITABLE}
+        async with self.store.transaction() as conn:
+            async with conn.execute(
+                "SELECT count(*) FROM schedules "
+                "WHERE guild_id = ? AND state IN ('active', 'paused')",
+                (guild_id,),
+            ) as cursor:
+                row = await cursor.fetchone()
+            if row is not None and row[0] >= limit:
+                raise UserError(
+                    f"This server already has {row[0]} briefings, the most allowed ({limit}). "
+                    "Cancel one first."
+                )
+            columns = [
+                "guild_id",
+                "created_by",
+                *values,
+                "active_since",
+                "created_at",
+                "updated_at",
+            ]
+            async with conn.execute(
+                f"INSERT INTO schedules ({', '.join(columns)}) "
+                f"VALUES ({', '.join('?' * len(columns))}) RETURNING id",
+                [guild_id, created_by, *values.values(), now, now, now],
+            ) as cursor:
+                inserted = await cursor.fetchone()
+            assert inserted is not None
+            schedule_id = int(inserted[0])
+            await _log_change(conn, schedule_id, created_by, now, "created", values)
+        schedule = await self.get(guild_id, schedule_id)
+        assert schedule is not None
+        return schedule
+
+    async def get(self, guild_id: int, schedule_id: int) -> Schedule | None:
+        rows = await self._fetch(
+            "SELECT * FROM schedules WHERE id = ? AND guild_id = ? AND state != 'cancelled'",
+            (schedule_id, guild_id),
+        )
+        return _schedule(rows[0]) if rows else None
+
+    async def require(self, guild_id: int, schedule_id: int) -> Schedule:
+        schedule = await self.get(guild_id, schedule_id)
+        if schedule is None:
+            raise UserError(
+                f"There is no briefing #{schedule_id} in this server. See /briefing list."
+            )
+        return schedule
+
+    async def by_id(self, schedule_id: int) -> Schedule | None:
+        rows = await self._fetch("SELECT * FROM schedules WHERE id = ?", (schedule_id,))
+        return _schedule(rows[0]) if rows else None
+
+    async def in_guild(self, guild_id: int) -> list[Schedule]:
+        rows = await self._fetch(
+            "SELECT * FROM schedules WHERE guild_id = ? AND state != 'cancelled' ORDER BY id",
+            (guild_id,),
+        )
+        return [_schedule(r) for r in rows]
+
+    async def active(self) -> list[Schedule]:
+        rows = await self._fetch("SELECT * FROM schedules WHERE state = 'active' ORDER BY id")
+        return [_schedule(r) for r in rows]
+
+    async def update(
+        self, guild_id: int, schedule_id: int, changes: Mapping[str, Any], *, by: int, action: str
+    ) -> Schedule:
+        """Apply edits or a state change, logging who changed what."""
+        allowed = {*EDITABLE, "state", "pause_reason", "last_error", "active_since"}
+        unknown = set(changes) - allowed
+        if unknown:
+            raise ValueError(f"not editable: {sorted(unknown)}")
+        now = utc_now()
+        async with self.store.transaction() as conn:
+            assignments = ", ".join(f"{k} = ?" for k in changes)
+            cursor = await conn.execute(
+                f"UPDATE schedules SET {assignments}, updated_at = ? "
+                "WHERE id = ? AND guild_id = ? AND state != 'cancelled'",
+                [*changes.values(), now, schedule_id, guild_id],
+            )
+            if cursor.rowcount == 0:
+                raise UserError(f"There is no briefing #{schedule_id} in this server.")
+            await _log_change(conn, schedule_id, by, now, action, dict(changes))
+        updated = await self.by_id(schedule_id)
+        assert updated is not None
+        return updated
+
+    async def set_cursor(self, schedule_id: int, cursor: int) -> None:
+        async with self.store.transaction() as conn:
+            await conn.execute(
+                "UPDATE schedules SET spotlight_cursor = ? WHERE id = ?", (cursor, schedule_id)
+            )
+
+    async def changes(self, schedule_id: int) -> list[Change]:
+        rows = await self._fetch(
+            "SELECT changed_by, changed_at, action, detail FROM schedule_changes "
+            "WHERE schedule_id = ? ORDER BY id",
+            (schedule_id,),
+        )
+        return [Change(r[0], r[1], r[2], r[3]) for r in rows]
+
+    # -- deliveries ---------------------------------------------------------------
+
+    async def claim(self, schedule_id: int, slot: str, *, late: bool, manual: bool = False) -> bool:
+        """Claim a slot for posting; False when it was claimed before (by anyone)."""
+        async with self.store.transaction() as conn:
+            cursor = await conn.execute(
+                "INSERT INTO deliveries(schedule_id, slot, state, claimed_at, late, manual) "
+                "VALUES (?, ?, 'claimed', ?, ?, ?) ON CONFLICT(schedule_id, slot) DO NOTHING",
+                (schedule_id, slot, utc_now(), int(late), int(manual)),
+            )
+            return cursor.rowcount == 1
+
+    async def record(
+        self, schedule_id: int, slot: str, state: str, *, error: str | None = None
+    ) -> bool:
+        """Record a slot that was not posted (missed, skipped) unless already claimed."""
+        async with self.store.transaction() as conn:
+            now = utc_now()
+            cursor = await conn.execute(
+                "INSERT INTO deliveries(schedule_id, slot, state, claimed_at, finished_at, error) "
+                "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(schedule_id, slot) DO NOTHING",
+                (schedule_id, slot, state, now, now, error),
+            )
+            return cursor.rowcount == 1
+
+    async def finish(
+        self,
+        schedule_id: int,
+        slot: str,
+        state: str,
+        *,
+        message_id: int | None = None,
+        error: str | None = None,
+    ) -> None:
+        async with self.store.transaction() as conn:
+            await conn.execute(
+                "UPDATE deliveries SET state = ?, finished_at = ?, message_id = ?, error = ? "
+                "WHERE schedule_id = ? AND slot = ?",
+                (state, utc_now(), message_id, error, schedule_id, slot),
+            )
+            await conn.execute(
+                "UPDATE schedules SET last_error = ? WHERE id = ?", (error, schedule_id)
+            )
+
+    async def delivery(self, schedule_id: int, slot: str) -> Delivery | None:
+        rows = await self._fetch(
+            "SELECT * FROM deliveries WHERE schedule_id = ? AND slot = ?", (schedule_id, slot)
+        )
+        return _delivery(rows[0]) if rows else None
+
+    async def last_delivery(self, schedule_id: int, *, sent_only: bool = False) -> Delivery | None:
+        where = "AND state = 'sent'" if sent_only else ""
+        rows = await self._fetch(
+            f"SELECT * FROM deliveries WHERE schedule_id = ? {where} ORDER BY id DESC LIMIT 1",
+            (schedule_id,),
+        )
+        return _delivery(rows[0]) if rows else None
+
+    async def last_slot(self, schedule_id: int) -> str | None:
+        """The latest scheduled slot dealt with in any way (manual posts excluded)."""
+        rows = await self._fetch(
+            "SELECT max(slot) FROM deliveries WHERE schedule_id = ? AND manual = 0",
+            (schedule_id,),
+        )
+        return rows[0][0] if rows else None
+
+    async def unfinished(self) -> list[Delivery]:
+        rows = await self._fetch("SELECT * FROM deliveries WHERE state = 'claimed' ORDER BY id")
+        return [_delivery(r) for r in rows]
+
+    async def deliveries(self, schedule_id: int) -> list[Delivery]:
+        rows = await self._fetch(
+            "SELECT * FROM deliveries WHERE schedule_id = ? ORDER BY id", (schedule_id,)
+        )
+        return [_delivery(r) for r in rows]
+
+    # -- per-server settings ------------------------------------------------------
+
+    async def settings(self, guild_id: int) -> GuildSettings:
+        rows = await self._fetch("SELECT * FROM guild_settings WHERE guild_id = ?", (guild_id,))
+        if not rows:
+            return GuildSettings(guild_id, None, None)
+        return GuildSettings(guild_id, rows[0]["timezone"], rows[0]["moderator_role_id"])
+
+    async def save_settings(self, settings: GuildSettings) -> None:
+        async with self.store.transaction() as conn:
+            await conn.execute(
+                "INSERT INTO guild_settings(guild_id, timezone, moderator_role_id) "
+                "VALUES (?, ?, ?) "
+                "ON CONFLICT(guild_id) DO UPDATE SET timezone = excluded.timezone, "
+                "moderator_role_id = excluded.moderator_role_id",
+                (settings.guild_id, settings.timezone, settings.moderator_role_id),
+            )
+
+
+async def _log_change(
+    conn: aiosqlite.Connection,
+    schedule_id: int,
+    by: int,
+    when: str,
+    action: str,
+    detail: Mapping[str, Any],
+) -> None:
+    await conn.execute(
+        "INSERT INTO schedule_changes(schedule_id, changed_by, changed_at, action, detail) "
+        "VALUES (?, ?, ?, ?, ?)",
+        (schedule_id, by, when, action, json.dumps(detail, sort_keys=True, default=str)),
+    )

@@ -1,0 +1,264 @@
+"""/briefing ...: moderators schedule, inspect and change the server's briefings."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import discord
+from bot.recurrence import timezone_choices
+from discord import app_commands
+
+from bot.briefing_admin import BriefingAdmin, Request
+from bot.cards import Card
+from bot.delivery import embed_for
+from commands.ui import answer, autocomplete
+
+Channel = discord.TextChannel | discord.Thread
+
+
+async def say(interaction: discord.Interaction[Any], text: str) -> None:
+    await answer(interaction, _card(text), private=True)
+
+
+async def _card(text: str) -> list[Card]:
+    return [Card(title="Briefings", description=text)]
+
+
+def role_warning(interaction: discord.Interaction[Any], role: discord.Role | None) -> str:
+    if role is None or role.mentionable:
+        return ""
+    if interaction.app_permissions.mention_everyone:
+        return ""
+    return (
+        f"\n⚠️ I can't ping {role.mention}: make the role mentionable or give me "
+        "Mention @everyone, @here and All Roles."
+    )
+
+
+@app_commands.guild_only()
+@app_commands.default_permissions(manage_guild=True)
+class BriefingCommands(app_commands.Group):
+    def __init__(self, admin: BriefingAdmin) -> None:
+        super().__init__(name="briefing", description="Scheduled briefings for this server")
+        self.admin = admin
+
+    async def interaction_check(self, interaction: discord.Interaction[Any]) -> bool:
+        """Checked on every use: Discord's own permission settings can be changed per server."""
+        if interaction.guild_id is None:
+            raise app_commands.NoPrivateMessage()
+        if interaction.permissions.manage_guild:
+            return True
+        settings = await self.admin.schedules.settings(interaction.guild_id)
+        roles = getattr(interaction.user, "roles", [])
+        if settings.moderator_role_id and any(r.id == settings.moderator_role_id for r in roles):
+            return True
+        raise app_commands.MissingPermissions(["manage_guild"])
+
+    def guild(self, interaction: discord.Interaction[Any]) -> int:
+        assert interaction.guild_id is not None  # guild_only
+        return interaction.guild_id
+
+    @app_commands.command(name="schedule", description="Post a briefing on a schedule")
+    @app_commands.describe(
+        channel="Where to post",
+        time="Local time, HH:MM (24-hour)",
+        days="daily, weekdays, weekends, mon-fri, sat,sun, mon,wed,fri ... (default daily)",
+        timezone="IANA time zone, e.g. Europe/London (default: the server's)",
+        content="digest, spotlight, changes, or a pledge or power",
+        role="A role to ping with each briefing (optional)",
+        cron="Advanced: minute hour day month weekday, e.g. 0 9 * * 1-5",
+        date="A one-off date, YYYY-MM-DD (with time)",
+    )
+    async def schedule(
+        self,
+        interaction: discord.Interaction[Any],
+        channel: Channel,
+        time: str | None = None,
+        days: str | None = None,
+        timezone: str | None = None,
+        content: str | None = None,
+        role: discord.Role | None = None,
+        cron: str | None = None,
+        date: str | None = None,
+    ) -> None:
+        request = Request(
+            channel_id=channel.id,
+            time=time,
+            days=days,
+            cron=cron,
+            date=date,
+            timezone=timezone,
+            content=content,
+            role_id=role.id if role else None,
+        )
+        card = await self.admin.schedule(self.guild(interaction), interaction.user.id, request)
+        await self._send_card(interaction, card, role_warning(interaction, role))
+
+    @app_commands.command(name="edit", description="Change a briefing")
+    @app_commands.describe(
+        id="The briefing's number",
+        channel="Where to post",
+        time="Local time, HH:MM",
+        days="daily, weekdays, mon-fri, sat,sun, ...",
+        timezone="IANA time zone",
+        content="digest, spotlight, changes, or a pledge or power",
+        role="A role to ping",
+        clear_role="Stop pinging a role",
+        cron="Advanced: minute hour day month weekday",
+        date="A one-off date, YYYY-MM-DD",
+    )
+    async def edit(
+        self,
+        interaction: discord.Interaction[Any],
+        id: int,
+        channel: Channel | None = None,
+        time: str | None = None,
+        days: str | None = None,
+        timezone: str | None = None,
+        content: str | None = None,
+        role: discord.Role | None = None,
+        clear_role: bool = False,
+        cron: str | None = None,
+        date: str | None = None,
+    ) -> None:
+        request = Request(
+            channel_id=channel.id if channel else None,
+            time=time,
+            days=days,
+            cron=cron,
+            date=date,
+            timezone=timezone,
+            content=content,
+            role_id=role.id if role else None,
+            clear_role=clear_role,
+        )
+        card = await self.admin.edit(self.guild(interaction), interaction.user.id, id, request)
+        await self._send_card(interaction, card, role_warning(interaction, role))
+
+    async def _send_card(
+        self, interaction: discord.Interaction[Any], card: Card, warning: str
+    ) -> None:
+        await interaction.response.send_message(
+            content=warning.strip() or None, embed=embed_for(card), ephemeral=True
+        )
+
+    @app_commands.command(name="list", description="This server's briefings")
+    async def list_(self, interaction: discord.Interaction[Any]) -> None:
+        await answer(interaction, self.admin.list_cards(self.guild(interaction)), private=True)
+
+    @app_commands.command(
+        name="show", description="A briefing's next runs, last delivery and history"
+    )
+    @app_commands.describe(id="The briefing's number")
+    async def show(self, interaction: discord.Interaction[Any], id: int) -> None:
+        guild = self.guild(interaction)
+
+        async def work() -> list[Card]:
+            schedule = await self.admin.schedules.require(guild, id)
+            return [await self.admin.describe(schedule, title=f"Briefing #{id}", history=True)]
+
+        await answer(interaction, work(), private=True)
+
+    @app_commands.command(name="pause", description="Stop a briefing for now")
+    @app_commands.describe(id="The briefing's number")
+    async def pause(self, interaction: discord.Interaction[Any], id: int) -> None:
+        card = await self.admin.pause(self.guild(interaction), interaction.user.id, id)
+        await self._send_card(interaction, card, "")
+
+    @app_commands.command(name="resume", description="Start a paused briefing again")
+    @app_commands.describe(id="The briefing's number")
+    async def resume(self, interaction: discord.Interaction[Any], id: int) -> None:
+        card = await self.admin.resume(self.guild(interaction), interaction.user.id, id)
+        await self._send_card(interaction, card, "")
+
+    @app_commands.command(name="cancel", description="Delete a briefing for good")
+    @app_commands.describe(id="The briefing's number")
+    async def cancel(self, interaction: discord.Interaction[Any], id: int) -> None:
+        card = await self.admin.cancel(self.guild(interaction), interaction.user.id, id)
+        await self._send_card(interaction, card, "")
+
+    @app_commands.command(
+        name="preview", description="See privately what a briefing would post now"
+    )
+    @app_commands.describe(id="The briefing's number")
+    async def preview(self, interaction: discord.Interaction[Any], id: int) -> None:
+        briefing = await self.admin.preview(self.guild(interaction), id)
+        await interaction.response.send_message(
+            content=briefing.content or None,
+            embeds=[embed_for(c) for c in briefing.cards],
+            ephemeral=True,
+        )
+
+    @app_commands.command(name="send-now", description="Post a briefing now (counts as a delivery)")
+    @app_commands.describe(id="The briefing's number")
+    async def send_now(self, interaction: discord.Interaction[Any], id: int) -> None:
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        text = await self.admin.send_now(self.guild(interaction), id)
+        await interaction.followup.send(text, ephemeral=True)
+
+    @app_commands.command(name="timezone", description="This server's default time zone")
+    @app_commands.describe(tz="IANA time zone, e.g. Europe/London")
+    async def timezone(self, interaction: discord.Interaction[Any], tz: str) -> None:
+        await say(interaction, await self.admin.set_timezone(self.guild(interaction), tz))
+
+    @app_commands.command(name="moderator-role", description="A role that may manage briefings")
+    @app_commands.describe(role="The role (leave empty to clear)")
+    async def moderator_role(
+        self, interaction: discord.Interaction[Any], role: discord.Role | None = None
+    ) -> None:
+        text = await self.admin.set_moderator_role(
+            self.guild(interaction), role.id if role else None
+        )
+        await say(interaction, text)
+
+    @schedule.autocomplete("timezone")
+    @edit.autocomplete("timezone")
+    @timezone.autocomplete("tz")
+    async def timezone_autocomplete(
+        self, interaction: discord.Interaction[Any], current: str
+    ) -> list[app_commands.Choice[str]]:
+        return autocomplete(lambda text: [(z, z) for z in timezone_choices(text)], current)
+
+    @schedule.autocomplete("content")
+    @edit.autocomplete("content")
+    async def content_autocomplete(
+        self, interaction: discord.Interaction[Any], current: str
+    ) -> list[app_commands.Choice[str]]:
+        def choices(text: str) -> list[tuple[str, str]]:
+            kinds = [
+                ("Digest: all pledges with their status", "digest"),
+                ("Spotlight: one pledge or power per briefing", "spotlight"),
+                ("Changes: status changes since the last briefing", "changes"),
+            ]
+            folded = text.casefold()
+            found = [k for k in kinds if folded in k[0].casefold()]
+            found += [
+                (f"Pledge: {n}"[:100], f"pledge:{v}") for n, v in self.admin.pledges.choices(text)
+            ]
+            found += [
+                (f"Power: {n}"[:100], f"power:{v}") for n, v in self.admin.powers.choices(text)
+            ]
+            return found[:25]
+
+        return autocomplete(choices, current)
+
+    @show.autocomplete("id")
+    @edit.autocomplete("id")
+    @pause.autocomplete("id")
+    @resume.autocomplete("id")
+    @cancel.autocomplete("id")
+    @preview.autocomplete("id")
+    @send_now.autocomplete("id")
+    async def id_autocomplete(
+        self, interaction: discord.Interaction[Any], current: str
+    ) -> list[app_commands.Choice[int]]:
+        if interaction.guild_id is None:
+            return []
+        found = await self.admin.schedules.in_guild(interaction.guild_id)
+        return [
+            app_commands.Choice(
+                name=f"#{s.id} · {self.admin.rule_text(s)} · {s.state}"[:100], value=s.id
+            )
+            for s in found
+            if str(s.id).startswith(str(current).strip())
+        ][:25]

@@ -1,0 +1,327 @@
+"""The briefing engine with a controllable clock and a fake sender; real SQLite store."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+
+from bot.briefings import Briefing
+from bot.scheduler import BriefingEngine, DeliveryFailure, FailureKind, Shards, nonce_for
+from bot.schedules import Schedule
+from bot.store import Store
+
+
+class FakeClock:
+    def __init__(self, now: datetime) -> None:
+        self.now = now
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+@dataclass
+class FakeSender:
+    """Records posts; can refuse, fail or be slow on demand. Dedupes nonces like Discord."""
+
+    posts: list[tuple[int, Briefing, str]] = field(default_factory=list)
+    notices: list[tuple[int, str]] = field(default_factory=list)
+    failures: list[FailureKind] = field(default_factory=list)
+    problem: str | None = None
+    seen_nonces: dict[str, int] = field(default_factory=dict)
+
+    def channel_problem(self, guild_id: int, channel_id: int) -> str | None:
+        return self.problem
+
+    async def post(
+        self, channel_id: int, briefing: Briefing, *, nonce: str, role_id: int | None
+    ) -> int:
+        if self.failures:
+            kind = self.failures.pop(0)
+            raise DeliveryFailure(f"simulated {kind}", kind=kind)
+        if nonce in self.seen_nonces:
+            return self.seen_nonces[nonce]
+        self.posts.append((channel_id, briefing, nonce))
+        self.seen_nonces[nonce] = len(self.posts)
+        return len(self.posts)
+
+    async def notify(self, guild_id: int, text: str, *, avoid_channel_id: int | None) -> None:
+        self.notices.append((guild_id, text))
+
+
+async def no_sleep(_: float) -> None:
+    return None
+
+
+GUILD = 81_000_000_000_000_000
+
+
+@dataclass
+class Rig:
+    store: Store
+    engine: BriefingEngine
+    sender: FakeSender
+    clock: FakeClock
+
+    async def schedule(self, created: datetime | None = None, **fields: Any) -> Schedule:
+        values = {"channel_id": 5, "timezone": "Europe/London", "content": "digest", **fields}
+        schedule = await self.engine.schedules.create(
+            guild_id=fields.pop("guild_id", GUILD), created_by=1, limit=25, fields=values
+        )
+        if created is not None:
+            async with self.store.transaction() as conn:
+                await conn.execute(
+                    "UPDATE schedules SET active_since = ?, created_at = ? WHERE id = ?",
+                    (created.isoformat(), created.isoformat(), schedule.id),
+                )
+        found = await self.engine.schedules.by_id(schedule.id)
+        assert found is not None
+        return found
+
+    def planned(self, schedule_id: int) -> tuple[datetime, list[Any]] | None:
+        job = self.engine.scheduler.get_job(f"briefing:{schedule_id}")
+        if job is None:
+            return None
+        return job.trigger.run_date, job.args
+
+    async def run_until(self, schedule_id: int, end: datetime) -> list[str]:
+        """Fire the planned job again and again, moving the clock, until `end`."""
+        fired = []
+        await self.engine.plan(schedule_id)
+        while (planned := self.planned(schedule_id)) is not None and planned[0] <= end:
+            self.clock.now = planned[0]
+            fired.append(planned[1][1])
+            await self.engine.fire(*planned[1])
+        return fired
+
+
+@pytest.fixture
+async def rig(loaded_store: Store) -> AsyncIterator[Rig]:
+    clock = FakeClock(datetime(2026, 10, 20, 12, 0, tzinfo=UTC))
+    sender = FakeSender()
+    # Started paused: jobs are planned for real but fired only by the test, at the
+    # fake clock's pace.
+    scheduler = AsyncIOScheduler(timezone=UTC)
+    scheduler.start(paused=True)
+    engine = BriefingEngine(
+        loaded_store,
+        sender,
+        catch_up=timedelta(minutes=30),
+        rate_per_second=1000,
+        clock=clock,
+        sleep=no_sleep,
+        scheduler=scheduler,
+    )
+    yield Rig(loaded_store, engine, sender, clock)
+    scheduler.shutdown(wait=False)
+
+
+PLANS = [
+    # (fields, timezone, start, end, expected slots)
+    (
+        {"time_of_day": "09:00", "days": "daily"},
+        "Europe/London",
+        datetime(2026, 10, 20, 12, 0, tzinfo=UTC),
+        datetime(2026, 10, 23, 12, 0, tzinfo=UTC),
+        ["2026-10-21T09:00", "2026-10-22T09:00", "2026-10-23T09:00"],
+    ),
+    (
+        {"time_of_day": "09:00", "days": "weekdays"},
+        "Europe/London",
+        datetime(2026, 10, 23, 12, 0, tzinfo=UTC),  # a Friday
+        datetime(2026, 10, 27, 12, 0, tzinfo=UTC),
+        ["2026-10-26T09:00", "2026-10-27T09:00"],
+    ),
+    (
+        {"cron": "15 7 * * 0"},  # cron numbering: Sunday
+        "UTC",
+        datetime(2026, 10, 20, 0, 0, tzinfo=UTC),
+        datetime(2026, 11, 2, 0, 0, tzinfo=UTC),
+        ["2026-10-25T07:15", "2026-11-01T07:15"],
+    ),
+    (
+        {"time_of_day": "18:30", "run_date": "2026-10-22"},
+        "Europe/London",
+        datetime(2026, 10, 20, 0, 0, tzinfo=UTC),
+        datetime(2026, 12, 1, 0, 0, tzinfo=UTC),
+        ["2026-10-22T18:30"],
+    ),
+    (  # autumn: 01:30 happens twice in London on 25 Oct; posts once
+        {"time_of_day": "01:30"},
+        "Europe/London",
+        datetime(2026, 10, 24, 2, 0, tzinfo=UTC),
+        datetime(2026, 10, 26, 3, 0, tzinfo=UTC),
+        ["2026-10-25T01:30", "2026-10-26T01:30"],
+    ),
+    (  # spring: 01:30 does not exist in London on 29 Mar; still posts once
+        {"time_of_day": "01:30"},
+        "Europe/London",
+        datetime(2026, 3, 28, 2, 0, tzinfo=UTC),
+        datetime(2026, 3, 30, 3, 0, tzinfo=UTC),
+        ["2026-03-29T01:30", "2026-03-30T01:30"],
+    ),
+    (
+        {"time_of_day": "01:30"},
+        "America/New_York",
+        datetime(2026, 10, 31, 12, 0, tzinfo=UTC),
+        datetime(2026, 11, 2, 12, 0, tzinfo=UTC),
+        ["2026-11-01T01:30", "2026-11-02T01:30"],
+    ),
+    (
+        {"time_of_day": "01:30"},
+        "America/New_York",
+        datetime(2026, 3, 7, 12, 0, tzinfo=UTC),
+        datetime(2026, 3, 9, 12, 0, tzinfo=UTC),
+        ["2026-03-08T01:30", "2026-03-09T01:30"],
+    ),
+]
+
+
+@pytest.mark.parametrize(("fields", "zone", "start", "end", "expected"), PLANS)
+async def test_posts_each_slot_exactly_once(
+    rig: Rig,
+    fields: dict[str, Any],
+    zone: str,
+    start: datetime,
+    end: datetime,
+    expected: list[str],
+) -> None:
+    rig.clock.now = start
+    schedule = await rig.schedule(created=start, timezone=zone, **fields)
+    assert await rig.run_until(schedule.id, end) == expected
+    assert len(rig.sender.posts) == len(expected)
+    assert len({nonce for _, _, nonce in rig.sender.posts}) == len(expected)
+    states = [d.state for d in await rig.engine.schedules.deliveries(schedule.id)]
+    assert states == ["sent"] * len(expected)
+
+
+async def test_a_one_off_finishes_after_posting(rig: Rig) -> None:
+    schedule = await rig.schedule(created=rig.clock.now, time_of_day="18:30", run_date="2026-10-22")
+    await rig.run_until(schedule.id, datetime(2026, 11, 1, tzinfo=UTC))
+    finished = await rig.engine.schedules.by_id(schedule.id)
+    assert finished is not None
+    assert finished.state == "finished"
+    assert rig.planned(schedule.id) is None
+
+
+async def test_a_slot_claimed_before_is_not_posted_again(rig: Rig) -> None:
+    schedule = await rig.schedule(time_of_day="09:00")
+    assert await rig.engine.deliver(schedule, "2026-10-21T09:00", late=False) == "sent"
+    assert await rig.engine.deliver(schedule, "2026-10-21T09:00", late=False) == "already-claimed"
+    assert len(rig.sender.posts) == 1
+
+
+@pytest.mark.parametrize(
+    ("down_for", "posted_late", "missed"),
+    [(timedelta(minutes=10), 1, 0), (timedelta(minutes=45), 0, 1), (timedelta(days=3, hours=2), 0, 4)],
+)
+async def test_catch_up_after_downtime(
+    rig: Rig, down_for: timedelta, posted_late: int, missed: int
+) -> None:
+    created = datetime(2026, 10, 20, 12, 0, tzinfo=UTC)
+    schedule = await rig.schedule(created=created, time_of_day="09:00", timezone="UTC")
+    rig.clock.now = datetime(2026, 10, 21, 9, 0, tzinfo=UTC) + down_for
+    await rig.engine.catch_up_missed(schedule)
+    deliveries = await rig.engine.schedules.deliveries(schedule.id)
+    assert len(rig.sender.posts) == posted_late
+    assert sum(d.late and d.state == "sent" for d in deliveries) == posted_late
+    assert sum(d.state == "missed" for d in deliveries) == missed
+    # never replayed: a second start does nothing more
+    await rig.engine.catch_up_missed(schedule)
+    assert len(rig.sender.posts) == posted_late
+    nxt = await rig.engine.plan(schedule.id)
+    assert nxt is not None
+    assert nxt[1] > rig.clock.now
+
+
+async def test_restart_between_claim_and_send_posts_once(rig: Rig) -> None:
+    schedule = await rig.schedule(time_of_day="09:00")
+    slot = "2026-10-21T09:00"
+    # first process: claimed and sent, then died before recording the result
+    assert await rig.engine.schedules.claim(schedule.id, slot, late=False)
+    rig.sender.seen_nonces[nonce_for(schedule.id, slot)] = 99
+    await rig.engine.recover_interrupted()
+    delivery = await rig.engine.schedules.delivery(schedule.id, slot)
+    assert delivery is not None
+    assert (delivery.state, delivery.message_id) == ("sent", 99)
+    assert rig.sender.posts == []
+
+
+async def test_restart_after_claim_before_send_posts_once(rig: Rig) -> None:
+    schedule = await rig.schedule(time_of_day="09:00")
+    slot = "2026-10-21T09:00"
+    assert await rig.engine.schedules.claim(schedule.id, slot, late=False)
+    await rig.engine.recover_interrupted()
+    await rig.engine.recover_interrupted()
+    assert len(rig.sender.posts) == 1
+
+
+@pytest.mark.parametrize("kind", ["retry"])
+async def test_transient_failures_are_retried(rig: Rig, kind: FailureKind) -> None:
+    schedule = await rig.schedule(time_of_day="09:00")
+    rig.sender.failures = [kind, kind]
+    assert await rig.engine.deliver(schedule, "2026-10-21T09:00", late=False) == "sent"
+    assert len(rig.sender.posts) == 1
+
+
+async def test_retries_give_up_without_touching_the_schedule(rig: Rig) -> None:
+    schedule = await rig.schedule(time_of_day="09:00")
+    rig.sender.failures = ["retry"] * 10
+    assert await rig.engine.deliver(schedule, "2026-10-21T09:00", late=False) == "failed"
+    kept = await rig.engine.schedules.by_id(schedule.id)
+    assert kept is not None
+    assert kept.state == "active"
+    assert kept.last_error == "simulated retry"
+
+
+async def test_refused_post_pauses_with_one_notice(rig: Rig) -> None:
+    schedule = await rig.schedule(time_of_day="09:00")
+    await rig.engine.plan(schedule.id)
+    rig.sender.failures = ["pause"]
+    assert await rig.engine.deliver(schedule, "2026-10-21T09:00", late=False) == "paused"
+    paused = await rig.engine.schedules.by_id(schedule.id)
+    assert paused is not None
+    assert (paused.state, paused.pause_reason) == ("paused", "simulated pause")
+    assert len(rig.sender.notices) == 1
+    assert rig.planned(schedule.id) is None
+    # a later slot firing for a paused schedule posts nothing and sends no second notice
+    await rig.engine.fire(schedule.id, "2026-10-22T09:00")
+    assert rig.sender.posts == []
+    assert len(rig.sender.notices) == 1
+
+
+async def test_channel_problem_pauses_before_posting(rig: Rig) -> None:
+    schedule = await rig.schedule(time_of_day="09:00")
+    rig.sender.problem = "pledgebot is missing Send Messages in #briefings"
+    assert await rig.engine.deliver(schedule, "2026-10-21T09:00", late=False) == "paused"
+    assert rig.sender.posts == []
+    assert "missing Send Messages" in rig.sender.notices[0][1]
+
+
+async def test_spotlight_rotates_and_remembers(rig: Rig) -> None:
+    schedule = await rig.schedule(time_of_day="09:00", content="spotlight")
+    titles = []
+    for day in (21, 22, 23):
+        current = await rig.engine.schedules.by_id(schedule.id)
+        assert current is not None
+        await rig.engine.deliver(current, f"2026-10-{day}T09:00", late=False)
+        titles.append(rig.sender.posts[-1][1].cards[0].title)
+    assert len(set(titles)) == 3
+
+
+async def test_changes_briefing_skips_when_nothing_changed(rig: Rig) -> None:
+    schedule = await rig.schedule(time_of_day="09:00", content="changes")
+    assert await rig.engine.deliver(schedule, "2026-10-21T09:00", late=False) == "skipped"
+    await rig.store.set_status("europol-partnership", "in-progress", note="n", changed_by="t")
+    assert await rig.engine.deliver(schedule, "2026-10-22T09:00", late=False) == "sent"
+    assert "Status changes" in rig.sender.posts[0][1].cards[0].title
+
+
+async def test_shards_own_their_guilds(rig: Rig) -> None:
+    shards = Shards(count=2, ids=frozenset({1}))
+    assert shards.owns(1 << 22)
+    assert not shards.owns(2 << 22)
