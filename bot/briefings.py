@@ -79,12 +79,12 @@ def digest(
             f"{status_of(p.status).label} (`{p.slug}`)"
             for p in chunk
         )
+        glance = (Field("At a glance", at_a_glance(pledges)),) if number == 1 else ()
         found.append(
             Card(
                 title="Pledge digest" + (f" ({number}/{len(chunks)})" if len(chunks) > 1 else ""),
-                description=cards.shorten(lines, 3000) if number > 1 else "",
-                fields=((Field("At a glance", at_a_glance(pledges)),) if number == 1 else ())
-                + ((Field("Pledges", cards.shorten(lines, 1024)),) if number == 1 else ()),
+                description=lines,
+                fields=glance,
                 footer=credit(statements),
             )
         )

@@ -86,13 +86,14 @@ def escape_markdown(text: str) -> str:
 
 def shorten(text: str, limit: int) -> str:
     """Fit `text` in `limit` characters, ending at a word with an ellipsis if cut."""
-    text = " ".join(text.split())
+    text = text.strip()
     if len(text) <= limit:
         return text
     cut = text[: limit - 1]
-    if " " in cut[limit // 2 :]:
-        cut = cut[: cut.rindex(" ")]
-    return cut.rstrip(" ,;:") + "…"
+    space = max(cut.rfind(" "), cut.rfind("\n"))
+    if space > limit // 2:
+        cut = cut[:space]
+    return cut.rstrip(" ,;:\n") + "…"
 
 
 def split_text(text: str, limit: int) -> list[str]:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from typing import Any
 
 import commands
 from bot.app import PledgeBot, SyncMode
@@ -18,10 +19,16 @@ log = logging.getLogger(__name__)
 
 
 def make_bot(
-    config: Config, *, sync_mode: SyncMode = "auto", sync_guild_id: int | None = None
+    config: Config,
+    *,
+    sync_mode: SyncMode = "auto",
+    sync_guild_id: int | None = None,
+    **options: Any,
 ) -> PledgeBot:
     apply_endpoints(config.api_base_url, config.gateway_url)
-    return PledgeBot(config, commands.install, sync_mode=sync_mode, sync_guild_id=sync_guild_id)
+    return PledgeBot(
+        config, commands.install, sync_mode=sync_mode, sync_guild_id=sync_guild_id, **options
+    )
 
 
 def require_token(config: Config) -> str:
@@ -56,4 +63,8 @@ def sync(config: Config, guild_id: int | None) -> int:
 def console(config: Config) -> int:
     from bot.local.console import run_console
 
+    if config.log_level != "DEBUG":
+        # The console's screen is for the conversation; only problems are logged.
+        logging.getLogger().setLevel(logging.WARNING)
+        logging.getLogger("discord.client").setLevel(logging.ERROR)  # "no voice" notices
     return run_console(config)

@@ -47,7 +47,13 @@ class Services:
 
     async def refresh_catalogs(self) -> None:
         self.pledges = Catalog("pledge", [(p.slug, p.title) for p in await self.store.pledges()])
-        self.powers = Catalog("power", [(p.slug, p.name) for p in await self.store.powers()])
+        self.powers = Catalog(
+            "power",
+            [
+                (p.slug, f"{p.name} ({p.abbreviation})" if p.abbreviation else p.name)
+                for p in await self.store.powers()
+            ],
+        )
 
     async def close(self) -> None:
         await self.store.close()
