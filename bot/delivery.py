@@ -57,6 +57,9 @@ def channel_problem(client: discord.Client, guild_id: int, channel_id: int) -> s
         return "pledgebot is no longer in this server"
     channel = guild.get_channel_or_thread(channel_id)
     if channel is None:
+        elsewhere = client.get_channel(channel_id)
+        if elsewhere is not None:
+            return "that channel belongs to another server"
         return "the channel no longer exists"
     if not isinstance(channel, PostableChannel):
         return f"#{channel.name} is not a text or announcement channel or a thread"

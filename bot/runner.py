@@ -23,10 +23,11 @@ def make_bot(
     *,
     sync_mode: SyncMode = "auto",
     sync_guild_id: int | None = None,
+    bot_class: type[PledgeBot] = PledgeBot,
     **options: Any,
 ) -> PledgeBot:
     apply_endpoints(config.api_base_url, config.gateway_url)
-    return PledgeBot(
+    return bot_class(
         config, commands.install, sync_mode=sync_mode, sync_guild_id=sync_guild_id, **options
     )
 

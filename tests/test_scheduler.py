@@ -217,7 +217,11 @@ async def test_a_slot_claimed_before_is_not_posted_again(rig: Rig) -> None:
 
 @pytest.mark.parametrize(
     ("down_for", "posted_late", "missed"),
-    [(timedelta(minutes=10), 1, 0), (timedelta(minutes=45), 0, 1), (timedelta(days=3, hours=2), 0, 4)],
+    [
+        (timedelta(minutes=10), 1, 0),
+        (timedelta(minutes=45), 0, 1),
+        (timedelta(days=3, hours=2), 0, 4),
+    ],
 )
 async def test_catch_up_after_downtime(
     rig: Rig, down_for: timedelta, posted_late: int, missed: int

@@ -1,0 +1,97 @@
+"""Running the real bot against the local Discord emulator, for the end-to-end tests."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from bot.app import PledgeBot
+from bot.config import Config
+from bot.local import ChannelState, Emulator, GuildState, UserState
+from bot.runner import make_bot
+from tests.conftest import DATA_DIR
+
+
+@dataclass
+class World:
+    emu: Emulator
+    guild: GuildState
+    other_guild: GuildState
+    member: UserState
+    moderator: UserState
+    config: Config
+
+    @property
+    def general(self) -> ChannelState:
+        return self.guild.channels["general"]
+
+    @property
+    def briefings(self) -> ChannelState:
+        return self.guild.channels["briefings"]
+
+
+@asynccontextmanager
+async def world(tmp_path: Path, **emulator_options: Any) -> AsyncIterator[World]:
+    emu = Emulator(**emulator_options)
+    await emu.start()
+    try:
+        guild = emu.add_guild("Demo", channels=("general", "briefings"))
+        other = emu.add_guild("Elsewhere", channels=("general", "briefings"))
+        member = emu.add_user("member")
+        moderator = emu.add_user("moderator", manage_guild=True)
+        config = Config(
+            database_path=tmp_path / "pledgebot.db",
+            content_dir=DATA_DIR,
+            api_base_url=emu.base_url,
+            gateway_url=emu.gateway_url,
+        )
+        yield World(emu, guild, other, member, moderator, config)
+    finally:
+        await emu.stop()
+
+
+class QuickBot(PledgeBot):
+    async def before_identify_hook(self, shard_id: int | None, *, initial: bool = False) -> None:
+        """Skip discord.py's 5 s pause before a re-IDENTIFY (Discord's identify limit)."""
+
+
+@asynccontextmanager
+async def running_bot(
+    w: World, config: Config | None = None, **options: Any
+) -> AsyncIterator[PledgeBot]:
+    """Start the real bot on the emulator; yield once its briefing engine has started."""
+    config = config or w.config
+    bot = make_bot(config, bot_class=QuickBot, guild_ready_timeout=0.05, **options)
+    task = asyncio.create_task(bot.start(w.emu.token))
+    ready = asyncio.create_task(bot.engine_started.wait())
+    done, _ = await asyncio.wait({task, ready}, timeout=20, return_when=asyncio.FIRST_COMPLETED)
+    if task in done:
+        ready.cancel()
+        task.result()
+    if ready not in done:
+        raise TimeoutError("bot did not start within 20 s")
+    try:
+        yield bot
+    finally:
+        await bot.close()
+        await asyncio.gather(task, return_exceptions=True)
+
+
+def with_config(w: World, **changes: Any) -> Config:
+    return dataclasses.replace(w.config, **changes)
+
+
+def embed_text(message: dict[str, Any] | None) -> str:
+    """Everything a reader sees in a message, as one string."""
+    assert message is not None
+    parts = [message.get("content") or ""]
+    for embed in message.get("embeds", []):
+        parts += [embed.get("title", ""), embed.get("description", "")]
+        parts += [f"{f['name']}\n{f['value']}" for f in embed.get("fields", [])]
+        parts.append(embed.get("footer", {}).get("text", ""))
+    return "\n".join(p for p in parts if p)

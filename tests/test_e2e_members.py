@@ -1,0 +1,178 @@
+"""Member commands end to end: the real bot, the emulator, a real websocket and HTTP."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from tests.conftest import DATA_DIR, REPO
+from tests.e2e import World, embed_text, running_bot, with_config, world
+
+pytestmark = pytest.mark.e2e
+
+MEMBER_COMMANDS = [
+    ("pledge list", {}, "Pledges"),
+    ("pledge show", {"pledge": "europol-partnership"}, "New partnership with Europol"),
+    ("pledge search", {"query": "vehicles"}, "Serious Crime Prevention Orders"),
+    ("pledge history", {"pledge": "europol-partnership"}, "No status changes recorded"),
+    ("power list", {}, "Serious Crime Prevention Orders"),
+    ("power show", {"power": "serious-crime-prevention-orders"}, "High Court"),
+    ("about", {}, "Status vocabulary"),
+]
+
+
+@pytest.fixture
+async def w(tmp_path: Path):  # type: ignore[no-untyped-def]
+    async with world(tmp_path) as value:
+        yield value
+
+
+async def test_every_member_command_answers_in_public_and_in_private(w: World) -> None:
+    async with running_bot(w):
+        for command, options, expected in MEMBER_COMMANDS:
+            for private in (False, True):
+                result = await w.emu.run_command(
+                    w.guild, command, options={**options, "private": private}, user=w.member
+                )
+                assert expected in embed_text(result.message), command
+                assert result.ephemeral is private, command
+                assert result.latency is not None and result.latency < 3
+    assert w.emu.violations == []
+    assert w.emu.unhandled == []
+
+
+async def test_commands_sync_once_and_not_again_on_restart(w: World) -> None:
+    def command_puts() -> int:
+        return sum(r.method == "PUT" and r.path.endswith("/commands") for r in w.emu.requests)
+
+    async with running_bot(w):
+        pass
+    assert command_puts() == 1
+    assert {c["name"] for c in w.emu.commands()} == {"pledge", "power", "about", "briefing"}
+    async with running_bot(w):
+        pass
+    assert command_puts() == 1
+
+
+async def test_the_bot_asks_for_no_privileged_intents(w: World) -> None:
+    async with running_bot(w):
+        pass
+    assert w.emu.identified_intents == 1  # GUILDS only
+
+
+async def test_unknown_and_ambiguous_names_get_private_suggestions(w: World) -> None:
+    async with running_bot(w):
+        unknown = await w.emu.run_command(
+            w.guild, "pledge show", options={"pledge": "europol-partnershp"}, user=w.member
+        )
+        ambiguous = await w.emu.run_command(
+            w.guild, "pledge show", options={"pledge": "europol"}, user=w.member
+        )
+    assert unknown.ephemeral
+    assert "No pledge called" in embed_text(unknown.message)
+    assert "europol-partnership" in embed_text(unknown.message)
+    assert ambiguous.ephemeral
+    assert "matches more than one pledge" in embed_text(ambiguous.message)
+
+
+async def test_autocomplete_suggests_pledges(w: World) -> None:
+    async with running_bot(w):
+        choices = await w.emu.autocomplete(
+            w.guild, "pledge show", focused="pledge", value="europ", user=w.member
+        )
+    assert "europol-partnership" in [c["value"] for c in choices]
+
+
+def write_big_statement(directory: Path, pledges: int, title_length: int) -> None:
+    """A content set with many long-titled pledges, quoting a generated source."""
+    (directory / "sources").mkdir(parents=True)
+    source = " ".join(f"Pledge number {i} is promised." for i in range(pledges))
+    (directory / "sources" / "big.txt").write_text(source, "utf-8")
+    words = ("Long title " * 40)[: title_length - 8]
+    records = "".join(
+        f'[[pledges]]\nslug = "big-{i}"\ntitle = "{words} {i:06d}"\n'
+        f'summary = "Pledge {i} summary."\ndetail = "Detail {i}."\nscope = "Test"\n'
+        f'quotes = ["Pledge number {i} is promised."]\n'
+        for i in range(pledges)
+    )
+    (directory / "big.toml").write_text(
+        'schema = 1\n[statement]\nslug = "big"\ntitle = "Big"\nauthor = "Test"\n'
+        'source = "sources/big.txt"\nsummary = "Many pledges."\n' + records,
+        "utf-8",
+    )
+
+
+async def test_autocomplete_and_paging_with_500_long_pledges(w: World, tmp_path: Path) -> None:
+    content = tmp_path / "big"
+    write_big_statement(content, 500, 300)
+    async with running_bot(w, with_config(w, content_dir=content)):
+        for typed in ("", "long", "big-4", "title 0004", "x" * 100):
+            choices = await w.emu.autocomplete(
+                w.guild, "pledge show", focused="pledge", value=typed, user=w.member
+            )
+            assert len(choices) <= 25
+            assert all(1 <= len(c["name"]) <= 100 for c in choices)
+        listing = await w.emu.run_command(w.guild, "pledge list", user=w.member)
+        assert listing.message is not None
+        assert "(1/84)" in listing.message["embeds"][0]["title"]
+        refused = await w.emu.click_button(listing.message, label="Next ▶", user=w.moderator)
+        assert refused.ephemeral
+        assert "Only the member who ran this command" in embed_text(refused.message)
+        turned = await w.emu.click_button(listing.message, label="Next ▶", user=w.member)
+        assert "(2/84)" in turned.message["embeds"][0]["title"]  # type: ignore[index]
+    assert w.emu.violations == []
+
+
+@settings(
+    max_examples=3, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(queries=st.lists(st.text(min_size=1, max_size=200).filter(str.strip), min_size=20))
+async def test_search_answers_any_text_within_limits(w: World, queries: list[str]) -> None:
+    async with running_bot(w):
+        for query in queries:
+            result = await w.emu.run_command(
+                w.guild, "pledge search", options={"query": query}, user=w.member
+            )
+            assert result.message is not None
+    assert w.emu.violations == []
+
+
+def test_console_driven_through_stdin_prints_the_summary(tmp_path: Path) -> None:
+    """The README's main-job command: the console as a subprocess, commands on stdin."""
+    config = tmp_path / "config.toml"
+    config.write_text(
+        f'[database]\npath = "{tmp_path / "console.db"}"\n[content]\ndirectory = "{DATA_DIR}"\n',
+        "utf-8",
+    )
+    script = "/pledge show pledge:europol-partnership\n/power show power:scpo\n:quit\n"
+    done = subprocess.run(
+        [sys.executable, "-m", "bot", "console"],
+        input=script,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=REPO,
+        env={**os.environ, "PLEDGEBOT_CONFIG": str(config)},
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "New partnership with Europol on migrant smuggling" in done.stdout
+    assert "Serious Crime Prevention Orders (SCPO)" in done.stdout
+    assert "Traceback" not in done.stderr
+
+
+async def test_a_handler_bug_gets_an_apology_with_an_error_id(w: World) -> None:
+    async with running_bot(w) as bot:
+        assert bot.services is not None
+        await bot.services.store.close()  # the next query fails inside the handler
+        result = await w.emu.run_command(
+            w.guild, "pledge show", options={"pledge": "europol-partnership"}, user=w.member
+        )
+    assert result.ephemeral
+    assert "error id" in embed_text(result.message)
