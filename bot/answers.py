@@ -82,3 +82,23 @@ async def about(services: Services) -> list[Card]:
             await store.get_meta(UPDATED_AT_KEY),
         )
     )
+
+
+async def set_status(
+    services: Services, query: str, status: str, note: str, evidence: str, by: str
+) -> list[Card]:
+    if evidence and not evidence.startswith(("https://", "http://")):
+        raise UserError("Evidence must be a link starting with https://.")
+    slug = services.pledges.resolve(query)
+    change = await services.store.set_status(
+        slug, status, note=note, evidence_url=evidence, changed_by=by
+    )
+    pledge = await services.store.pledge(slug)
+    assert pledge is not None
+    return [
+        Card(
+            title=f"Status recorded: {pledge.title}",
+            description=f"{cards.status_label(change.from_status)} → "
+            f"{cards.status_label(change.to_status)}\n{note}",
+        )
+    ]

@@ -179,7 +179,9 @@ class BriefingEngine:
             args=[schedule_id, slot],
             id=self.job_id(schedule_id),
             replace_existing=True,
-            misfire_grace_time=int(self.catch_up.total_seconds()) or 1,
+            # Always run, however late: `fire` itself decides between late and missed, so
+            # a busy loop can never silently drop a schedule's job chain.
+            misfire_grace_time=None,
             coalesce=True,
         )
         return slot, instant
@@ -202,9 +204,11 @@ class BriefingEngine:
             schedule = await self.schedules.by_id(schedule_id)
             if schedule is None or schedule.state != "active":
                 return
-            instant = slot_instant(slot_from_key(slot), schedule.timezone)
-            late = self.clock() - instant > LATE_AFTER
-            await self.deliver(schedule, slot, late=late)
+            delay = self.clock() - slot_instant(slot_from_key(slot), schedule.timezone)
+            if delay > self.catch_up:
+                await self.schedules.record(schedule_id, slot, "missed", error="fired too late")
+            else:
+                await self.deliver(schedule, slot, late=delay > LATE_AFTER)
         except Exception:
             log.exception("briefing %s slot %s failed unexpectedly", schedule_id, slot)
         finally:

@@ -9,6 +9,7 @@ from discord import app_commands
 from bot.services import Services
 from commands.about import about_command
 from commands.briefing import BriefingCommands
+from commands.operator import OperatorCommands
 from commands.pledge import PledgeCommands
 from commands.power import PowerCommands
 
@@ -17,5 +18,6 @@ def install(tree: app_commands.CommandTree[Any], services: Services) -> None:
     tree.add_command(PledgeCommands(services))
     tree.add_command(PowerCommands(services))
     tree.add_command(about_command(services))
+    tree.add_command(OperatorCommands(services))
     if services.briefings is not None:
         tree.add_command(BriefingCommands(services.briefings))

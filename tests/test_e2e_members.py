@@ -54,7 +54,8 @@ async def test_commands_sync_once_and_not_again_on_restart(w: World) -> None:
     async with running_bot(w):
         pass
     assert command_puts() == 1
-    assert {c["name"] for c in w.emu.commands()} == {"pledge", "power", "about", "briefing"}
+    names = {c["name"] for c in w.emu.commands()}
+    assert names == {"pledge", "power", "about", "briefing", "operator"}
     async with running_bot(w):
         pass
     assert command_puts() == 1
@@ -176,3 +177,22 @@ async def test_a_handler_bug_gets_an_apology_with_an_error_id(w: World) -> None:
         )
     assert result.ephemeral
     assert "error id" in embed_text(result.message)
+
+
+async def test_only_operators_record_status_from_discord(w: World) -> None:
+    administrator = 1 << 3
+    operator = w.emu.add_user("operator", permissions=administrator)
+    admin = w.emu.add_user("admin", permissions=administrator)
+    config = with_config(w, operator_ids=frozenset({operator.id}))
+    async with running_bot(w, config) as bot:
+        options = {"pledge": "europol-partnership", "status": "in-progress", "note": "Talks"}
+        refused = await w.emu.run_command(w.guild, "operator status", options=options, user=admin)
+        done = await w.emu.run_command(w.guild, "operator status", options=options, user=operator)
+        assert bot.services is not None
+        history = await bot.services.store.status_history("europol-partnership")
+    assert refused.ephemeral
+    assert "Only pledgebot's operators" in embed_text(refused.message)
+    assert "In progress" in embed_text(done.message)
+    assert [(h.to_status, h.changed_by) for h in history] == [
+        ("in-progress", f"discord:{operator.id}")
+    ]

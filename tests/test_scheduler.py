@@ -329,3 +329,23 @@ async def test_shards_own_their_guilds(rig: Rig) -> None:
     shards = Shards(count=2, ids=frozenset({1}))
     assert shards.owns(1 << 22)
     assert not shards.owns(2 << 22)
+
+
+async def test_a_firing_later_than_the_window_is_recorded_as_missed(rig: Rig) -> None:
+    schedule = await rig.schedule(time_of_day="09:00", timezone="UTC")
+    rig.clock.now = datetime(2026, 10, 21, 9, 45, tzinfo=UTC)
+    await rig.engine.fire(schedule.id, "2026-10-21T09:00")
+    delivery = await rig.engine.schedules.delivery(schedule.id, "2026-10-21T09:00")
+    assert delivery is not None
+    assert delivery.state == "missed"
+    assert rig.sender.posts == []
+    assert rig.planned(schedule.id) is not None  # the chain goes on
+
+
+async def test_a_firing_a_little_late_is_posted_and_marked_late(rig: Rig) -> None:
+    schedule = await rig.schedule(time_of_day="09:00", timezone="UTC")
+    rig.clock.now = datetime(2026, 10, 21, 9, 5, tzinfo=UTC)
+    await rig.engine.fire(schedule.id, "2026-10-21T09:00")
+    delivery = await rig.engine.schedules.delivery(schedule.id, "2026-10-21T09:00")
+    assert delivery is not None
+    assert (delivery.state, delivery.late) == ("sent", True)
