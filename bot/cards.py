@@ -67,7 +67,8 @@ class Card:
             and len(self.description) <= DESCRIPTION_LIMIT
             and len(self.fields) <= FIELD_COUNT_LIMIT
             and all(
-                0 < len(f.name) <= FIELD_NAME_LIMIT and 0 < len(f.value) <= FIELD_VALUE_LIMIT
+                0 < len(f.name.strip()) <= FIELD_NAME_LIMIT
+                and 0 < len(f.value.strip()) <= FIELD_VALUE_LIMIT
                 for f in self.fields
             )
             and len(self.footer) <= FOOTER_LIMIT
@@ -137,7 +138,7 @@ def _sentences(paragraph: str, limit: int) -> list[str]:
 def long_field(name: str, text: str) -> list[Field]:
     """One logical field, split into as many embed fields as its text needs."""
     parts = split_text(text, FIELD_VALUE_LIMIT)
-    name = shorten(name, FIELD_NAME_LIMIT - len(" (cont.)"))
+    name = shorten(name, FIELD_NAME_LIMIT - len(" (cont.)")) or "—"  # Discord needs a name
     return [
         Field(name if i == 0 else f"{name} (cont.)", part or "—") for i, part in enumerate(parts)
     ]

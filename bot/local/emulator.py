@@ -1,0 +1,569 @@
+"""A local Discord that the real, unmodified discord.py client talks to over real sockets.
+
+One aiohttp server on 127.0.0.1 serves the REST API under `/api/v10` and the gateway websocket
+at `/`. Tests, the console and benchmarks build a world (guilds, channels, users), then act as
+users (`run_command`, `autocomplete`, `click_button`) and inspect what the bot did (`messages`,
+`requests`, `violations`). Nothing here ever contacts discord.com.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import re
+import time
+from collections.abc import Iterable, Mapping
+from types import TracebackType
+from typing import Any, Self
+
+from aiohttp import web
+
+from bot.local.gateway import Gateway
+from bot.local.interactions import (
+    CommandUsageError,
+    InteractionResult,
+    build_command_data,
+    interaction_payload,
+)
+from bot.local.models import (
+    DEFAULT_BOT_PERMISSIONS,
+    DEFAULT_EVERYONE_PERMISSIONS,
+    GUILD_ANNOUNCEMENT,
+    GUILD_TEXT,
+    INTENT_GUILD_MEMBERS,
+    JSON,
+    MANAGE_GUILD,
+    PUBLIC_THREAD,
+    USE_APPLICATION_COMMANDS,
+    VIEW_CHANNEL,
+    ChannelState,
+    GuildState,
+    InteractionRecord,
+    MemberState,
+    MessageListener,
+    Overwrite,
+    RoleState,
+    StoredMessage,
+    UserState,
+    World,
+)
+from bot.local.rest import MAX_UPLOAD_BYTES, FailRule, RecordedRequest, RestApi
+
+
+class Emulator:
+    """The local Discord: start it, point discord.py at `base_url`/`gateway_url`, drive it."""
+
+    def __init__(
+        self,
+        *,
+        token: str = "emulator-token",
+        rate_limit_per_second: float | None = None,
+        heartbeat_interval_ms: int = 41250,
+        interaction_deadline: float = 3.0,
+        privileged_intents: int = 0,
+        application_name: str = "pledgebot",
+    ) -> None:
+        self._world = World(token, application_name)
+        self._gateway = Gateway(
+            self._world,
+            heartbeat_interval_ms=heartbeat_interval_ms,
+            privileged_intents=privileged_intents,
+        )
+        self._rest = RestApi(
+            self._world,
+            self._gateway,
+            rate_limit_per_second=rate_limit_per_second,
+            interaction_deadline=interaction_deadline,
+        )
+        self._runner: web.AppRunner | None = None
+        self._port = 0
+        self._user_permissions: dict[int, int] = {}
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        app = web.Application(client_max_size=4 * MAX_UPLOAD_BYTES)
+        app.router.add_get("/", self._gateway.handle)
+        app.router.add_route("*", "/{tail:.*}", self._rest.handle)
+        self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        self._port = self._runner.addresses[0][1]
+        self._gateway.resume_url = self._rest.gateway_url = self.gateway_url
+
+    async def stop(self) -> None:
+        await self._gateway.close()
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
+    @property
+    def base_url(self) -> str:
+        """What `discord.http.Route.BASE` must be set to."""
+        return f"http://127.0.0.1:{self._require_port()}/api/v10"
+
+    @property
+    def gateway_url(self) -> str:
+        return f"ws://127.0.0.1:{self._require_port()}/"
+
+    def _require_port(self) -> int:
+        if not self._port:
+            raise RuntimeError("the emulator is not started (await emulator.start())")
+        return self._port
+
+    # -- what the bot sees and did ---------------------------------------------------------
+
+    @property
+    def token(self) -> str:
+        return self._world.token
+
+    @property
+    def application_id(self) -> int:
+        return self._world.application_id
+
+    @property
+    def bot_user(self) -> UserState:
+        return self._world.bot_user
+
+    @property
+    def requests(self) -> list[RecordedRequest]:
+        return self._rest.requests
+
+    @property
+    def violations(self) -> list[str]:
+        """Every Discord rule the bot broke; such requests were also refused like Discord would."""
+        return self._world.violations
+
+    @property
+    def unhandled(self) -> list[str]:
+        """Routes and gateway ops the emulator does not implement (answered 404 / ignored)."""
+        return self._world.unhandled
+
+    @property
+    def rate_limited_count(self) -> int:
+        return self._rest.rate_limited_count
+
+    @property
+    def connected(self) -> asyncio.Event:
+        """Set once READY (and the GUILD_CREATEs) went out; cleared on disconnect."""
+        return self._gateway.connected
+
+    @property
+    def identify_count(self) -> int:
+        return self._gateway.identify_count
+
+    @property
+    def resume_count(self) -> int:
+        return self._gateway.resume_count
+
+    @property
+    def identified_intents(self) -> int | None:
+        """The intents of the latest IDENTIFY."""
+        return self._gateway.identified_intents
+
+    @property
+    def presence(self) -> JSON | None:
+        """The latest presence update (op 3) the bot sent."""
+        return self._gateway.presence
+
+    async def wait_until_ready_sent(self, timeout: float = 5.0) -> None:
+        await self._world.wait_until(self._gateway.connected.is_set, timeout, "the bot to connect")
+
+    def commands(self, guild: GuildState | None = None) -> list[JSON]:
+        """Registered commands, global when `guild` is None."""
+        return copy.deepcopy(self._world.commands_for(None if guild is None else guild.id))
+
+    def messages(self, channel: ChannelState) -> list[JSON]:
+        """Messages the bot posted to `channel` via REST, oldest first, edits/deletes applied."""
+        stored = (self._world.messages[i] for i in channel.message_ids)
+        return [copy.deepcopy(m.data) for m in stored if m.interaction_id is None]
+
+    async def wait_for_messages(
+        self, channel: ChannelState, count: int = 1, timeout: float = 5.0
+    ) -> list[JSON]:
+        await self._world.wait_until(
+            lambda: len(self.messages(channel)) >= count,
+            timeout,
+            f"{count} message(s) in #{channel.name}",
+        )
+        return self.messages(channel)
+
+    def allowed_mentions(self, message: JSON | int | str) -> JSON | None:
+        """The `allowed_mentions` the bot sent with a message (None when it sent none)."""
+        return self._stored(message).allowed_mentions
+
+    def on_message(self, callback: MessageListener) -> None:
+        """Call `callback(channel, message)` for every message the bot posts via REST."""
+        self._world.message_listeners.append(callback)
+
+    # -- fault injection ------------------------------------------------------------------
+
+    def fail_next(
+        self,
+        method: str | None = "POST",
+        path_regex: str = r"/channels/\d+/messages",
+        status: int = 500,
+        count: int = 1,
+        code: int | None = None,
+        retry_after: float = 1.0,
+        global_: bool = False,
+    ) -> None:
+        """Answer the next `count` matching requests with `status` (path is relative to /api/v10).
+
+        403 defaults to code 50013 (pass 50001 for Missing Access), 404 to 10003; 429 carries
+        `retry_after`, `Via` and X-RateLimit-* headers (X-RateLimit-Global for `global_`).
+        """
+        rule = FailRule(method, re.compile(path_regex), status, count, code, retry_after, global_)
+        self._rest.fail_next(rule)
+
+    async def drop_gateway(self, resumable: bool = True) -> None:
+        """Close the bot's websocket: it resumes, or gets INVALID_SESSION and re-identifies."""
+        await self._gateway.drop(resumable=resumable)
+
+    # -- building the world ---------------------------------------------------------------
+
+    def add_guild(
+        self,
+        name: str,
+        channels: Iterable[str] = ("general",),
+        *,
+        bot_permissions: int = DEFAULT_BOT_PERMISSIONS,
+    ) -> GuildState:
+        """A guild with the bot (its managed role gets `bot_permissions`) and every added user."""
+        world = self._world
+        guild = GuildState(world.snowflakes.next(), name, world.owner.id)
+        guild.roles["@everyone"] = RoleState(guild.id, "@everyone", DEFAULT_EVERYONE_PERMISSIONS)
+        bot_role = RoleState(
+            world.snowflakes.next(),
+            world.application_name,
+            bot_permissions,
+            position=1,
+            managed=True,
+            bot_id=world.bot_user.id,
+        )
+        guild.roles[bot_role.name] = bot_role
+        guild.members[world.owner.id] = MemberState(world.owner, guild)
+        guild.members[world.bot_user.id] = MemberState(world.bot_user, guild, [bot_role.id])
+        world.guilds[guild.id] = guild
+        for channel_name in channels:
+            self._new_channel(guild, channel_name, GUILD_TEXT, None)
+        for user_id, permissions in self._user_permissions.items():
+            self._join(guild, world.users[user_id], [], permissions, announce=False)
+        self._gateway.dispatch("GUILD_CREATE", self._gateway.guild_create(guild, joined=True))
+        return guild
+
+    def add_role(
+        self, guild: GuildState, name: str, *, permissions: int = 0, mentionable: bool = False
+    ) -> RoleState:
+        role = self._new_role(guild, name, permissions, mentionable)
+        self._announce_role(guild, role)
+        return role
+
+    def add_channel(
+        self, guild: GuildState, name: str, type: int = GUILD_TEXT, *, topic: str | None = None
+    ) -> ChannelState:
+        """A text (0) or announcement (5) channel."""
+        if type not in (GUILD_TEXT, GUILD_ANNOUNCEMENT):
+            raise ValueError(f"channel type {type} is not emulated (use 0 or 5)")
+        channel = self._new_channel(guild, name, type, topic)
+        self._gateway.dispatch("CHANNEL_CREATE", channel.payload())
+        return channel
+
+    def add_thread(self, channel: ChannelState, name: str) -> ChannelState:
+        """A public thread under `channel`."""
+        if channel.is_thread:
+            raise ValueError("threads cannot contain threads")
+        guild = channel.guild
+        thread = ChannelState(
+            self._world.snowflakes.next(), guild, name, PUBLIC_THREAD, parent=channel
+        )
+        guild.threads[name] = thread
+        self._world.channels[thread.id] = thread
+        self._gateway.dispatch("THREAD_CREATE", {**thread.payload(), "newly_created": True})
+        return thread
+
+    def delete_channel(self, channel: ChannelState) -> None:
+        """Delete a channel (and its threads); REST calls to it then get 404 code 10003."""
+        guild = channel.guild
+        doomed = [channel, *(t for t in guild.threads.values() if t.parent is channel)]
+        for gone in doomed:
+            gone.deleted = True
+            if gone.is_thread:
+                del guild.threads[gone.name]
+            else:
+                del guild.channels[gone.name]
+        event = "THREAD_DELETE" if channel.is_thread else "CHANNEL_DELETE"
+        payload = channel.payload()
+        self._gateway.dispatch(event, payload)
+        self._world.notify()
+
+    def set_bot_channel_permissions(
+        self, channel: ChannelState, *, allow: int = 0, deny: int = 0
+    ) -> None:
+        """Set (or clear, with allow=deny=0) the bot's member overwrite on a channel."""
+        if channel.is_thread:
+            raise ValueError("threads take their permissions from the parent channel")
+        bot_id = self._world.bot_user.id
+        channel.overwrites = [o for o in channel.overwrites if (o.type, o.id) != (1, bot_id)]
+        if allow or deny:
+            channel.overwrites.append(Overwrite(bot_id, 1, allow, deny))
+        self._gateway.dispatch("CHANNEL_UPDATE", channel.payload())
+
+    def add_user(
+        self, username: str, *, manage_guild: bool = False, permissions: int = 0
+    ) -> UserState:
+        """A user who is a member of every guild, now and later (moderators get MANAGE_GUILD)."""
+        world = self._world
+        user = UserState(world.snowflakes.next(), username)
+        world.users[user.id] = user
+        granted = permissions | (MANAGE_GUILD if manage_guild else 0)
+        self._user_permissions[user.id] = granted
+        for guild in world.guilds.values():
+            self._join(guild, user, [], granted)
+        return user
+
+    def add_member(
+        self,
+        guild: GuildState,
+        user: UserState,
+        *,
+        roles: Iterable[RoleState] = (),
+        permissions: int = 0,
+    ) -> MemberState:
+        """Make `user` a member of `guild` with exactly these roles (+ one for `permissions`)."""
+        return self._join(guild, user, list(roles), permissions)
+
+    def _join(
+        self,
+        guild: GuildState,
+        user: UserState,
+        roles: list[RoleState],
+        permissions: int,
+        *,
+        announce: bool = True,
+    ) -> MemberState:
+        """Add or update a membership; `announce` dispatches it (not while building a guild)."""
+        if permissions:
+            role = self._new_role(guild, f"{user.username} permissions", permissions, False)
+            roles.append(role)
+            if announce:
+                self._announce_role(guild, role)
+        existing = guild.members.get(user.id)
+        member = existing or MemberState(user, guild)
+        member.role_ids = [r.id for r in roles]
+        guild.members[user.id] = member
+        if announce:
+            event = "GUILD_MEMBER_UPDATE" if existing else "GUILD_MEMBER_ADD"
+            payload = {**member.payload(), "guild_id": str(guild.id)}
+            self._gateway.dispatch(event, payload, intent=INTENT_GUILD_MEMBERS)
+        return member
+
+    def _new_role(
+        self, guild: GuildState, name: str, permissions: int, mentionable: bool
+    ) -> RoleState:
+        position = max(r.position for r in guild.roles.values()) + 1
+        role_id = self._world.snowflakes.next()
+        role = RoleState(role_id, name, permissions, position=position, mentionable=mentionable)
+        guild.roles[name] = role
+        return role
+
+    def _announce_role(self, guild: GuildState, role: RoleState) -> None:
+        self._gateway.dispatch(
+            "GUILD_ROLE_CREATE", {"guild_id": str(guild.id), "role": role.payload()}
+        )
+
+    def _new_channel(
+        self, guild: GuildState, name: str, type: int, topic: str | None
+    ) -> ChannelState:
+        if name in guild.channels:
+            raise ValueError(f"#{name} already exists in {guild.name!r}")
+        channel = ChannelState(
+            self._world.snowflakes.next(),
+            guild,
+            name,
+            type,
+            position=len(guild.channels),
+            topic=topic,
+        )
+        guild.channels[name] = channel
+        self._world.channels[channel.id] = channel
+        return channel
+
+    # -- acting as users ------------------------------------------------------------------
+
+    async def run_command(
+        self,
+        guild: GuildState,
+        name: str,
+        subcommand: str | None = None,
+        options: Mapping[str, Any] | None = None,
+        *,
+        user: UserState | MemberState,
+        channel: ChannelState | None = None,
+        timeout: float = 5.0,
+    ) -> InteractionResult:
+        """Invoke a registered slash command (`name` may be "pledge show"; groups: "admin reset").
+
+        Returns once the bot answered: immediately for a message/update callback, or, after a
+        defer, once it edited the original response or sent a followup.
+        """
+        member = self._member(guild, user)
+        where = self._command_channel(guild, member, channel)
+        path = name.split() + (subcommand.split() if subcommand else [])
+        data, full_name = build_command_data(self._world, guild, member, path, options or {})
+        record = await self._send(2, full_name, where, member, data, timeout)
+        await self._settle(record, timeout)
+        return InteractionResult(self._world, record)
+
+    async def autocomplete(
+        self,
+        guild: GuildState,
+        name: str,
+        subcommand: str | None = None,
+        *,
+        focused: str,
+        value: str,
+        user: UserState | MemberState,
+        options: Mapping[str, Any] | None = None,
+        channel: ChannelState | None = None,
+        timeout: float = 5.0,
+    ) -> list[JSON]:
+        """Type `value` into option `focused`; return the choices the bot suggested."""
+        member = self._member(guild, user)
+        where = self._command_channel(guild, member, channel)
+        path = name.split() + (subcommand.split() if subcommand else [])
+        typed = {**(options or {}), focused: value}
+        data, full_name = build_command_data(
+            self._world, guild, member, path, typed, focused=focused
+        )
+        record = await self._send(4, full_name, where, member, data, timeout)
+        await self._settle(record, timeout)
+        return copy.deepcopy(record.choices or [])
+
+    async def click_button(
+        self,
+        message: JSON | int | str,
+        custom_id: str | None = None,
+        *,
+        label: str | None = None,
+        user: UserState | MemberState,
+        guild: GuildState | None = None,
+        timeout: float = 5.0,
+    ) -> InteractionResult:
+        """Click a button on a message the bot sent (its dict, or its id as int or str).
+
+        Name the button by `custom_id`, or by `label` for views whose ids discord.py generated.
+        """
+        stored = self._stored(message)
+        channel = stored.channel
+        if guild is not None and guild is not channel.guild:
+            raise CommandUsageError(f"message {stored.id} is not in {guild.name!r}")
+        member = self._member(channel.guild, user)
+        if stored.ephemeral and stored.interaction_id is not None:
+            owner = self._world.interactions[stored.interaction_id].member
+            if owner is not member:
+                raise CommandUsageError("only the user who got an ephemeral message can click it")
+        wanted = ("custom_id", custom_id) if label is None else ("label", label)
+        button = _find_button(stored.data["components"], *wanted)
+        if button is None:
+            raise CommandUsageError(
+                f"message {stored.id} has no button with {wanted[0]} {wanted[1]!r}"
+            )
+        if button.get("disabled"):
+            raise CommandUsageError(f"button {wanted[1]!r} is disabled")
+        data: JSON = {"custom_id": button["custom_id"], "component_type": 2}
+        if "id" in button:
+            data["id"] = button["id"]
+        name = f"button {wanted[1]}"
+        record = await self._send(3, name, channel, member, data, timeout, stored.id)
+        await self._settle(record, timeout)
+        return InteractionResult(self._world, record)
+
+    def _member(self, guild: GuildState, user: UserState | MemberState) -> MemberState:
+        user_id = user.user.id if isinstance(user, MemberState) else user.id
+        member = guild.members.get(user_id)
+        if member is None:
+            raise CommandUsageError(
+                f"user {user_id} is not a member of {guild.name!r} (use add_member)"
+            )
+        return member
+
+    def _command_channel(
+        self, guild: GuildState, member: MemberState, channel: ChannelState | None
+    ) -> ChannelState:
+        where = channel or next(iter(guild.channels.values()), None)
+        if where is None or where.deleted or where.guild is not guild:
+            raise CommandUsageError(f"no usable channel in {guild.name!r} to run the command in")
+        perms = guild.channel_permissions(member, where)
+        needed = VIEW_CHANNEL | USE_APPLICATION_COMMANDS
+        if perms & needed != needed:
+            raise CommandUsageError(f"{member.user.username} cannot use commands in #{where.name}")
+        return where
+
+    def _stored(self, message: JSON | int | str) -> StoredMessage:
+        message_id = int(message["id"]) if isinstance(message, dict) else int(message)
+        stored = self._world.messages.get(message_id)
+        if stored is None:
+            raise CommandUsageError(f"message {message_id} does not exist (never sent, or deleted)")
+        return stored
+
+    async def _send(
+        self,
+        kind: int,
+        name: str,
+        channel: ChannelState,
+        member: MemberState,
+        data: JSON,
+        timeout: float,
+        component_message_id: int | None = None,
+    ) -> InteractionRecord:
+        world = self._world
+        await world.wait_until(self._gateway.connected.is_set, timeout, "the bot to be connected")
+        record_id, token = world.snowflakes.next(), world.new_token()
+        message = (
+            None if component_message_id is None else world.messages[component_message_id].data
+        )
+        payload = interaction_payload(world, record_id, token, kind, channel, member, data, message)
+        record = InteractionRecord(
+            record_id, token, kind, name, channel, member, time.perf_counter(), component_message_id
+        )
+        world.interactions[record_id] = record
+        world.interaction_tokens[token] = record
+        self._gateway.dispatch("INTERACTION_CREATE", payload, intent=None)
+        return record
+
+    async def _settle(self, record: InteractionRecord, timeout: float) -> None:
+        try:
+            await self._world.wait_until(
+                lambda: record.settled, timeout, f"a response to /{record.name}"
+            )
+        except TimeoutError:
+            if record.callback_type is None:
+                problem = "the bot never acknowledged"
+            else:
+                problem = f"after callback type {record.callback_type}, the bot never completed"
+            raise TimeoutError(f"{problem} /{record.name} within {timeout} s") from None
+
+
+def _find_button(components: list[JSON], key: str, value: str | None) -> JSON | None:
+    """The first non-link button whose `key` equals `value`, searching nested components."""
+    for component in components:
+        if component.get("type") == 2 and "custom_id" in component and component.get(key) == value:
+            return component
+        found = _find_button(component.get("components") or [], key, value)
+        if found is not None:
+            return found
+    return None

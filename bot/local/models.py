@@ -1,0 +1,481 @@
+"""State of the local Discord: users, guilds, channels, roles, messages and interactions.
+
+Everything here is plain data plus the JSON payloads Discord would send for it, so the REST
+API, the gateway and the test-facing facade all describe the same world the same way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+JSON = dict[str, Any]
+
+DISCORD_EPOCH_MS = 1_420_070_400_000
+
+# Permission bits (https://discord.com/developers/docs/topics/permissions).
+CREATE_INSTANT_INVITE = 1 << 0
+ADMINISTRATOR = 1 << 3
+MANAGE_GUILD = 1 << 5
+ADD_REACTIONS = 1 << 6
+VIEW_CHANNEL = 1 << 10
+SEND_MESSAGES = 1 << 11
+SEND_TTS_MESSAGES = 1 << 12
+EMBED_LINKS = 1 << 14
+ATTACH_FILES = 1 << 15
+READ_MESSAGE_HISTORY = 1 << 16
+MENTION_EVERYONE = 1 << 17
+USE_EXTERNAL_EMOJIS = 1 << 18
+CHANGE_NICKNAME = 1 << 26
+USE_APPLICATION_COMMANDS = 1 << 31
+CREATE_PUBLIC_THREADS = 1 << 35
+SEND_MESSAGES_IN_THREADS = 1 << 38
+# Same value as discord.Permissions.all(): what owners and administrators get.
+ALL_PERMISSIONS = 0x1F7FFFFFFFFFFF
+
+DEFAULT_EVERYONE_PERMISSIONS = (
+    CREATE_INSTANT_INVITE
+    | ADD_REACTIONS
+    | VIEW_CHANNEL
+    | SEND_MESSAGES
+    | EMBED_LINKS
+    | ATTACH_FILES
+    | READ_MESSAGE_HISTORY
+    | USE_EXTERNAL_EMOJIS
+    | CHANGE_NICKNAME
+    | USE_APPLICATION_COMMANDS
+    | CREATE_PUBLIC_THREADS
+    | SEND_MESSAGES_IN_THREADS
+)
+# What a typical invite link grants the bot's managed role.
+DEFAULT_BOT_PERMISSIONS = (
+    VIEW_CHANNEL
+    | SEND_MESSAGES
+    | SEND_MESSAGES_IN_THREADS
+    | EMBED_LINKS
+    | ATTACH_FILES
+    | READ_MESSAGE_HISTORY
+    | ADD_REACTIONS
+    | USE_EXTERNAL_EMOJIS
+)
+
+# Channel types.
+GUILD_TEXT = 0
+GUILD_ANNOUNCEMENT = 5
+PUBLIC_THREAD = 11
+THREAD_TYPES = frozenset({10, 11, 12})
+
+# Message flags.
+FLAG_EPHEMERAL = 1 << 6
+FLAG_LOADING = 1 << 7
+
+# Gateway intents.
+INTENT_GUILDS = 1 << 0
+INTENT_GUILD_MEMBERS = 1 << 1
+
+
+def iso_now() -> str:
+    """Discord-style ISO 8601 timestamp."""
+    return datetime.now(UTC).isoformat()
+
+
+class SnowflakeFactory:
+    """Timestamp-based, strictly increasing ids, so `(id >> 22)` gives a real creation time."""
+
+    def __init__(self) -> None:
+        self._last = 0
+
+    def next(self) -> int:
+        candidate = (int(time.time() * 1000) - DISCORD_EPOCH_MS) << 22
+        self._last = max(candidate, self._last + 1)
+        return self._last
+
+
+@dataclass(eq=False)
+class UserState:
+    """A Discord user (the bot itself, or a human who runs commands)."""
+
+    id: int
+    username: str
+    bot: bool = False
+
+    def payload(self) -> JSON:
+        return {
+            "id": str(self.id),
+            "username": self.username,
+            "discriminator": "0",
+            "global_name": None if self.bot else self.username,
+            "avatar": None,
+            "bot": self.bot,
+            "public_flags": 0,
+        }
+
+
+@dataclass(eq=False)
+class RoleState:
+    """A guild role; `@everyone` has the guild's id."""
+
+    id: int
+    name: str
+    permissions: int
+    position: int = 0
+    mentionable: bool = False
+    managed: bool = False
+    bot_id: int | None = None
+
+    def payload(self) -> JSON:
+        data: JSON = {
+            "id": str(self.id),
+            "name": self.name,
+            "color": 0,
+            "colors": {"primary_color": 0, "secondary_color": None, "tertiary_color": None},
+            "hoist": False,
+            "icon": None,
+            "unicode_emoji": None,
+            "position": self.position,
+            "permissions": str(self.permissions),
+            "managed": self.managed,
+            "mentionable": self.mentionable,
+            "flags": 0,
+        }
+        if self.bot_id is not None:
+            data["tags"] = {"bot_id": str(self.bot_id)}
+        return data
+
+
+@dataclass
+class Overwrite:
+    """A channel permission overwrite (type 0 = role, 1 = member)."""
+
+    id: int
+    type: int
+    allow: int = 0
+    deny: int = 0
+
+    def payload(self) -> JSON:
+        return {
+            "id": str(self.id),
+            "type": self.type,
+            "allow": str(self.allow),
+            "deny": str(self.deny),
+        }
+
+
+@dataclass(eq=False)
+class ChannelState:
+    """A text/announcement channel or a thread (threads have `parent` set)."""
+
+    id: int
+    guild: GuildState = field(repr=False)
+    name: str
+    type: int
+    position: int = 0
+    topic: str | None = None
+    parent: ChannelState | None = field(default=None, repr=False)
+    overwrites: list[Overwrite] = field(default_factory=list, repr=False)
+    message_ids: list[int] = field(default_factory=list, repr=False)
+    nonces: dict[str, int] = field(default_factory=dict, repr=False)
+    deleted: bool = False
+
+    @property
+    def is_thread(self) -> bool:
+        return self.type in THREAD_TYPES
+
+    def payload(self) -> JSON:
+        """The channel object as in GUILD_CREATE, CHANNEL_* events and GET /channels/{id}."""
+        data: JSON = {
+            "id": str(self.id),
+            "guild_id": str(self.guild.id),
+            "type": self.type,
+            "name": self.name,
+            "position": self.position,
+            "flags": 0,
+            "nsfw": False,
+            "rate_limit_per_user": 0,
+            "last_message_id": str(self.message_ids[-1]) if self.message_ids else None,
+        }
+        if self.parent is not None:
+            data.update(
+                parent_id=str(self.parent.id),
+                owner_id=str(self.guild.owner_id),
+                message_count=len(self.message_ids),
+                member_count=1,
+                total_message_sent=len(self.message_ids),
+                thread_metadata={
+                    "archived": False,
+                    "auto_archive_duration": 1440,
+                    "archive_timestamp": iso_now(),
+                    "locked": False,
+                    "create_timestamp": iso_now(),
+                },
+            )
+        else:
+            data.update(
+                topic=self.topic,
+                parent_id=None,
+                permission_overwrites=[o.payload() for o in self.overwrites],
+                default_auto_archive_duration=1440,
+            )
+        return data
+
+
+@dataclass(eq=False)
+class MemberState:
+    """A user's membership of one guild."""
+
+    user: UserState
+    guild: GuildState = field(repr=False)
+    role_ids: list[int] = field(default_factory=list)
+    joined_at: str = field(default_factory=iso_now)
+
+    def payload(self, *, permissions: int | None = None, with_user: bool = True) -> JSON:
+        data: JSON = {
+            "roles": [str(r) for r in self.role_ids],
+            "joined_at": self.joined_at,
+            "flags": 0,
+            "nick": None,
+            "avatar": None,
+            "banner": None,
+            "premium_since": None,
+            "pending": False,
+            "deaf": False,
+            "mute": False,
+            "communication_disabled_until": None,
+        }
+        if with_user:
+            data["user"] = self.user.payload()
+        if permissions is not None:
+            data["permissions"] = str(permissions)
+        return data
+
+
+@dataclass(eq=False)
+class GuildState:
+    """A guild with its channels (by name), threads (by name), roles (by name) and members."""
+
+    id: int
+    name: str
+    owner_id: int
+    channels: dict[str, ChannelState] = field(default_factory=dict)
+    threads: dict[str, ChannelState] = field(default_factory=dict)
+    roles: dict[str, RoleState] = field(default_factory=dict)
+    members: dict[int, MemberState] = field(default_factory=dict, repr=False)
+
+    @property
+    def everyone(self) -> RoleState:
+        return self.roles["@everyone"]
+
+    def role_by_id(self, role_id: int) -> RoleState | None:
+        return next((r for r in self.roles.values() if r.id == role_id), None)
+
+    def base_permissions(self, member: MemberState) -> int:
+        """Guild-wide permissions, exactly as Discord computes them."""
+        if member.user.id == self.owner_id:
+            return ALL_PERMISSIONS
+        perms = self.everyone.permissions
+        for role_id in member.role_ids:
+            role = self.role_by_id(role_id)
+            if role is not None:
+                perms |= role.permissions
+        return ALL_PERMISSIONS if perms & ADMINISTRATOR else perms
+
+    def channel_permissions(self, member: MemberState, channel: ChannelState) -> int:
+        """Permissions in a channel after overwrites and Discord's implicit denials.
+
+        Threads use their parent's overwrites.
+        """
+        perms = self.base_permissions(member)
+        if perms == ALL_PERMISSIONS:
+            return perms
+        source = channel.parent or channel
+        overwrites = {(o.type, o.id): o for o in source.overwrites}
+        everyone = overwrites.get((0, self.id))
+        if everyone is not None:
+            perms = (perms & ~everyone.deny) | everyone.allow
+        allow = deny = 0
+        for role_id in member.role_ids:
+            overwrite = overwrites.get((0, role_id))
+            if overwrite is not None:
+                allow |= overwrite.allow
+                deny |= overwrite.deny
+        perms = (perms & ~deny) | allow
+        own = overwrites.get((1, member.user.id))
+        if own is not None:
+            perms = (perms & ~own.deny) | own.allow
+        if not perms & VIEW_CHANNEL:
+            return 0
+        if not perms & SEND_MESSAGES:
+            perms &= ~(SEND_TTS_MESSAGES | MENTION_EVERYONE | EMBED_LINKS | ATTACH_FILES)
+        return perms
+
+    def create_payload(self, *, include_members: bool, bot_id: int) -> JSON:
+        """The GUILD_CREATE payload discord.py builds its Guild, channels and `guild.me` from."""
+        members = [
+            m.payload() for m in self.members.values() if include_members or m.user.id == bot_id
+        ]
+        return {
+            "id": str(self.id),
+            "name": self.name,
+            "icon": None,
+            "splash": None,
+            "discovery_splash": None,
+            "banner": None,
+            "description": None,
+            "owner_id": str(self.owner_id),
+            "afk_channel_id": None,
+            "afk_timeout": 300,
+            "verification_level": 0,
+            "default_message_notifications": 1,
+            "explicit_content_filter": 0,
+            "mfa_level": 0,
+            "nsfw_level": 0,
+            "premium_tier": 0,
+            "premium_subscription_count": 0,
+            "preferred_locale": "en-US",
+            "system_channel_id": None,
+            "system_channel_flags": 0,
+            "rules_channel_id": None,
+            "public_updates_channel_id": None,
+            "safety_alerts_channel_id": None,
+            "features": [],
+            "emojis": [],
+            "stickers": [],
+            "roles": [r.payload() for r in self.roles.values()],
+            "channels": [c.payload() for c in self.channels.values()],
+            "threads": [t.payload() for t in self.threads.values()],
+            "members": members,
+            "member_count": len(self.members),
+            "large": False,
+            "unavailable": False,
+            "joined_at": iso_now(),
+            "voice_states": [],
+            "presences": [],
+            "stage_instances": [],
+            "guild_scheduled_events": [],
+            "soundboard_sounds": [],
+            "premium_progress_bar_enabled": False,
+        }
+
+
+@dataclass(eq=False)
+class StoredMessage:
+    """A message the bot created, with what Discord keeps around it."""
+
+    data: JSON
+    channel: ChannelState
+    allowed_mentions: JSON | None
+    interaction_id: int | None = None
+
+    @property
+    def id(self) -> int:
+        return int(self.data["id"])
+
+    @property
+    def ephemeral(self) -> bool:
+        return bool(self.data["flags"] & FLAG_EPHEMERAL)
+
+
+@dataclass(eq=False)
+class InteractionRecord:
+    """One INTERACTION_CREATE and everything the bot did in response."""
+
+    id: int
+    token: str
+    type: int
+    name: str
+    channel: ChannelState
+    member: MemberState
+    sent_at: float
+    component_message_id: int | None = None
+    callback_type: int | None = None
+    callback_at: float | None = None
+    original_id: int | None = None
+    loading: bool = False
+    followup_ids: list[int] = field(default_factory=list)
+    choices: list[JSON] | None = None
+    modal: JSON | None = None
+    settled: bool = False
+
+
+MessageListener = Callable[[ChannelState, JSON], None]
+
+
+class World:
+    """Everything the fake Discord knows; shared by the REST API, the gateway and the facade."""
+
+    def __init__(self, token: str, application_name: str) -> None:
+        self.token = token
+        self.snowflakes = SnowflakeFactory()
+        self.application_id = self.snowflakes.next()
+        self.application_name = application_name
+        self.bot_user = UserState(self.application_id, application_name, bot=True)
+        self.owner = UserState(self.snowflakes.next(), "owner")
+        self.users: dict[int, UserState] = {u.id: u for u in (self.bot_user, self.owner)}
+        self.guilds: dict[int, GuildState] = {}
+        self.channels: dict[int, ChannelState] = {}
+        self.messages: dict[int, StoredMessage] = {}
+        self.global_commands: list[JSON] = []
+        self.guild_commands: dict[int, list[JSON]] = {}
+        self.interactions: dict[int, InteractionRecord] = {}
+        self.interaction_tokens: dict[str, InteractionRecord] = {}
+        self.violations: list[str] = []
+        self.unhandled: list[str] = []
+        self.message_listeners: list[MessageListener] = []
+        self._changed = asyncio.Event()
+
+    def new_token(self) -> str:
+        return "aW50ZXJhY3Rpb24" + secrets.token_urlsafe(48)
+
+    def violation(self, text: str) -> None:
+        self.violations.append(text)
+        self.notify()
+
+    def notify(self) -> None:
+        """Wake everything waiting in `wait_until`."""
+        self._changed.set()
+        self._changed = asyncio.Event()
+
+    async def wait_until(self, predicate: Callable[[], bool], timeout: float, what: str) -> None:
+        """Wait for `predicate` to hold, re-checking after every state change."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while not predicate():
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                raise TimeoutError(f"timed out after {timeout} s waiting for {what}")
+            changed = self._changed
+            try:
+                await asyncio.wait_for(changed.wait(), remaining)
+            except TimeoutError:
+                continue
+
+    def bot_member(self, guild: GuildState) -> MemberState:
+        return guild.members[self.bot_user.id]
+
+    def bot_permissions(self, channel: ChannelState) -> int:
+        return channel.guild.channel_permissions(self.bot_member(channel.guild), channel)
+
+    def commands_for(self, guild_id: int | None) -> list[JSON]:
+        if guild_id is None:
+            return self.global_commands
+        return self.guild_commands.setdefault(guild_id, [])
+
+    def add_message(self, message: StoredMessage) -> None:
+        self.messages[message.id] = message
+        if not message.ephemeral:
+            message.channel.message_ids.append(message.id)
+        if message.interaction_id is None:
+            for listener in self.message_listeners:
+                listener(message.channel, message.data)
+        self.notify()
+
+    def remove_message(self, message: StoredMessage) -> None:
+        del self.messages[message.id]
+        if message.id in message.channel.message_ids:
+            message.channel.message_ids.remove(message.id)
+        self.notify()
