@@ -44,6 +44,8 @@ def user_message(error: Exception) -> str | None:
     if isinstance(error, UserError):
         return str(error)
     if isinstance(error, app_commands.TransformerError):
+        if error.type is discord.AppCommandOptionType.channel:
+            return "That channel is not in this server, or not one I can post in."
         return f"“{str(error.value)[:80]}” is not a valid value for that option."
     if isinstance(error, app_commands.NoPrivateMessage):
         return "This command only works inside a server."

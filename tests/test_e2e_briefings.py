@@ -298,3 +298,43 @@ async def test_schedules_survive_a_restart(w: World, tmp_path: Path) -> None:
         briefing_id = await schedule(w)
     async with running_bot(w, with_config(w)) as bot:
         assert engine(bot).scheduler.get_job(f"briefing:{briefing_id}") is not None
+
+
+async def test_a_member_is_refused_even_where_the_server_shows_the_command(w: World) -> None:
+    async with running_bot(w) as bot:
+        for action, options in [
+            ("schedule", {"channel": w.briefings, "time": "09:00"}),
+            ("list", {}),
+        ]:
+            result = await w.emu.run_command(
+                w.guild, f"briefing {action}", options=options, user=w.member, unchecked=True
+            )
+            assert result.ephemeral
+            assert "Manage Server" in embed_text(result.message)
+        assert await engine(bot).schedules.in_guild(w.guild.id) == []
+
+
+async def test_the_moderator_role_may_manage_briefings(w: World) -> None:
+    role = w.emu.add_role(w.guild, "Mods")
+    helper = w.emu.add_user("helper")
+    w.emu.add_member(w.guild, helper, roles=[role])
+    async with running_bot(w):
+        await w.emu.run_command(
+            w.guild, "briefing moderator-role", options={"role": role}, user=w.moderator
+        )
+        result = await w.emu.run_command(w.guild, "briefing list", user=helper, unchecked=True)
+    assert "No briefings yet" in embed_text(result.message)
+
+
+async def test_a_channel_from_another_server_is_refused(w: World) -> None:
+    async with running_bot(w) as bot:
+        result = await w.emu.run_command(
+            w.guild,
+            "briefing schedule",
+            options={"channel": w.other_guild.channels["briefings"], "time": "09:00"},
+            user=w.moderator,
+            unchecked=True,
+        )
+        assert await engine(bot).schedules.in_guild(w.guild.id) == []
+    assert result.ephemeral
+    assert "not in this server" in embed_text(result.message)

@@ -414,16 +414,21 @@ class Emulator:
         user: UserState | MemberState,
         channel: ChannelState | None = None,
         timeout: float = 5.0,
+        unchecked: bool = False,
     ) -> InteractionResult:
         """Invoke a registered slash command (`name` may be "pledge show"; groups: "admin reset").
 
         Returns once the bot answered: immediately for a message/update callback, or, after a
-        defer, once it edited the original response or sent a followup.
+        defer, once it edited the original response or sent a followup. `unchecked` sends
+        what Discord's client would refuse to (see `build_command_data`), to test the bot's
+        own checks.
         """
         member = self._member(guild, user)
         where = self._command_channel(guild, member, channel)
         path = name.split() + (subcommand.split() if subcommand else [])
-        data, full_name = build_command_data(self._world, guild, member, path, options or {})
+        data, full_name = build_command_data(
+            self._world, guild, member, path, options or {}, unchecked=unchecked
+        )
         record = await self._send(2, full_name, where, member, data, timeout)
         await self._settle(record, timeout)
         return InteractionResult(self._world, record)

@@ -109,10 +109,13 @@ def _check_range(schema: JSON, value: Any) -> None:
 class _Resolver:
     """Collects the `resolved` block for user, role and channel options."""
 
-    def __init__(self, world: World, guild: GuildState, member: MemberState) -> None:
+    def __init__(
+        self, world: World, guild: GuildState, member: MemberState, *, unchecked: bool = False
+    ) -> None:
         self.world = world
         self.guild = guild
         self.member = member
+        self.unchecked = unchecked
         self.data: dict[str, dict[str, JSON]] = {}
 
     def user(self, value: UserState | MemberState) -> str:
@@ -126,13 +129,13 @@ class _Resolver:
         return str(user.id)
 
     def role(self, role: RoleState) -> str:
-        if self.guild.role_by_id(role.id) is not role:
+        if self.guild.role_by_id(role.id) is not role and not self.unchecked:
             raise CommandUsageError(f"role {role.name!r} is not in guild {self.guild.name!r}")
         self.data.setdefault("roles", {})[str(role.id)] = role.payload()
         return str(role.id)
 
     def channel(self, channel: ChannelState, allowed_types: list[int] | None) -> str:
-        if channel.guild is not self.guild or channel.deleted:
+        if (channel.guild is not self.guild or channel.deleted) and not self.unchecked:
             raise CommandUsageError(f"#{channel.name} is not a channel of {self.guild.name!r}")
         if allowed_types and channel.type not in allowed_types:
             raise CommandUsageError(f"#{channel.name} (type {channel.type}) not in {allowed_types}")
@@ -188,12 +191,19 @@ def build_command_data(
     options: Mapping[str, Any],
     *,
     focused: str | None = None,
+    unchecked: bool = False,
 ) -> tuple[JSON, str]:
-    """The `data` of a type 2 (or, with `focused`, type 4) interaction and the full name."""
+    """The `data` of a type 2 (or, with `focused`, type 4) interaction and the full name.
+
+    `unchecked` skips what Discord's client enforces but a server cannot rely on: who may
+    see the command (a server's own command-permission overrides can show it to anyone)
+    and whether a channel or role belongs to this guild (a modified client).
+    """
     if not path:
         raise CommandUsageError("no command name given")
     command = find_command(world, guild, path[0])
-    check_invocable(command, guild, member)
+    if not unchecked:
+        check_invocable(command, guild, member)
     chain, schemas = _leaf_schema(command, path[1:])
     by_name = {s["name"]: s for s in schemas}
     unknown = sorted(set(options) - set(by_name))
@@ -209,7 +219,7 @@ def build_command_data(
         missing = [s["name"] for s in schemas if s.get("required") and s["name"] not in options]
         if missing:
             raise CommandUsageError(f"/{' '.join(path)} is missing required option(s) {missing}")
-    resolver = _Resolver(world, guild, member)
+    resolver = _Resolver(world, guild, member, unchecked=unchecked)
     leaf: list[JSON] = []
     for schema in schemas:
         if schema["name"] not in options:
