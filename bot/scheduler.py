@@ -144,12 +144,21 @@ class BriefingEngine:
     # -- lifecycle ----------------------------------------------------------------
 
     async def start(self) -> None:
-        """Finish interrupted posts, catch up on downtime, then plan every schedule."""
+        """Finish interrupted posts, catch up on downtime, then plan every schedule.
+
+        Reads every schedule and its last slot in two queries, so start-up stays fast
+        with thousands of schedules.
+        """
         await self.recover_interrupted()
+        last_slots = await self.schedules.last_slots()
         for schedule in await self.schedules.active():
-            if self.shards.owns(schedule.guild_id):
-                await self.catch_up_missed(schedule)
+            if not self.shards.owns(schedule.guild_id):
+                continue
+            last = last_slots.get(schedule.id)
+            if await self.catch_up_missed(schedule, last):
                 await self.plan(schedule.id)
+            else:
+                self._plan_next(schedule, last)
         if not self.scheduler.running:
             self.scheduler.start()
 
@@ -168,16 +177,19 @@ class BriefingEngine:
         if schedule is None or schedule.state != "active":
             self.unplan(schedule_id)
             return None
-        upcoming = await self.upcoming(schedule, 1)
+        return self._plan_next(schedule, await self.schedules.last_slot(schedule_id))
+
+    def _plan_next(self, schedule: Schedule, last: str | None) -> tuple[str, datetime] | None:
+        upcoming = self._upcoming(schedule, last, 1)
         if not upcoming:
-            self.unplan(schedule_id)
+            self.unplan(schedule.id)
             return None
         slot, instant = upcoming[0]
         self.scheduler.add_job(
             self.fire,
             DateTrigger(run_date=instant),
-            args=[schedule_id, slot],
-            id=self.job_id(schedule_id),
+            args=[schedule.id, slot],
+            id=self.job_id(schedule.id),
             replace_existing=True,
             # Always run, however late: `fire` itself decides between late and missed, so
             # a busy loop can never silently drop a schedule's job chain.
@@ -192,7 +204,11 @@ class BriefingEngine:
 
     async def upcoming(self, schedule: Schedule, count: int) -> list[tuple[str, datetime]]:
         """The next slots not yet dealt with (claimed, sent, missed or skipped)."""
-        last = await self.schedules.last_slot(schedule.id)
+        return self._upcoming(schedule, await self.schedules.last_slot(schedule.id), count)
+
+    def _upcoming(
+        self, schedule: Schedule, last: str | None, count: int
+    ) -> list[tuple[str, datetime]]:
         found = next_slots(recurrence_of(schedule), schedule.timezone, self.clock(), count + 1)
         return [(k, t) for k, t in found if last is None or k > last][:count]
 
@@ -338,16 +354,19 @@ class BriefingEngine:
 
     # -- downtime -----------------------------------------------------------------
 
-    async def catch_up_missed(self, schedule: Schedule) -> None:
-        """Post the newest slot missed within the catch-up window, late; record the rest."""
+    async def catch_up_missed(self, schedule: Schedule, last: str | None) -> bool:
+        """Post the newest slot missed within the catch-up window, late; record the rest.
+
+        `last` is the schedule's latest slot already dealt with. Returns whether
+        anything was missed.
+        """
         now = self.clock()
         since = datetime.fromisoformat(schedule.active_since)
-        last = await self.schedules.last_slot(schedule.id)
-        if last is not None and not last.startswith("manual:"):
+        if last is not None:
             since = max(since, slot_instant(slot_from_key(last), schedule.timezone))
         missed = missed_slots(recurrence_of(schedule), schedule.timezone, since, now)
         if not missed:
-            return
+            return False
         newest_slot, newest_instant = missed[-1]
         older = missed[:-1]
         if now - newest_instant <= self.catch_up:
@@ -358,6 +377,7 @@ class BriefingEngine:
             await self.schedules.record(schedule.id, slot, "missed", error="bot was offline")
         if older:
             log.info("briefing %s: %d slot(s) missed while offline", schedule.id, len(older))
+        return True
 
     async def recover_interrupted(self) -> None:
         """Re-send posts claimed but never confirmed (a crash between claim and send).

@@ -278,6 +278,13 @@ class Schedules:
         )
         return rows[0][0] if rows else None
 
+    async def last_slots(self) -> dict[int, str]:
+        """`last_slot` for every schedule at once (start-up)."""
+        rows = await self._fetch(
+            "SELECT schedule_id, max(slot) FROM deliveries WHERE manual = 0 GROUP BY schedule_id"
+        )
+        return {r[0]: r[1] for r in rows}
+
     async def unfinished(self) -> list[Delivery]:
         rows = await self._fetch("SELECT * FROM deliveries WHERE state = 'claimed' ORDER BY id")
         return [_delivery(r) for r in rows]

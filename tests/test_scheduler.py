@@ -229,13 +229,13 @@ async def test_catch_up_after_downtime(
     created = datetime(2026, 10, 20, 12, 0, tzinfo=UTC)
     schedule = await rig.schedule(created=created, time_of_day="09:00", timezone="UTC")
     rig.clock.now = datetime(2026, 10, 21, 9, 0, tzinfo=UTC) + down_for
-    await rig.engine.catch_up_missed(schedule)
+    await rig.engine.catch_up_missed(schedule, await rig.engine.schedules.last_slot(schedule.id))
     deliveries = await rig.engine.schedules.deliveries(schedule.id)
     assert len(rig.sender.posts) == posted_late
     assert sum(d.late and d.state == "sent" for d in deliveries) == posted_late
     assert sum(d.state == "missed" for d in deliveries) == missed
     # never replayed: a second start does nothing more
-    await rig.engine.catch_up_missed(schedule)
+    await rig.engine.catch_up_missed(schedule, await rig.engine.schedules.last_slot(schedule.id))
     assert len(rig.sender.posts) == posted_late
     nxt = await rig.engine.plan(schedule.id)
     assert nxt is not None
