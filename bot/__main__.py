@@ -21,6 +21,13 @@ from bot.store import Store, StoreError
 EXIT_USAGE = 2
 
 
+def shard_ids(text: str) -> list[int]:
+    try:
+        return sorted({int(part) for part in text.split(",") if part.strip()})
+    except ValueError:
+        raise argparse.ArgumentTypeError("shard ids are numbers separated by commas") from None
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="pledgebot",
@@ -34,7 +41,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    commands.add_parser("run", help="run the bot on Discord (token from DISCORD_TOKEN)")
+    run = commands.add_parser("run", help="run the bot on Discord (token from DISCORD_TOKEN)")
+    run.add_argument("--shard-count", type=int, metavar="N", help="total shards across processes")
+    run.add_argument(
+        "--shard-ids",
+        type=shard_ids,
+        metavar="IDS",
+        help="shards this process runs, e.g. 0,1 (default: all); it schedules only their servers",
+    )
     commands.add_parser(
         "console", help="run the real bot against a local Discord emulator; no token needed"
     )
@@ -167,7 +181,7 @@ def dispatch(config: Config, args: argparse.Namespace) -> int:
     from bot import runner  # imports discord: only for the commands that need it
 
     if args.command == "run":
-        return runner.run(config)
+        return runner.run(config, shard_count=args.shard_count, shard_ids=args.shard_ids)
     if args.command == "console":
         return runner.console(config)
     return runner.sync(config, args.guild)

@@ -118,7 +118,7 @@ class PledgeBot(commands.Bot):
         *,
         sync_mode: SyncMode = "auto",
         sync_guild_id: int | None = None,
-        shards: Shards = ALL_SHARDS,
+        schedule_shards: Shards = ALL_SHARDS,
         **options: Any,
     ) -> None:
         super().__init__(
@@ -136,7 +136,7 @@ class PledgeBot(commands.Bot):
         self.services: Services | None = None
         self.engine: BriefingEngine | None = None
         self.engine_started = asyncio.Event()
-        self.shards = shards
+        self.schedule_shards = schedule_shards
         self.synced_scope: str | None = None
 
     async def setup_hook(self) -> None:
@@ -146,7 +146,7 @@ class PledgeBot(commands.Bot):
             DiscordSender(self),
             catch_up=timedelta(minutes=self.config.catch_up_minutes),
             rate_per_second=self.config.global_rate_limit,
-            shards=self.shards,
+            shards=self.schedule_shards,
         )
         self.services.briefings = BriefingAdmin(
             self.engine,
@@ -201,3 +201,7 @@ class PledgeBot(commands.Bot):
         if self.services is not None:
             await self.services.close()
             self.services = None
+
+
+class ShardedPledgeBot(PledgeBot, commands.AutoShardedBot):
+    """The same bot running several gateway shards in one process (`run --shard-ids`)."""

@@ -10,10 +10,11 @@ import logging
 from typing import Any
 
 import commands
-from bot.app import PledgeBot, SyncMode
+from bot.app import PledgeBot, ShardedPledgeBot, SyncMode
 from bot.config import Config
 from bot.endpoints import apply_endpoints
 from bot.errors import OperatorError
+from bot.scheduler import Shards
 
 log = logging.getLogger(__name__)
 
@@ -41,11 +42,31 @@ def require_token(config: Config) -> str:
     return config.token
 
 
-def run(config: Config) -> int:
+def run(
+    config: Config, *, shard_count: int | None = None, shard_ids: list[int] | None = None
+) -> int:
+    options = shard_options(shard_count, shard_ids)
     token = require_token(config)
-    bot = make_bot(config)
+    bot = make_bot(config, **options)
     bot.run(token, log_handler=None)
     return 0
+
+
+def shard_options(count: int | None, ids: list[int] | None) -> dict[str, Any]:
+    """Options for a process running some of `count` shards (all of them by default)."""
+    if count is None:
+        if ids:
+            raise OperatorError("--shard-ids needs --shard-count")
+        return {}
+    ids = ids or list(range(count))
+    if count < 1 or any(not 0 <= i < count for i in ids):
+        raise OperatorError(f"shard ids must be between 0 and {count - 1}")
+    return {
+        "bot_class": ShardedPledgeBot,
+        "shard_count": count,
+        "shard_ids": ids,
+        "schedule_shards": Shards(count, frozenset(ids)),
+    }
 
 
 def sync(config: Config, guild_id: int | None) -> int:

@@ -55,9 +55,13 @@ async def world(tmp_path: Path, **emulator_options: Any) -> AsyncIterator[World]
         await emu.stop()
 
 
-class QuickBot(PledgeBot):
+class QuickStart:
     async def before_identify_hook(self, shard_id: int | None, *, initial: bool = False) -> None:
         """Skip discord.py's 5 s pause before a re-IDENTIFY (Discord's identify limit)."""
+
+
+def quick(bot_class: type[PledgeBot]) -> type[PledgeBot]:
+    return type(f"Quick{bot_class.__name__}", (QuickStart, bot_class), {})
 
 
 @asynccontextmanager
@@ -66,7 +70,8 @@ async def running_bot(
 ) -> AsyncIterator[PledgeBot]:
     """Start the real bot on the emulator; yield once its briefing engine has started."""
     config = config or w.config
-    bot = make_bot(config, bot_class=QuickBot, guild_ready_timeout=0.05, **options)
+    bot_class = quick(options.pop("bot_class", PledgeBot))
+    bot = make_bot(config, bot_class=bot_class, guild_ready_timeout=0.05, **options)
     task = asyncio.create_task(bot.start(w.emu.token))
     ready = asyncio.create_task(bot.engine_started.wait())
     done, _ = await asyncio.wait({task, ready}, timeout=20, return_when=asyncio.FIRST_COMPLETED)

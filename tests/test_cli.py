@@ -116,3 +116,25 @@ def test_unwritable_database_is_a_clear_error(
     assert code == 1
     assert err.startswith("pledgebot:")
     assert "Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["run"], "DISCORD_TOKEN is not set"),
+        (["run", "--shard-count", "2", "--shard-ids", "2"], "between 0 and 1"),
+        (["run", "--shard-ids", "1"], "needs --shard-count"),
+    ],
+)
+def test_run_refuses_clearly(
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    config_file: Path,
+    argv: list[str],
+    message: str,
+) -> None:
+    monkeypatch.delenv("DISCORD_TOKEN", raising=False)
+    code, _, err = run(capsys, "--config", str(config_file), *argv)
+    assert code == 1
+    assert message in err
+    assert "pledgebot console" in err or "shard" in err

@@ -338,3 +338,25 @@ async def test_a_channel_from_another_server_is_refused(w: World) -> None:
         assert await engine(bot).schedules.in_guild(w.guild.id) == []
     assert result.ephemeral
     assert "not in this server" in embed_text(result.message)
+
+
+async def test_a_sharded_process_schedules_only_its_servers(w: World) -> None:
+    from bot.runner import shard_options
+
+    guilds = [w.guild, w.other_guild]
+    while len({g.id >> 22 & 1 for g in guilds}) < 2:
+        guilds.append(w.emu.add_guild(f"Extra {len(guilds)}", channels=("general", "briefings")))
+    async with running_bot(w):
+        ids = {}
+        for guild in guilds:
+            result = await w.emu.run_command(
+                guild,
+                "briefing schedule",
+                options={"channel": guild.channels["briefings"], "time": "09:00"},
+                user=w.moderator,
+            )
+            ids[guild.id] = int(embed_text(result.message).split("#", 1)[1].split(" ", 1)[0])
+    async with running_bot(w, **shard_options(2, [0])) as sharded:
+        for guild_id, briefing_id in ids.items():
+            planned = engine(sharded).scheduler.get_job(f"briefing:{briefing_id}") is not None
+            assert planned is ((guild_id >> 22) % 2 == 0)
