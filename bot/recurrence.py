@@ -13,7 +13,7 @@ A *slot* is a local wall-clock date and minute in the schedule's IANA zone (a na
 * If a gap makes a slot map to an instant no later than an earlier slot's (a cron with
   01:30 and 02:30 on a spring day; Pacific/Apia skipping 2011-12-30), the earlier slot
   wins and the later one is dropped: instants of a schedule are strictly increasing, so
-  one instant is never posted twice and `slot_at` can map an instant back to its key.
+  one instant is never posted twice.
 
 Cron follows Vixie cron except where noted: day-of-week 0 and 7 are Sunday; when both
 day-of-month and day-of-week are restricted a day matches if EITHER does. "Restricted"
@@ -34,17 +34,13 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from functools import cache
-from typing import Any
 from zoneinfo import ZoneInfo
-
-from apscheduler.triggers.base import BaseTrigger
 
 from bot.errors import UserError
 
 __all__ = [
     "MAX_MISSED",
     "Recurrence",
-    "SlotTrigger",
     "build_recurrence",
     "local_now",
     "missed_slots",
@@ -54,7 +50,6 @@ __all__ = [
     "parse_days",
     "parse_time",
     "parse_timezone",
-    "slot_at",
     "slot_from_key",
     "slot_instant",
     "slot_key",
@@ -716,55 +711,3 @@ def missed_slots(
         if instant > since_utc:
             kept.append((slot_key(local), instant))
     return list(kept)
-
-
-def slot_at(rec: Recurrence, tz: str, instant: datetime) -> str | None:
-    """The key of the slot due exactly at `instant` (e.g. a trigger's fire time), else None."""
-    _require_aware(instant, "instant")
-    found = _first_from(rec, tz, instant, inclusive=True)
-    return found[0] if found is not None and found[1] == instant else None
-
-
-class SlotTrigger(BaseTrigger):
-    """APScheduler 3 trigger firing at a schedule's slot instants (UTC-aware), DST-safe.
-
-    With a previous fire time it returns the next slot strictly after it, even if that is
-    already past: APScheduler's misfire/coalesce settings decide what happens to late runs.
-    """
-
-    __slots__ = ("recurrence", "timezone")
-
-    def __init__(self, recurrence: Recurrence, timezone: str) -> None:
-        ZoneInfo(timezone)  # fail now, not at the first firing
-        self.recurrence = recurrence
-        self.timezone = timezone
-
-    def get_next_fire_time(
-        self, previous_fire_time: datetime | None, now: datetime
-    ) -> datetime | None:
-        if previous_fire_time is not None:
-            _require_aware(previous_fire_time, "previous_fire_time")
-            found = _first_from(self.recurrence, self.timezone, previous_fire_time, inclusive=False)
-        else:
-            _require_aware(now, "now")
-            found = _first_from(self.recurrence, self.timezone, now, inclusive=True)
-        return None if found is None else found[1]
-
-    def slot_key(self, fire_time: datetime) -> str | None:
-        """The slot key for one of this trigger's fire times."""
-        return slot_at(self.recurrence, self.timezone, fire_time)
-
-    def __getstate__(self) -> dict[str, Any]:
-        return {"version": 1, "recurrence": self.recurrence, "timezone": self.timezone}
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        if state.get("version", 1) > 1:
-            raise ValueError(f"cannot read version {state['version']} of SlotTrigger")
-        self.recurrence = state["recurrence"]
-        self.timezone = state["timezone"]
-
-    def __str__(self) -> str:
-        return f"slot[{self.recurrence.describe()} {self.timezone}]"
-
-    def __repr__(self) -> str:
-        return f"<SlotTrigger ({self.recurrence.describe()!r}, timezone={self.timezone!r})>"

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import itertools
-import pickle
 import time as clock
 from datetime import UTC, date, datetime, timedelta
 
@@ -15,7 +14,6 @@ from bot.errors import UserError
 from bot.recurrence import (
     MAX_MISSED,
     Recurrence,
-    SlotTrigger,
     build_recurrence,
     local_now,
     missed_slots,
@@ -25,7 +23,6 @@ from bot.recurrence import (
     parse_days,
     parse_time,
     parse_timezone,
-    slot_at,
     slot_from_key,
     slot_instant,
     slot_key,
@@ -426,7 +423,6 @@ def test_one_off_in_the_past_has_no_next_slots() -> None:
     assert next_slots(rec, "Europe/London", utc("2026-12-03T18:29")) == [
         ("2026-12-03T18:30", utc("2026-12-03T18:30"))
     ]
-    assert SlotTrigger(rec, "Europe/London").get_next_fire_time(None, utc("2027-01-01")) is None
 
 
 def test_recurrence_validation() -> None:
@@ -557,42 +553,6 @@ def test_dst_day_posts_once_via_next_slots(tz: str, time: str, day: str, instant
         assert upcoming[: len(expected)] == expected
 
 
-@pytest.mark.parametrize(("tz", "time", "day", "instant"), DST_DAYS)
-def test_dst_day_posts_once_via_trigger(tz: str, time: str, day: str, instant: str) -> None:
-    trigger = SlotTrigger(at(time), tz)
-    start, end = _around(day)
-    fires: list[datetime] = []
-    fire = trigger.get_next_fire_time(None, start)
-    while fire is not None and fire <= end:
-        fires.append(fire)
-        fire = trigger.get_next_fire_time(fire, fire + timedelta(seconds=1))
-    assert increasing(fires)
-    slot_keys = [trigger.slot_key(f) for f in fires]
-    assert None not in slot_keys
-    assert len(set(slot_keys)) == len(slot_keys) == 4
-    assert len({k[:10] for k in slot_keys if k}) == 4
-    assert utc(instant) in fires
-    assert trigger.slot_key(utc(instant)) == f"{day}T{time}"
-    assert all(f.tzinfo is not None for f in fires)
-
-
-def test_trigger_contract() -> None:
-    trigger = SlotTrigger(at("09:00"), "Europe/London")
-    nine = utc("2026-07-01T08:00")
-    assert trigger.get_next_fire_time(None, nine) == nine  # >= now when nothing fired yet
-    assert trigger.get_next_fire_time(nine, nine) == utc("2026-07-02T08:00")  # > previous
-    # After downtime the next slot after the previous one, even if past (misfire rules apply).
-    assert trigger.get_next_fire_time(nine, utc("2026-07-10T00:00")) == utc("2026-07-02T08:00")
-    assert trigger.slot_key(utc("2026-07-01T08:01")) is None
-    assert str(trigger) == "slot[every day at 09:00 Europe/London]"
-    assert "Europe/London" in repr(trigger)
-    copy = pickle.loads(pickle.dumps(trigger))
-    assert copy.recurrence == trigger.recurrence and copy.timezone == trigger.timezone
-    assert copy.get_next_fire_time(None, nine) == nine
-    with pytest.raises(Exception, match="No time zone"):
-        SlotTrigger(at("09:00"), "Mars/Olympus")
-
-
 def test_gap_collisions_post_each_instant_once() -> None:
     # 01:30 does not exist on 29 Mar 2026 in London and lands on 02:30's instant: one post.
     rec = parse_cron("30 1,2 * * *")
@@ -602,7 +562,6 @@ def test_gap_collisions_post_each_instant_once() -> None:
         ("2026-03-30T01:30", utc("2026-03-30T00:30")),
         ("2026-03-30T02:30", utc("2026-03-30T01:30")),
     ]
-    assert slot_at(rec, "Europe/London", utc("2026-03-29T01:30")) == "2026-03-29T01:30"
     # Samoa skipped 30 Dec 2011 entirely: that slot lands on 31 Dec's, which is not repeated.
     apia = next_slots(at("09:00"), "Pacific/Apia", utc("2011-12-29T00:00"), 3)
     assert [key for key, _ in apia] == ["2011-12-29T09:00", "2011-12-30T09:00", "2012-01-01T09:00"]
@@ -757,9 +716,6 @@ def test_next_slots_properties(rec: Recurrence, tz: str, now: datetime) -> None:
     # Re-planning from a fire time continues the same plan; catch-up sees the same slots.
     assert next_slots(rec, tz, moments[0], 3) == found[1:]
     assert missed_slots(rec, tz, now, moments[-1]) == found
-    trigger = SlotTrigger(rec, tz)
-    assert trigger.get_next_fire_time(now, now) == moments[0]
-    assert trigger.get_next_fire_time(moments[0], now) == moments[1]
 
 
 @settings(max_examples=150, deadline=None)
