@@ -336,20 +336,13 @@ class Store:
         status: str | None = None,
         slugs: Sequence[str] | None = None,
     ) -> list[Pledge]:
-        where, params = ["1"], []
-        if statement is not None:
-            where.append("s.slug = ?")
-            params.append(statement)
-        if status is not None:
-            where.append("p.status = ?")
-            params.append(status)
+        where, params = _where([("s.slug = ?", statement), ("p.status = ?", status)])
         if slugs is not None:
-            where.append(f"p.slug IN ({','.join('?' * len(slugs))})")
+            where += f" AND p.slug IN ({','.join('?' * len(slugs))})"
             params.extend(slugs)
         rows = await self._rows(
             "SELECT p.*, s.slug AS statement_slug FROM pledges p "
-            "JOIN statements s ON s.id = p.statement_id "
-            f"WHERE {' AND '.join(where)} ORDER BY s.id, p.position",
+            f"JOIN statements s ON s.id = p.statement_id WHERE {where} ORDER BY s.id, p.position",
             params,
         )
         quotes = await self._quotes("pledge", [r["id"] for r in rows])
@@ -360,7 +353,7 @@ class Store:
         return found[0] if found else None
 
     async def powers(self, *, statement: str | None = None) -> list[Power]:
-        where, params = ("s.slug = ?", [statement]) if statement else ("1", [])
+        where, params = _where([("s.slug = ?", statement)])
         rows = await self._rows(
             "SELECT w.*, s.slug AS statement_slug FROM powers w "
             f"JOIN statements s ON s.id = w.statement_id WHERE {where} "
@@ -384,7 +377,7 @@ class Store:
         return next((p for p in await self.powers() if p.slug == slug), None)
 
     async def claims(self, *, statement: str | None = None) -> list[Claim]:
-        where, params = ("s.slug = ?", [statement]) if statement else ("1", [])
+        where, params = _where([("s.slug = ?", statement)])
         rows = await self._rows(
             "SELECT c.*, s.slug AS statement_slug FROM claims c "
             f"JOIN statements s ON s.id = c.statement_id WHERE {where} "
@@ -451,16 +444,10 @@ class Store:
         self, slug: str | None = None, *, since: str | None = None
     ) -> list[StatusChange]:
         """Status changes, oldest first; for one pledge, or all changed after `since`."""
-        where, params = ["1"], []
-        if slug is not None:
-            where.append("p.slug = ?")
-            params.append(slug)
-        if since is not None:
-            where.append("h.changed_at > ?")
-            params.append(since)
+        where, params = _where([("p.slug = ?", slug), ("h.changed_at > ?", since)])
         rows = await self._rows(
             "SELECT h.*, p.slug FROM status_history h JOIN pledges p ON p.id = h.pledge_id "
-            f"WHERE {' AND '.join(where)} ORDER BY h.changed_at, h.id",
+            f"WHERE {where} ORDER BY h.changed_at, h.id",
             params,
         )
         return [
@@ -516,6 +503,12 @@ def _split_sql(script: str) -> list[str]:
     if "".join(current).strip():
         statements.append("\n".join(current))
     return statements
+
+
+def _where(conditions: Sequence[tuple[str, Any]]) -> tuple[str, list[Any]]:
+    """A WHERE clause from (sql, value) pairs, leaving out those whose value is None."""
+    used = [(sql, value) for sql, value in conditions if value is not None]
+    return " AND ".join(["1", *(sql for sql, _ in used)]), [value for _, value in used]
 
 
 async def _set_meta(conn: aiosqlite.Connection, values: Mapping[str, str]) -> None:

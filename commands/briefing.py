@@ -5,15 +5,25 @@ from __future__ import annotations
 from typing import Any
 
 import discord
-from bot.recurrence import timezone_choices
 from discord import app_commands
 
 from bot.briefing_admin import BriefingAdmin, Request
 from bot.cards import Card
 from bot.delivery import embed_for
+from bot.recurrence import timezone_choices
 from commands.ui import answer, autocomplete
 
 Channel = discord.TextChannel | discord.Thread
+OPTION_HELP = {
+    "channel": "Where to post",
+    "time": "Local time, HH:MM (24-hour)",
+    "days": "daily, weekdays, weekends, mon-fri, sat,sun, mon,wed,fri ... (default daily)",
+    "timezone": "IANA time zone, e.g. Europe/London (default: the server's)",
+    "content": "digest, spotlight, changes, or a pledge or power",
+    "role": "A role to ping with each briefing (optional)",
+    "cron": "Advanced: minute hour day month weekday, e.g. 0 9 * * 1-5",
+    "date": "A one-off date, YYYY-MM-DD (with time)",
+}
 
 
 async def say(interaction: discord.Interaction[Any], text: str) -> None:
@@ -59,16 +69,7 @@ class BriefingCommands(app_commands.Group):
         return interaction.guild_id
 
     @app_commands.command(name="schedule", description="Post a briefing on a schedule")
-    @app_commands.describe(
-        channel="Where to post",
-        time="Local time, HH:MM (24-hour)",
-        days="daily, weekdays, weekends, mon-fri, sat,sun, mon,wed,fri ... (default daily)",
-        timezone="IANA time zone, e.g. Europe/London (default: the server's)",
-        content="digest, spotlight, changes, or a pledge or power",
-        role="A role to ping with each briefing (optional)",
-        cron="Advanced: minute hour day month weekday, e.g. 0 9 * * 1-5",
-        date="A one-off date, YYYY-MM-DD (with time)",
-    )
+    @app_commands.describe(**OPTION_HELP)
     async def schedule(
         self,
         interaction: discord.Interaction[Any],
@@ -83,29 +84,20 @@ class BriefingCommands(app_commands.Group):
     ) -> None:
         request = Request(
             channel_id=channel.id,
+            role_id=role.id if role else None,
             time=time,
             days=days,
             cron=cron,
             date=date,
             timezone=timezone,
             content=content,
-            role_id=role.id if role else None,
         )
         card = await self.admin.schedule(self.guild(interaction), interaction.user.id, request)
         await self._send_card(interaction, card, role_warning(interaction, role))
 
     @app_commands.command(name="edit", description="Change a briefing")
     @app_commands.describe(
-        id="The briefing's number",
-        channel="Where to post",
-        time="Local time, HH:MM",
-        days="daily, weekdays, mon-fri, sat,sun, ...",
-        timezone="IANA time zone",
-        content="digest, spotlight, changes, or a pledge or power",
-        role="A role to ping",
-        clear_role="Stop pinging a role",
-        cron="Advanced: minute hour day month weekday",
-        date="A one-off date, YYYY-MM-DD",
+        id="The briefing's number", clear_role="Stop pinging a role", **OPTION_HELP
     )
     async def edit(
         self,
@@ -123,14 +115,14 @@ class BriefingCommands(app_commands.Group):
     ) -> None:
         request = Request(
             channel_id=channel.id if channel else None,
+            role_id=role.id if role else None,
+            clear_role=clear_role,
             time=time,
             days=days,
             cron=cron,
             date=date,
             timezone=timezone,
             content=content,
-            role_id=role.id if role else None,
-            clear_role=clear_role,
         )
         card = await self.admin.edit(self.guild(interaction), interaction.user.id, id, request)
         await self._send_card(interaction, card, role_warning(interaction, role))
