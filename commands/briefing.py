@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
+from dataclasses import replace
 from typing import Any
 
 import discord
 from discord import app_commands
 
 from bot.briefing_admin import BriefingAdmin, Request
-from bot.cards import Card
+from bot.cards import Card, Field
 from bot.delivery import embed_for
 from bot.recurrence import timezone_choices
 from commands.ui import answer, autocomplete
@@ -26,12 +28,15 @@ OPTION_HELP = {
 }
 
 
-async def say(interaction: discord.Interaction[Any], text: str) -> None:
-    await answer(interaction, _card(text), private=True)
+async def text_card(text: Awaitable[str]) -> list[Card]:
+    return [Card(title="Briefings", description=await text)]
 
 
-async def _card(text: str) -> list[Card]:
-    return [Card(title="Briefings", description=text)]
+async def one_card(card: Awaitable[Card], warning: str = "") -> list[Card]:
+    done = await card
+    if warning:
+        done = replace(done, fields=(*done.fields, Field("⚠️ Role ping", warning)))
+    return [done]
 
 
 def role_warning(interaction: discord.Interaction[Any], role: discord.Role | None) -> str:
@@ -40,7 +45,7 @@ def role_warning(interaction: discord.Interaction[Any], role: discord.Role | Non
     if interaction.app_permissions.mention_everyone:
         return ""
     return (
-        f"\n⚠️ I can't ping {role.mention}: make the role mentionable or give me "
+        f"I can't ping {role.mention}: make the role mentionable or give me "
         "Mention @everyone, @here and All Roles."
     )
 
@@ -92,8 +97,8 @@ class BriefingCommands(app_commands.Group):
             timezone=timezone,
             content=content,
         )
-        card = await self.admin.schedule(self.guild(interaction), interaction.user.id, request)
-        await self._send_card(interaction, card, role_warning(interaction, role))
+        work = self.admin.schedule(self.guild(interaction), interaction.user.id, request)
+        await answer(interaction, one_card(work, role_warning(interaction, role)), private=True)
 
     @app_commands.command(name="edit", description="Change a briefing")
     @app_commands.describe(
@@ -124,15 +129,8 @@ class BriefingCommands(app_commands.Group):
             timezone=timezone,
             content=content,
         )
-        card = await self.admin.edit(self.guild(interaction), interaction.user.id, id, request)
-        await self._send_card(interaction, card, role_warning(interaction, role))
-
-    async def _send_card(
-        self, interaction: discord.Interaction[Any], card: Card, warning: str
-    ) -> None:
-        await interaction.response.send_message(
-            content=warning.strip() or None, embed=embed_for(card), ephemeral=True
-        )
+        work = self.admin.edit(self.guild(interaction), interaction.user.id, id, request)
+        await answer(interaction, one_card(work, role_warning(interaction, role)), private=True)
 
     @app_commands.command(name="list", description="This server's briefings")
     async def list_(self, interaction: discord.Interaction[Any]) -> None:
@@ -154,20 +152,20 @@ class BriefingCommands(app_commands.Group):
     @app_commands.command(name="pause", description="Stop a briefing for now")
     @app_commands.describe(id="The briefing's number")
     async def pause(self, interaction: discord.Interaction[Any], id: int) -> None:
-        card = await self.admin.pause(self.guild(interaction), interaction.user.id, id)
-        await self._send_card(interaction, card, "")
+        work = self.admin.pause(self.guild(interaction), interaction.user.id, id)
+        await answer(interaction, one_card(work), private=True)
 
     @app_commands.command(name="resume", description="Start a paused briefing again")
     @app_commands.describe(id="The briefing's number")
     async def resume(self, interaction: discord.Interaction[Any], id: int) -> None:
-        card = await self.admin.resume(self.guild(interaction), interaction.user.id, id)
-        await self._send_card(interaction, card, "")
+        work = self.admin.resume(self.guild(interaction), interaction.user.id, id)
+        await answer(interaction, one_card(work), private=True)
 
     @app_commands.command(name="cancel", description="Delete a briefing for good")
     @app_commands.describe(id="The briefing's number")
     async def cancel(self, interaction: discord.Interaction[Any], id: int) -> None:
-        card = await self.admin.cancel(self.guild(interaction), interaction.user.id, id)
-        await self._send_card(interaction, card, "")
+        work = self.admin.cancel(self.guild(interaction), interaction.user.id, id)
+        await answer(interaction, one_card(work), private=True)
 
     @app_commands.command(
         name="preview", description="See privately what a briefing would post now"
@@ -191,17 +189,16 @@ class BriefingCommands(app_commands.Group):
     @app_commands.command(name="timezone", description="This server's default time zone")
     @app_commands.describe(tz="IANA time zone, e.g. Europe/London")
     async def timezone(self, interaction: discord.Interaction[Any], tz: str) -> None:
-        await say(interaction, await self.admin.set_timezone(self.guild(interaction), tz))
+        work = self.admin.set_timezone(self.guild(interaction), tz)
+        await answer(interaction, text_card(work), private=True)
 
     @app_commands.command(name="moderator-role", description="A role that may manage briefings")
     @app_commands.describe(role="The role (leave empty to clear)")
     async def moderator_role(
         self, interaction: discord.Interaction[Any], role: discord.Role | None = None
     ) -> None:
-        text = await self.admin.set_moderator_role(
-            self.guild(interaction), role.id if role else None
-        )
-        await say(interaction, text)
+        work = self.admin.set_moderator_role(self.guild(interaction), role.id if role else None)
+        await answer(interaction, text_card(work), private=True)
 
     @schedule.autocomplete("timezone")
     @edit.autocomplete("timezone")

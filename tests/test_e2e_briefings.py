@@ -360,3 +360,23 @@ async def test_a_sharded_process_schedules_only_its_servers(w: World) -> None:
         for guild_id, briefing_id in ids.items():
             planned = engine(sharded).scheduler.get_job(f"briefing:{briefing_id}") is not None
             assert planned is ((guild_id >> 22) % 2 == 0)
+
+
+async def test_an_unpingable_role_gets_a_warning(w: World) -> None:
+    quiet = w.emu.add_role(w.guild, "Quiet", mentionable=False)
+    loud = w.emu.add_role(w.guild, "Loud", mentionable=True)
+    async with running_bot(w):
+        warned = await w.emu.run_command(
+            w.guild,
+            "briefing schedule",
+            options={"channel": w.briefings, "time": "09:00", "role": quiet},
+            user=w.moderator,
+        )
+        fine = await w.emu.run_command(
+            w.guild,
+            "briefing schedule",
+            options={"channel": w.briefings, "time": "10:00", "role": loud},
+            user=w.moderator,
+        )
+    assert "I can't ping" in embed_text(warned.message)
+    assert "I can't ping" not in embed_text(fine.message)
