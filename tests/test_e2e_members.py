@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import os
 import subprocess
 import sys
@@ -11,6 +12,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from bot.config import Config
+from bot.local.console import Console
 from tests.conftest import DATA_DIR, REPO
 from tests.e2e import World, embed_text, running_bot, with_config, world
 
@@ -196,3 +199,21 @@ async def test_only_operators_record_status_from_discord(w: World) -> None:
     assert [(h.to_status, h.changed_by) for h in history] == [
         ("in-progress", f"discord:{operator.id}")
     ]
+
+
+def test_console_tab_completion_asks_the_bots_autocomplete(tmp_path: Path) -> None:
+    out = io.StringIO()
+    config = Config(database_path=tmp_path / "c.db", content_dir=DATA_DIR)
+    console = Console(config, out)
+    console.start()
+    try:
+        assert "/pledge show " in console.completions("/pledge sh")
+        choices = console.completions("/pledge show pledge:europ")
+        assert "/pledge show pledge:europol-partnership" in choices
+        assert console.completions("/pledge show private:tr") == []  # no autocomplete there
+        assert console.run_line("/pledge list")
+        assert console.run_line(":click 3")  # Next ▶ has nothing to show with 6 pledges
+        assert not console.run_line(":quit")
+    finally:
+        console.stop()
+    assert "New partnership with Europol" in out.getvalue()
