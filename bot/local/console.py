@@ -110,7 +110,7 @@ class Console:
         self.config = config
         self.out = out
         self.loop = asyncio.new_event_loop()
-        self.emulator = Emulator()
+        self.emulator = Emulator(stable_ids=True)  # the demo server keeps its briefings
         self.guild: GuildState | None = None
         self.users: dict[str, UserState] = {}
         self.who = "member"

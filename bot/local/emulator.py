@@ -49,6 +49,8 @@ from bot.local.models import (
 )
 from bot.local.rest import MAX_UPLOAD_BYTES, FailRule, RecordedRequest, RestApi
 
+STABLE_IDS_MS = 1_767_225_600_000  # 2026-01-01T00:00:00Z
+
 
 class Emulator:
     """The local Discord: start it, point discord.py at `base_url`/`gateway_url`, drive it."""
@@ -62,8 +64,10 @@ class Emulator:
         interaction_deadline: float = 3.0,
         privileged_intents: int = 0,
         application_name: str = "pledgebot",
+        stable_ids: bool = False,
     ) -> None:
-        self._world = World(token, application_name)
+        # stable_ids: the same world built in the same order has the same ids every run
+        self._world = World(token, application_name, STABLE_IDS_MS if stable_ids else None)
         self._gateway = Gateway(
             self._world,
             heartbeat_interval_ms=heartbeat_interval_ms,

@@ -85,14 +85,19 @@ def iso_now() -> str:
 
 
 class SnowflakeFactory:
-    """Timestamp-based, strictly increasing ids, so `(id >> 22)` gives a real creation time."""
+    """Timestamp-based, strictly increasing ids, so `(id >> 22)` gives a real creation time.
 
-    def __init__(self) -> None:
+    With `fixed_ms` every id comes from that one moment, so a world built in the same
+    order gets the same ids every run (the console's demo server keeps its briefings).
+    """
+
+    def __init__(self, fixed_ms: int | None = None) -> None:
+        self._fixed = fixed_ms
         self._last = 0
 
     def next(self) -> int:
-        candidate = (int(time.time() * 1000) - DISCORD_EPOCH_MS) << 22
-        self._last = max(candidate, self._last + 1)
+        now_ms = self._fixed if self._fixed is not None else int(time.time() * 1000)
+        self._last = max((now_ms - DISCORD_EPOCH_MS) << 22, self._last + 1)
         return self._last
 
 
@@ -408,9 +413,9 @@ MessageListener = Callable[[ChannelState, JSON], None]
 class World:
     """Everything the fake Discord knows; shared by the REST API, the gateway and the facade."""
 
-    def __init__(self, token: str, application_name: str) -> None:
+    def __init__(self, token: str, application_name: str, fixed_ids_ms: int | None = None) -> None:
         self.token = token
-        self.snowflakes = SnowflakeFactory()
+        self.snowflakes = SnowflakeFactory(fixed_ids_ms)
         self.application_id = self.snowflakes.next()
         self.application_name = application_name
         self.bot_user = UserState(self.application_id, application_name, bot=True)
