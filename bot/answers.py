@@ -13,10 +13,10 @@ from bot.models import STATUS_BY_SLUG, Statement
 from bot.services import Services
 
 
-async def _statement(services: Services, slug: str) -> Statement:
-    statement = await services.store.statement(slug)
-    if statement is None:  # only if the database changed under us
-        raise UserError("That record's statement is no longer loaded.")
+def _statement(services: Services, slug: str) -> Statement:
+    statement = services.statements.get(slug)
+    if statement is None:  # only if content was reloaded under us
+        raise UserError("That record's statement is no longer loaded; try again later.")
     return statement
 
 
@@ -41,7 +41,7 @@ async def pledge_show(services: Services, query: str) -> list[Card]:
     if pledge is None:
         raise UserError("That pledge was removed a moment ago; try again.")
     history = await services.store.status_history(pledge.slug)
-    statement = await _statement(services, pledge.statement_slug)
+    statement = _statement(services, pledge.statement_slug)
     return cards.paginate(cards.pledge_card(pledge, statement, history[-1] if history else None))
 
 
@@ -69,7 +69,7 @@ async def power_show(services: Services, query: str) -> list[Card]:
     if power is None:
         raise UserError("That power was removed a moment ago; try again.")
     related = await services.store.pledges(slugs=power.pledges) if power.pledges else []
-    statement = await _statement(services, power.statement_slug)
+    statement = _statement(services, power.statement_slug)
     return cards.paginate(cards.power_card(power, statement, related))
 
 

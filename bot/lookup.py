@@ -6,10 +6,13 @@ with thousands of pledges, far inside Discord's 3-second window.
 
 from __future__ import annotations
 
+import bisect
 import difflib
+import heapq
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
+from itertools import accumulate
 
 from bot.cards import AUTOCOMPLETE_CHOICES, CHOICE_NAME_LIMIT, shorten
 from bot.errors import UserError
@@ -26,7 +29,12 @@ class Entry:
 
 
 class Catalog:
-    """The slugs and titles of one kind of record, in display order."""
+    """The slugs and titles of one kind of record, in display order.
+
+    Autocomplete runs on every keystroke, so matching uses sorted indexes (bisect) and
+    stops once it has enough, rather than scoring every record: with 10,000 pledges an
+    answer takes microseconds, not milliseconds.
+    """
 
     def __init__(self, kind: str, records: Iterable[tuple[str, str]]) -> None:
         self.kind = kind
@@ -37,6 +45,15 @@ class Catalog:
             for slug, title in records
         ]
         self._by_slug = {e.slug: e for e in self._entries}
+        self._exact: dict[str, int] = {}
+        for position, entry in reversed(list(enumerate(self._entries))):
+            self._exact[entry.folded] = self._exact[entry.slug] = position
+        self._slugs = sorted((e.slug, i) for i, e in enumerate(self._entries))
+        self._titles = sorted((e.folded, i) for i, e in enumerate(self._entries))
+        self._words = sorted({(w, i) for i, e in enumerate(self._entries) for w in e.words})
+        lines = [f"{e.slug} {e.folded}".replace("\n", " ") for e in self._entries]
+        self._haystack = "\n".join(lines)
+        self._line_starts = list(accumulate((len(line) + 1 for line in lines[:-1]), initial=0))
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -46,17 +63,62 @@ class Catalog:
         return entry.title if entry else None
 
     def matches(self, text: str, limit: int = AUTOCOMPLETE_CHOICES) -> list[Entry]:
+        """Best matches first: exact, slug prefix, title prefix, word prefixes, substring.
+
+        Within each kind of match, records keep their display order.
+        """
         query = " ".join(text.casefold().split())
         if not query:
             return self._entries[:limit]
         words = _WORDS.findall(query)
-        scored = []
-        for position, entry in enumerate(self._entries):
-            score = _score(entry, query, words)
-            if score is not None:
-                scored.append((score, position, entry))
-        scored.sort(key=lambda item: (item[0], item[1]))
-        return [entry for _, _, entry in scored[:limit]]
+        found: dict[int, None] = {}  # ordered set of positions
+
+        def take(positions: Iterable[int]) -> bool:
+            for position in positions:
+                found.setdefault(position)
+                if len(found) >= limit:
+                    return True
+            return False
+
+        exact = self._exact.get(query)
+        if take([] if exact is None else [exact]):
+            return self._pick(found)
+        for table in (self._slugs, self._titles):
+            if take(heapq.nsmallest(limit, (p for _, p in _prefixed(table, query)))):
+                return self._pick(found)
+        if words and take(self._word_prefix_matches(words, limit)):
+            return self._pick(found)
+        take(self._substring_matches(query, limit))
+        return self._pick(found)
+
+    def _pick(self, positions: Iterable[int]) -> list[Entry]:
+        return [self._entries[p] for p in positions]
+
+    def _word_prefix_matches(self, words: list[str], limit: int) -> list[int]:
+        """Records where every typed word starts some word of the slug or title."""
+        longest = max(words, key=len)  # the most selective word picks the candidates
+        candidates = sorted({p for _, p in _prefixed(self._words, longest)})
+        others = [w for w in words if w is not longest]
+        matched = []
+        for position in candidates:
+            entry_words = self._entries[position].words
+            if all(any(ew.startswith(w) for ew in entry_words) for w in others):
+                matched.append(position)
+                if len(matched) >= limit:
+                    break
+        return matched
+
+    def _substring_matches(self, query: str, limit: int) -> list[int]:
+        matched: list[int] = []
+        start = self._haystack.find(query)
+        while start != -1 and len(matched) < limit:
+            line = bisect.bisect_right(self._line_starts, start) - 1
+            matched.append(line)
+            next_line = self._line_starts[line + 1] if line + 1 < len(self._line_starts) else None
+            if next_line is None:
+                break
+            start = self._haystack.find(query, next_line)
+        return matched
 
     def choices(self, text: str) -> list[tuple[str, str]]:
         """Autocomplete choices as (name, value): at most 25, each at most 100 chars."""
@@ -95,18 +157,11 @@ class Catalog:
         raise UserError(f"No {self.kind} called “{shown}”. {hint}")
 
 
-def _score(entry: Entry, query: str, words: list[str]) -> int | None:
-    if entry.slug == query or entry.folded == query:
-        return 0
-    if entry.slug.startswith(query):
-        return 1
-    if entry.folded.startswith(query):
-        return 2
-    if words and all(any(w.startswith(q) for w in entry.words) for q in words):
-        return 3
-    if query in entry.slug or query in entry.folded:
-        return 4
-    return None
+def _prefixed(table: list[tuple[str, int]], prefix: str) -> list[tuple[str, int]]:
+    """The rows of a sorted (text, position) table whose text starts with `prefix`."""
+    low = bisect.bisect_left(table, (prefix, -1))
+    high = bisect.bisect_left(table, (prefix + "\U0010ffff", -1), low)
+    return table[low:high]
 
 
 def _suggestion_lines(entries: Iterable[Entry]) -> str:

@@ -7,7 +7,7 @@ read or touch another server's schedules.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -100,10 +100,6 @@ class Schedules:
     def __init__(self, store: Store) -> None:
         self.store = store
 
-    async def _fetch(self, sql: str, params: Sequence[Any] = ()) -> list[aiosqlite.Row]:
-        async with self.store.conn.execute(sql, params) as cursor:
-            return list(await cursor.fetchall())
-
     # -- schedules ----------------------------------------------------------------
 
     async def create(
@@ -146,7 +142,7 @@ class Schedules:
         return schedule
 
     async def get(self, guild_id: int, schedule_id: int) -> Schedule | None:
-        rows = await self._fetch(
+        rows = await self.store.rows(
             "SELECT * FROM schedules WHERE id = ? AND guild_id = ? AND state != 'cancelled'",
             (schedule_id, guild_id),
         )
@@ -161,18 +157,18 @@ class Schedules:
         return schedule
 
     async def by_id(self, schedule_id: int) -> Schedule | None:
-        rows = await self._fetch("SELECT * FROM schedules WHERE id = ?", (schedule_id,))
+        rows = await self.store.rows("SELECT * FROM schedules WHERE id = ?", (schedule_id,))
         return _schedule(rows[0]) if rows else None
 
     async def in_guild(self, guild_id: int) -> list[Schedule]:
-        rows = await self._fetch(
+        rows = await self.store.rows(
             "SELECT * FROM schedules WHERE guild_id = ? AND state != 'cancelled' ORDER BY id",
             (guild_id,),
         )
         return [_schedule(r) for r in rows]
 
     async def active(self) -> list[Schedule]:
-        rows = await self._fetch("SELECT * FROM schedules WHERE state = 'active' ORDER BY id")
+        rows = await self.store.rows("SELECT * FROM schedules WHERE state = 'active' ORDER BY id")
         return [_schedule(r) for r in rows]
 
     async def update(
@@ -205,7 +201,7 @@ class Schedules:
             )
 
     async def changes(self, schedule_id: int) -> list[Change]:
-        rows = await self._fetch(
+        rows = await self.store.rows(
             "SELECT changed_by, changed_at, action, detail FROM schedule_changes "
             "WHERE schedule_id = ? ORDER BY id",
             (schedule_id,),
@@ -257,14 +253,14 @@ class Schedules:
             )
 
     async def delivery(self, schedule_id: int, slot: str) -> Delivery | None:
-        rows = await self._fetch(
+        rows = await self.store.rows(
             "SELECT * FROM deliveries WHERE schedule_id = ? AND slot = ?", (schedule_id, slot)
         )
         return _delivery(rows[0]) if rows else None
 
     async def last_delivery(self, schedule_id: int, *, sent_only: bool = False) -> Delivery | None:
         where = "AND state = 'sent'" if sent_only else ""
-        rows = await self._fetch(
+        rows = await self.store.rows(
             f"SELECT * FROM deliveries WHERE schedule_id = ? {where} ORDER BY id DESC LIMIT 1",
             (schedule_id,),
         )
@@ -272,7 +268,7 @@ class Schedules:
 
     async def last_slot(self, schedule_id: int) -> str | None:
         """The latest scheduled slot dealt with in any way (manual posts excluded)."""
-        rows = await self._fetch(
+        rows = await self.store.rows(
             "SELECT max(slot) FROM deliveries WHERE schedule_id = ? AND manual = 0",
             (schedule_id,),
         )
@@ -280,17 +276,17 @@ class Schedules:
 
     async def last_slots(self) -> dict[int, str]:
         """`last_slot` for every schedule at once (start-up)."""
-        rows = await self._fetch(
+        rows = await self.store.rows(
             "SELECT schedule_id, max(slot) FROM deliveries WHERE manual = 0 GROUP BY schedule_id"
         )
         return {r[0]: r[1] for r in rows}
 
     async def unfinished(self) -> list[Delivery]:
-        rows = await self._fetch("SELECT * FROM deliveries WHERE state = 'claimed' ORDER BY id")
+        rows = await self.store.rows("SELECT * FROM deliveries WHERE state = 'claimed' ORDER BY id")
         return [_delivery(r) for r in rows]
 
     async def deliveries(self, schedule_id: int) -> list[Delivery]:
-        rows = await self._fetch(
+        rows = await self.store.rows(
             "SELECT * FROM deliveries WHERE schedule_id = ? ORDER BY id", (schedule_id,)
         )
         return [_delivery(r) for r in rows]
@@ -298,7 +294,7 @@ class Schedules:
     # -- per-server settings ------------------------------------------------------
 
     async def settings(self, guild_id: int) -> GuildSettings:
-        rows = await self._fetch("SELECT * FROM guild_settings WHERE guild_id = ?", (guild_id,))
+        rows = await self.store.rows("SELECT * FROM guild_settings WHERE guild_id = ?", (guild_id,))
         if not rows:
             return GuildSettings(guild_id, None, None)
         return GuildSettings(guild_id, rows[0]["timezone"], rows[0]["moderator_role_id"])

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 from bot.config import Config
 from bot.content import load_content
 from bot.lookup import Catalog
+from bot.models import Statement
 from bot.store import Store
 
 if TYPE_CHECKING:
@@ -23,6 +24,7 @@ class Services:
     store: Store
     pledges: Catalog
     powers: Catalog
+    statements: dict[str, Statement]
     briefings: BriefingAdmin | None = None  # set once the Discord client exists
 
     @classmethod
@@ -38,14 +40,16 @@ class Services:
                 report.pledges,
                 report.powers,
             )
-            services = cls(config, store, Catalog("pledge", []), Catalog("power", []))
-            await services.refresh_catalogs()
+            services = cls(config, store, Catalog("pledge", []), Catalog("power", []), {})
+            await services.refresh()
         except BaseException:
             await store.close()
             raise
         return services
 
-    async def refresh_catalogs(self) -> None:
+    async def refresh(self) -> None:
+        """Re-read what changes only when content is loaded: names and statements."""
+        self.statements = {s.slug: s for s in await self.store.statements()}
         self.pledges = Catalog("pledge", [(p.slug, p.title) for p in await self.store.pledges()])
         self.powers = Catalog(
             "power",

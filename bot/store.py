@@ -273,13 +273,12 @@ class Store:
             await self._conn.execute("COMMIT")
 
     async def _scalar(self, sql: str, params: Sequence[Any] = ()) -> Any:
-        async with self._conn.execute(sql, params) as cursor:
-            row = await cursor.fetchone()
-        return None if row is None else row[0]
+        found = await self.rows(sql, params)
+        return found[0][0] if found else None
 
-    async def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[aiosqlite.Row]:
-        async with self._conn.execute(sql, params) as cursor:
-            return list(await cursor.fetchall())
+    async def rows(self, sql: str, params: Sequence[Any] = ()) -> list[aiosqlite.Row]:
+        """All rows of a read, in one trip to aiosqlite's thread (reads are the hot path)."""
+        return list(await self._conn.execute_fetchall(sql, params))
 
     # -- meta ---------------------------------------------------------------------
 
@@ -310,15 +309,15 @@ class Store:
     # -- content: reads -----------------------------------------------------------
 
     async def statements(self) -> list[Statement]:
-        rows = await self._rows("SELECT * FROM statements ORDER BY id")
+        rows = await self.rows("SELECT * FROM statements ORDER BY id")
         return [_statement(r) for r in rows]
 
     async def statement(self, slug: str) -> Statement | None:
-        rows = await self._rows("SELECT * FROM statements WHERE slug = ?", (slug,))
+        rows = await self.rows("SELECT * FROM statements WHERE slug = ?", (slug,))
         return _statement(rows[0]) if rows else None
 
     async def statement_content(self, slug: str) -> StatementContent | None:
-        rows = await self._rows("SELECT * FROM statements WHERE slug = ?", (slug,))
+        rows = await self.rows("SELECT * FROM statements WHERE slug = ?", (slug,))
         if not rows:
             return None
         return StatementContent(
@@ -340,67 +339,47 @@ class Store:
         if slugs is not None:
             where += f" AND p.slug IN ({','.join('?' * len(slugs))})"
             params.extend(slugs)
-        rows = await self._rows(
-            "SELECT p.*, s.slug AS statement_slug FROM pledges p "
-            f"JOIN statements s ON s.id = p.statement_id WHERE {where} ORDER BY s.id, p.position",
+        rows = await self.rows(
+            f"SELECT p.*, s.slug AS statement_slug, {_quotes_json('pledge', 'p')} "
+            f"FROM pledges p JOIN statements s ON s.id = p.statement_id WHERE {where} "
+            "ORDER BY s.id, p.position",
             params,
         )
-        quotes = await self._quotes("pledge", [r["id"] for r in rows])
-        return [_pledge(r, quotes.get(r["id"], ())) for r in rows]
+        return [_pledge(r) for r in rows]
 
     async def pledge(self, slug: str) -> Pledge | None:
         found = await self.pledges(slugs=[slug])
         return found[0] if found else None
 
-    async def powers(self, *, statement: str | None = None) -> list[Power]:
-        where, params = _where([("s.slug = ?", statement)])
-        rows = await self._rows(
-            "SELECT w.*, s.slug AS statement_slug FROM powers w "
-            f"JOIN statements s ON s.id = w.statement_id WHERE {where} "
+    async def powers(self, *, statement: str | None = None, slug: str | None = None) -> list[Power]:
+        where, params = _where([("s.slug = ?", statement), ("w.slug = ?", slug)])
+        rows = await self.rows(
+            f"SELECT w.*, s.slug AS statement_slug, {_quotes_json('power', 'w')}, "
+            "(SELECT json_group_array(slug) FROM (SELECT p.slug FROM power_pledges pp "
+            "JOIN pledges p ON p.id = pp.pledge_id WHERE pp.power_id = w.id "
+            "ORDER BY pp.position)) AS pledges_json "
+            f"FROM powers w JOIN statements s ON s.id = w.statement_id WHERE {where} "
             "ORDER BY s.id, w.position",
             params,
         )
-        ids = [r["id"] for r in rows]
-        quotes = await self._quotes("power", ids)
-        links: dict[int, list[str]] = {}
-        if ids:
-            for link in await self._rows(
-                "SELECT pp.power_id, p.slug FROM power_pledges pp "
-                "JOIN pledges p ON p.id = pp.pledge_id "
-                f"WHERE pp.power_id IN ({','.join('?' * len(ids))}) ORDER BY pp.position",
-                ids,
-            ):
-                links.setdefault(link["power_id"], []).append(link["slug"])
-        return [_power(r, quotes.get(r["id"], ()), links.get(r["id"], [])) for r in rows]
+        return [_power(r) for r in rows]
 
     async def power(self, slug: str) -> Power | None:
-        return next((p for p in await self.powers() if p.slug == slug), None)
+        found = await self.powers(slug=slug)
+        return found[0] if found else None
 
     async def claims(self, *, statement: str | None = None) -> list[Claim]:
         where, params = _where([("s.slug = ?", statement)])
-        rows = await self._rows(
-            "SELECT c.*, s.slug AS statement_slug FROM claims c "
-            f"JOIN statements s ON s.id = c.statement_id WHERE {where} "
+        rows = await self.rows(
+            f"SELECT c.*, s.slug AS statement_slug, {_quotes_json('claim', 'c')} "
+            f"FROM claims c JOIN statements s ON s.id = c.statement_id WHERE {where} "
             "ORDER BY s.id, c.position",
             params,
         )
-        quotes = await self._quotes("claim", [r["id"] for r in rows])
         return [
-            Claim(r["slug"], r["statement_slug"], r["summary"], quotes.get(r["id"], ()))
+            Claim(r["slug"], r["statement_slug"], r["summary"], _json_list(r["quotes_json"]))
             for r in rows
         ]
-
-    async def _quotes(self, kind: RecordKind, ids: list[int]) -> dict[int, tuple[str, ...]]:
-        if not ids:
-            return {}
-        found: dict[int, list[str]] = {}
-        for row in await self._rows(
-            "SELECT record_id, text FROM quotes WHERE record_kind = ? "
-            f"AND record_id IN ({','.join('?' * len(ids))}) ORDER BY record_id, position",
-            [kind, *ids],
-        ):
-            found.setdefault(row["record_id"], []).append(row["text"])
-        return {k: tuple(v) for k, v in found.items()}
 
     async def counts(self) -> dict[str, int]:
         tables = ("statements", "pledges", "powers", "claims", "quotes", "status_history")
@@ -445,7 +424,7 @@ class Store:
     ) -> list[StatusChange]:
         """Status changes, oldest first; for one pledge, or all changed after `since`."""
         where, params = _where([("p.slug = ?", slug), ("h.changed_at > ?", since)])
-        rows = await self._rows(
+        rows = await self.rows(
             "SELECT h.*, p.slug FROM status_history h JOIN pledges p ON p.id = h.pledge_id "
             f"WHERE {where} ORDER BY h.changed_at, h.id",
             params,
@@ -474,7 +453,7 @@ class Store:
             query = fts_query(text, any_word=any_word)
             if query is None:
                 return []
-            rows = await self._rows(
+            rows = await self.rows(
                 "SELECT kind, slug, title, "
                 "snippet(search_index, -1, '**', '**', '…', 16) AS snippet, "
                 "bm25(search_index, 0, 0, 10.0, 3.0, 1.0) AS rank "
@@ -529,7 +508,16 @@ def _statement(r: aiosqlite.Row) -> Statement:
     )
 
 
-def _pledge(r: aiosqlite.Row, quotes: tuple[str, ...]) -> Pledge:
+def _quotes_json(kind: RecordKind, alias: str) -> str:
+    """A column with a record's quotes as a JSON array, in order: one query per read."""
+    return (
+        "(SELECT json_group_array(text) FROM (SELECT text FROM quotes q "
+        f"WHERE q.record_kind = '{kind}' AND q.record_id = {alias}.id ORDER BY q.position)) "
+        "AS quotes_json"
+    )
+
+
+def _pledge(r: aiosqlite.Row) -> Pledge:
     return Pledge(
         slug=r["slug"],
         statement_slug=r["statement_slug"],
@@ -538,13 +526,13 @@ def _pledge(r: aiosqlite.Row, quotes: tuple[str, ...]) -> Pledge:
         detail=r["detail"],
         scope=r["scope"],
         actors=_json_list(r["actors"]),
-        quotes=quotes,
+        quotes=_json_list(r["quotes_json"]),
         status=r["status"],
         status_changed_at=r["status_changed_at"],
     )
 
 
-def _power(r: aiosqlite.Row, quotes: tuple[str, ...], pledges: list[str]) -> Power:
+def _power(r: aiosqlite.Row) -> Power:
     return Power(
         slug=r["slug"],
         statement_slug=r["statement_slug"],
@@ -557,8 +545,8 @@ def _power(r: aiosqlite.Row, quotes: tuple[str, ...], pledges: list[str]) -> Pow
         restrictions=_json_list(r["restrictions"]),
         history=r["history"],
         change_pledged=r["change_pledged"],
-        pledges=tuple(pledges),
-        quotes=quotes,
+        pledges=_json_list(r["pledges_json"]),
+        quotes=_json_list(r["quotes_json"]),
     )
 
 
