@@ -40,9 +40,8 @@ async def pledge_show(services: Services, query: str) -> list[Card]:
     pledge = await services.store.pledge(services.pledges.resolve(query))
     if pledge is None:
         raise UserError("That pledge was removed a moment ago; try again.")
-    history = await services.store.status_history(pledge.slug)
     statement = _statement(services, pledge.statement_slug)
-    return cards.paginate(cards.pledge_card(pledge, statement, history[-1] if history else None))
+    return cards.paginate(cards.pledge_card(pledge, statement))
 
 
 async def pledge_search(services: Services, query: str) -> list[Card]:

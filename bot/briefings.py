@@ -118,7 +118,7 @@ def record_cards(
 ) -> list[Card]:
     statement = statements[record.statement_slug]
     if isinstance(record, Pledge):
-        return cards.paginate(cards.pledge_card(record, statement, None))
+        return cards.paginate(cards.pledge_card(record, statement))
     return cards.paginate(cards.power_card(record, statement, related))
 
 

@@ -190,10 +190,10 @@ def status_label(slug: str) -> str:
 # -- renderers ---------------------------------------------------------------------
 
 
-def pledge_card(pledge: Pledge, statement: Statement, last_change: StatusChange | None) -> Card:
+def pledge_card(pledge: Pledge, statement: Statement) -> Card:
     status = status_label(pledge.status)
-    if last_change is not None:
-        status += f" — since {discord_date(last_change.changed_at)}: {last_change.note}"
+    if pledge.status_changed_at:
+        status += f" — since {discord_date(pledge.status_changed_at)}: {pledge.status_note}"
     fields = [
         Field("Status", status),
         Field("Scope", pledge.scope, inline=True),

@@ -61,6 +61,7 @@ class Pledge:
     quotes: tuple[str, ...]
     status: str = DEFAULT_STATUS
     status_changed_at: str | None = None
+    status_note: str = ""  # the note of the latest status change
 
 
 @dataclass(frozen=True)

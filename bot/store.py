@@ -340,7 +340,9 @@ class Store:
             where += f" AND p.slug IN ({','.join('?' * len(slugs))})"
             params.extend(slugs)
         rows = await self.rows(
-            f"SELECT p.*, s.slug AS statement_slug, {_quotes_json('pledge', 'p')} "
+            f"SELECT p.*, s.slug AS statement_slug, {_quotes_json('pledge', 'p')}, "
+            "(SELECT note FROM status_history h WHERE h.pledge_id = p.id "
+            "ORDER BY h.id DESC LIMIT 1) AS status_note "
             f"FROM pledges p JOIN statements s ON s.id = p.statement_id WHERE {where} "
             "ORDER BY s.id, p.position",
             params,
@@ -529,6 +531,7 @@ def _pledge(r: aiosqlite.Row) -> Pledge:
         quotes=_json_list(r["quotes_json"]),
         status=r["status"],
         status_changed_at=r["status_changed_at"],
+        status_note=r["status_note"] or "",
     )
 
 

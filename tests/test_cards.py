@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bot import cards
 from bot.cards import Card, Field, paginate, split_text
 from bot.content import read_content
-from bot.models import Pledge, SearchHit, StatusChange
+from bot.models import Pledge, SearchHit
 from tests.conftest import DATA_DIR
 
 long_text = st.text(min_size=0, max_size=12_000)
@@ -36,12 +38,13 @@ STATEMENT = read_content(DATA_DIR)[0].statement
 def test_pledge_pages_are_always_within_embed_limits(
     title: str, summary: str, detail: str, quotes: list[str]
 ) -> None:
-    change = StatusChange(
-        "p", "not-yet-rated", "broken", "2026-01-01T00:00:00+00:00", detail, "", "t"
+    pledge = replace(
+        pledge_from(title, summary, detail, quotes),
+        status="broken",
+        status_changed_at="2026-01-01T00:00:00+00:00",
+        status_note=detail,
     )
-    pages = paginate(
-        cards.pledge_card(pledge_from(title, summary, detail, quotes), STATEMENT, change)
-    )
+    pages = paginate(cards.pledge_card(pledge, STATEMENT))
     assert pages
     for page in pages:
         assert page.within_limits(), page

@@ -217,3 +217,23 @@ def test_console_tab_completion_asks_the_bots_autocomplete(tmp_path: Path) -> No
     finally:
         console.stop()
     assert "New partnership with Europol" in out.getvalue()
+
+
+async def test_show_gives_the_latest_status_change(w: World) -> None:
+    async with running_bot(w) as bot:
+        assert bot.services is not None
+        store = bot.services.store
+        await store.set_status("europol-partnership", "in-progress", note="Talks", changed_by="t")
+        await store.set_status("europol-partnership", "stalled", note="Paused", changed_by="t")
+        shown = await w.emu.run_command(
+            w.guild, "pledge show", options={"pledge": "europol-partnership"}, user=w.member
+        )
+        history = await w.emu.run_command(
+            w.guild, "pledge history", options={"pledge": "europol-partnership"}, user=w.member
+        )
+    status = embed_text(shown.message)
+    assert "Stalled" in status
+    assert "Paused" in status
+    assert "Talks" not in status
+    assert "Talks" in embed_text(history.message)
+    assert "Paused" in embed_text(history.message)
