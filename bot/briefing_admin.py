@@ -129,6 +129,12 @@ class BriefingAdmin:
             date=rule.get("run_date"),
         )
         if not next_slots(recurrence, rule["timezone"], self.engine.clock(), 1):
+            if (
+                rule.get("run_date")
+                and recurrence.once
+                and recurrence.once.year > self.engine.clock().year + 1
+            ):
+                raise UserError("That date is too far ahead: schedule within the next few years.")
             raise UserError("That date and time is already in the past.")
         return fields
 
@@ -218,6 +224,7 @@ class BriefingAdmin:
         messages = {
             "sent": f"Briefing #{schedule_id} posted in <#{schedule.channel_id}>.",
             "skipped": "Nothing to post: no status changes since the last briefing.",
+            "already-claimed": f"Briefing #{schedule_id} was just posted; not posting it twice.",
         }
         if outcome in messages:
             return messages[outcome]

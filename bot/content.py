@@ -109,11 +109,11 @@ def read_content(directory: Path) -> list[StatementContent]:
     if not files:
         raise ContentError([f"{directory}: no *.toml content files"])
     problems: list[str] = []
-    contents = [c for path in files if (c := _read_file(path, problems)) is not None]
-    _check_unique_slugs(files, contents, problems)
+    loaded = [(path, c) for path in files if (c := _read_file(path, problems)) is not None]
+    _check_unique_slugs(loaded, problems)
     if problems:
         raise ContentError(problems)
-    return contents
+    return [content for _, content in loaded]
 
 
 async def load_content(
@@ -298,13 +298,11 @@ def _read_source(path: Path, source: str, problems: list[str]) -> str | None:
 
 
 def _check_unique_slugs(
-    files: Sequence[Path], contents: Sequence[StatementContent], problems: list[str]
+    loaded: Sequence[tuple[Path, StatementContent]], problems: list[str]
 ) -> None:
     seen: dict[tuple[str, str], str] = {}
-    for content in contents:
-        origin = next(
-            (str(f) for f in files if f.stem == content.statement.slug), content.source_path
-        )
+    for path, content in loaded:
+        origin = str(path)
         keyed = [("statement", content.statement.slug)] + [
             (SINGULAR[kind], r.slug) for kind, records in _records_by_kind(content) for r in records
         ]

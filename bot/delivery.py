@@ -55,6 +55,9 @@ def channel_problem(client: discord.Client, guild_id: int, channel_id: int) -> s
     guild = client.get_guild(guild_id)
     if guild is None:
         return "pledgebot is no longer in this server"
+    if guild.unavailable:
+        # after a new session, READY lists servers before GUILD_CREATE fills them in
+        return None
     channel = guild.get_channel_or_thread(channel_id)
     if channel is None:
         elsewhere = client.get_channel(channel_id)

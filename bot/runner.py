@@ -9,6 +9,8 @@ import asyncio
 import logging
 from typing import Any
 
+import discord
+
 import commands
 from bot.app import PledgeBot, ShardedPledgeBot, SyncMode
 from bot.config import Config
@@ -17,6 +19,11 @@ from bot.errors import OperatorError
 from bot.scheduler import Shards
 
 log = logging.getLogger(__name__)
+
+BAD_TOKEN = (
+    "Discord refused the token in DISCORD_TOKEN (401 Unauthorized): "
+    "check that it is this bot's current token."
+)
 
 
 def make_bot(
@@ -48,7 +55,10 @@ def run(
     options = shard_options(shard_count, shard_ids)
     token = require_token(config)
     bot = make_bot(config, **options)
-    bot.run(token, log_handler=None)
+    try:
+        bot.run(token, log_handler=None)
+    except discord.LoginFailure:
+        raise OperatorError(BAD_TOKEN) from None
     return 0
 
 
@@ -75,7 +85,10 @@ def sync(config: Config, guild_id: int | None) -> int:
     async def sync_once() -> None:
         bot = make_bot(config, sync_mode="force", sync_guild_id=guild_id)
         async with bot:
-            await bot.login(token)  # runs setup_hook, which syncs
+            try:
+                await bot.login(token)  # runs setup_hook, which syncs
+            except discord.LoginFailure:
+                raise OperatorError(BAD_TOKEN) from None
         print(f"synced commands ({bot.synced_scope})")
 
     asyncio.run(sync_once())

@@ -1,0 +1,222 @@
+"""Helpers shared by the robustness tests (`tests/test_robustness_*.py`); no tests here.
+
+The bot runs either in-process (`tests.e2e.running_bot`) or, where a test must kill it,
+watch its exit code or read everything it prints, as a real `python -m bot run` subprocess
+whose config points `[discord]` at an emulator running in the test's own event loop.
+Everything stays on 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from bot.local import Emulator
+from tests.conftest import DATA_DIR, REPO
+
+# What a user must never see: Python's traceback lines, and raw exception names or reprs.
+LEAK_PATTERNS = (
+    re.compile(r"Traceback \(most recent call last\)"),
+    re.compile(r'File "[^"\n]*", line \d+'),
+    re.compile(r"\b[A-Z]\w*(?:Error|Exception)(?::|\()"),  # ValueError: / KeyError(
+    # module-qualified exception names: sqlite3.OperationalError, discord.errors.NotFound
+    re.compile(r"\b(?:sqlite3|aiosqlite|discord|aiohttp|asyncio)(?:\.\w+)*\.[A-Z]\w*"),
+)
+APOLOGY = "something went wrong on our side"
+
+
+def leaks(text: str, allowed: Any = ()) -> list[str]:
+    """Traceback or exception text in `text`, ignoring matches that are the user's own input."""
+    found = []
+    for pattern in LEAK_PATTERNS:
+        for match in pattern.finditer(text):
+            if not any(isinstance(a, str) and match.group(0) in a for a in allowed):
+                found.append(match.group(0))
+    return found
+
+
+async def wait_for(
+    predicate: Callable[[], bool], timeout: float, what: str, interval: float = 0.02
+) -> None:
+    """Poll `predicate` until it holds; a TimeoutError names what never happened."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out after {timeout} s waiting for {what}")
+        await asyncio.sleep(interval)
+
+
+def write_config(
+    path: Path,
+    *,
+    database: Path,
+    content: Path = DATA_DIR,
+    emulator: Emulator | None = None,
+    log_level: str = "INFO",
+    extra: str = "",
+) -> Path:
+    """A pledgebot config file; with `emulator`, [discord] points at it."""
+    text = (
+        f'[database]\npath = "{database}"\n[content]\ndirectory = "{content}"\n'
+        f'[logging]\nlevel = "{log_level}"\n'
+    )
+    if emulator is not None:
+        text += (
+            f'[discord]\napi_base_url = "{emulator.base_url}"\n'
+            f'gateway_url = "{emulator.gateway_url}"\n'
+        )
+    path.write_text(text + extra, encoding="utf-8")
+    return path
+
+
+def cli_env(config: Path | None, token: str | None = None, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in ("DISCORD_TOKEN", "PLEDGEBOT_CONFIG")}
+    if config is not None:
+        env["PLEDGEBOT_CONFIG"] = str(config)
+    if token is not None:
+        env["DISCORD_TOKEN"] = token
+    env.update(extra)
+    return env
+
+
+def run_cli(
+    *args: str,
+    config: Path | None,
+    token: str | None = None,
+    timeout: float = 60,
+    preexec_fn: Callable[[], None] | None = None,
+) -> subprocess.CompletedProcess[str]:
+    """`python -m bot ARGS` to completion (the operator CLI; no Discord involved)."""
+    return subprocess.run(
+        [sys.executable, "-m", "bot", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=REPO,
+        env=cli_env(config, token),
+        preexec_fn=preexec_fn,
+        check=False,
+    )
+
+
+def assert_one_line_error(done: subprocess.CompletedProcess[str], *expected: str) -> None:
+    """Exit code 1, one `pledgebot: ...` line on stderr, no traceback, naming `expected`."""
+    shown = f"exit {done.returncode}\nstdout: {done.stdout}\nstderr: {done.stderr}"
+    assert done.returncode == 1, shown
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1, shown
+    assert lines[0].startswith("pledgebot: "), shown
+    assert "Traceback" not in done.stderr + done.stdout, shown
+    for text in expected:
+        assert text in done.stderr, shown
+
+
+class BotProcess:
+    """`python -m bot run` as a child process, output to files (pipes could fill and block)."""
+
+    def __init__(self, workdir: Path, config: Path, token: str, name: str = "bot") -> None:
+        self.workdir = workdir
+        self.config = config
+        self.token = token
+        self.name = name
+        self.runs = 0
+        self.proc: asyncio.subprocess.Process | None = None
+
+    @property
+    def log_paths(self) -> list[Path]:
+        return sorted(self.workdir.glob(f"{self.name}-*.log"))
+
+    async def start(self) -> None:
+        assert self.proc is None or self.proc.returncode is not None, "already running"
+        self.runs += 1
+        out = (self.workdir / f"{self.name}-{self.runs}-out.log").open("wb")
+        err = (self.workdir / f"{self.name}-{self.runs}-err.log").open("wb")
+        with out, err:
+            self.proc = await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-m",
+                "bot",
+                "run",
+                cwd=REPO,
+                env=cli_env(self.config, self.token),
+                stdout=out,
+                stderr=err,
+                stdin=subprocess.DEVNULL,
+            )
+
+    async def kill(self) -> None:
+        """kill -9 this child (by its pid) and reap it."""
+        assert self.proc is not None
+        if self.proc.returncode is None:
+            os.kill(self.proc.pid, signal.SIGKILL)
+        await self.proc.wait()
+
+    async def stop(self) -> int:
+        """SIGTERM, then SIGKILL if it lingers; returns the exit code."""
+        proc = self.proc
+        if proc is None:
+            return 0
+        if proc.returncode is None:
+            proc.terminate()
+            try:
+                await asyncio.wait_for(proc.wait(), 10)
+            except TimeoutError:
+                await self.kill()
+        assert proc.returncode is not None
+        return proc.returncode
+
+    async def wait(self, timeout: float) -> int:
+        assert self.proc is not None
+        return await asyncio.wait_for(self.proc.wait(), timeout)
+
+    def output(self) -> str:
+        return "".join(p.read_text("utf-8", errors="replace") for p in self.log_paths)
+
+    def stderr(self, run: int | None = None) -> str:
+        run = run or self.runs
+        return (self.workdir / f"{self.name}-{run}-err.log").read_text("utf-8", errors="replace")
+
+    def tail(self, chars: int = 4000) -> str:
+        return self.output()[-chars:]
+
+
+def snapshot(database: Path, tables: tuple[str, ...] | None = None) -> dict[str, list[tuple]]:
+    """Every row of every table (FTS internals excepted), read through a separate connection."""
+    conn = sqlite3.connect(f"file:{database}?mode=ro", uri=True, timeout=10)
+    try:
+        if tables is None:
+            tables = tuple(
+                r[0]
+                for r in conn.execute(
+                    "SELECT name FROM sqlite_master WHERE type = 'table' "
+                    "AND name NOT LIKE 'sqlite_%' AND name NOT LIKE 'search_index_%' ORDER BY name"
+                )
+            )
+        return {t: conn.execute(f"SELECT * FROM {t} ORDER BY rowid").fetchall() for t in tables}
+    finally:
+        conn.close()
+
+
+def integrity(database: Path) -> str:
+    conn = sqlite3.connect(database, timeout=10)
+    try:
+        return str(conn.execute("PRAGMA integrity_check").fetchone()[0])
+    finally:
+        conn.close()
+
+
+def rows(database: Path, sql: str, params: Mapping[str, Any] | tuple = ()) -> list[tuple]:
+    conn = sqlite3.connect(f"file:{database}?mode=ro", uri=True, timeout=10)
+    try:
+        return conn.execute(sql, params).fetchall()
+    finally:
+        conn.close()
