@@ -1,0 +1,176 @@
+"""One bot in its own process, so its memory and start-up are measured without the emulator.
+
+    python -m bench.botproc {pledgebot,bare} [--guild-ready-timeout S] [--sync]
+
+Both kinds read the config file named by PLEDGEBOT_CONFIG ([discord] api_base_url and
+gateway_url point at the emulator) and the token from DISCORD_TOKEN. `pledgebot` is the real
+bot from `bot.runner.make_bot`, exactly as `pledgebot run` builds it. `bare` is the baseline:
+a plain discord.py `commands.Bot` with the same intents (guilds only) whose `/pledge show`,
+`/pledge search` and autocomplete answer a constant.
+
+Milestones are printed on stdout as JSON lines stamped with `time.monotonic()` (one clock
+for every process on Linux, so the parent can subtract its spawn time). SIGTERM closes the
+bot cleanly. This module imports nothing from pledgebot for the bare kind except the
+endpoint override, so the baseline's memory is discord.py's alone.
+
+With PLEDGEBOT_BENCH_PROFILE=DIR the process runs under pyinstrument, and its profile is
+written to DIR (KIND-PID.txt and .pyisession) when it stops: `PLEDGEBOT_BENCH_PROFILE=/tmp/p
+.venv/bin/python -m bench roundtrip` profiles every bot of that benchmark.
+"""
+
+from __future__ import annotations
+
+import time
+
+IMPORT_STARTED = time.monotonic()
+
+import argparse  # noqa: E402 (the stamp above must come before the imports it times)
+import asyncio  # noqa: E402
+import json  # noqa: E402
+import logging  # noqa: E402
+import os  # noqa: E402
+import signal  # noqa: E402
+import sys  # noqa: E402
+import tomllib  # noqa: E402
+from typing import Any  # noqa: E402
+
+import discord  # noqa: E402
+from discord import app_commands  # noqa: E402
+from discord.ext import commands  # noqa: E402
+
+BARE_REPLY = "ok"
+# Set to a directory to profile the bot with pyinstrument (one .txt and .html per process).
+PROFILE_ENV = "PLEDGEBOT_BENCH_PROFILE"
+
+
+def emit(event: str, **data: Any) -> None:
+    print(json.dumps({"event": event, "t": time.monotonic(), **data}), flush=True)
+
+
+class BareBot(commands.Bot):
+    """The baseline: discord.py alone, answering a constant, same intents as pledgebot."""
+
+    def __init__(self, *, sync: bool, **options: Any) -> None:
+        intents = discord.Intents.none()
+        intents.guilds = True
+        super().__init__(
+            command_prefix=commands.when_mentioned,
+            help_command=None,
+            intents=intents,
+            allowed_mentions=discord.AllowedMentions.none(),
+            **options,
+        )
+        self.sync_on_start = sync
+        self.tree.add_command(bare_pledge_group())
+
+    async def setup_hook(self) -> None:
+        if self.sync_on_start:
+            await self.tree.sync()
+
+
+def bare_pledge_group() -> app_commands.Group:
+    """`/pledge show` and `/pledge search` with pledgebot's option names, answering "ok"."""
+    group = app_commands.Group(name="pledge", description="Constant answers (baseline)")
+
+    @group.command(name="show", description="A constant")
+    async def show(
+        interaction: discord.Interaction[Any], pledge: str, private: bool = False
+    ) -> None:
+        await interaction.response.send_message(BARE_REPLY, ephemeral=private)
+
+    @show.autocomplete("pledge")
+    async def show_pledge(
+        interaction: discord.Interaction[Any], current: str
+    ) -> list[app_commands.Choice[str]]:
+        return [app_commands.Choice(name="A constant choice", value="constant")]
+
+    @group.command(name="search", description="A constant")
+    async def search(
+        interaction: discord.Interaction[Any],
+        query: app_commands.Range[str, 1, 200],
+        private: bool = False,
+    ) -> None:
+        await interaction.response.send_message(BARE_REPLY, ephemeral=private)
+
+    return group
+
+
+def build(kind: str, *, guild_ready_timeout: float, sync: bool) -> tuple[commands.Bot, str]:
+    """The bot and its token, configured from the environment like `pledgebot run`."""
+    if kind == "pledgebot":
+        from bot.config import load_config
+        from bot.runner import make_bot, require_token
+
+        config = load_config()
+        return make_bot(config, guild_ready_timeout=guild_ready_timeout), require_token(config)
+    from bot.endpoints import apply_endpoints
+
+    with open(os.environ["PLEDGEBOT_CONFIG"], "rb") as file:
+        endpoints = tomllib.load(file)["discord"]
+    apply_endpoints(endpoints["api_base_url"], endpoints["gateway_url"])
+    token = os.environ["DISCORD_TOKEN"]
+    return BareBot(sync=sync, guild_ready_timeout=guild_ready_timeout), token
+
+
+async def run(kind: str, *, guild_ready_timeout: float, sync: bool) -> None:
+    bot, token = build(kind, guild_ready_timeout=guild_ready_timeout, sync=sync)
+    emit("built")
+    stop = asyncio.Event()
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
+    ready_seen = False
+
+    async def on_ready() -> None:
+        nonlocal ready_seen
+        if not ready_seen:
+            ready_seen = True
+            emit("ready", guilds=len(bot.guilds))
+
+    bot.add_listener(on_ready, "on_ready")
+    watchers: list[asyncio.Task[Any]] = []
+    engine_started = getattr(bot, "engine_started", None)
+    if isinstance(engine_started, asyncio.Event):
+
+        async def report_engine() -> None:
+            await engine_started.wait()
+            engine = getattr(bot, "engine", None)
+            jobs = len(engine.scheduler.get_jobs()) if engine is not None else 0
+            emit("engine_started", jobs=jobs, guilds=len(bot.guilds))
+
+        watchers.append(asyncio.create_task(report_engine()))
+    runner = asyncio.create_task(bot.start(token))
+    stopper = asyncio.create_task(stop.wait())
+    await asyncio.wait({runner, stopper}, return_when=asyncio.FIRST_COMPLETED)
+    for task in (stopper, *watchers):
+        task.cancel()
+    await bot.close()
+    await asyncio.gather(runner, return_exceptions=False)
+    emit("closed")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.botproc")
+    parser.add_argument("kind", choices=("pledgebot", "bare"))
+    parser.add_argument("--guild-ready-timeout", type=float, default=2.0)
+    parser.add_argument("--sync", action="store_true", help="bare: sync commands at start")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
+    emit("imported", import_started=IMPORT_STARTED)
+    work = run(args.kind, guild_ready_timeout=args.guild_ready_timeout, sync=args.sync)
+    profile_dir = os.environ.get(PROFILE_ENV)
+    if not profile_dir:
+        asyncio.run(work)
+        return
+    from pyinstrument import Profiler
+
+    profiler = Profiler(async_mode="disabled")
+    with profiler:
+        asyncio.run(work)
+    name = os.path.join(profile_dir, f"{args.kind}-{os.getpid()}")
+    with open(f"{name}.txt", "w", encoding="utf-8") as text:
+        text.write(profiler.output_text(unicode=True))
+    if profiler.last_session is not None:
+        profiler.last_session.save(f"{name}.pyisession")  # `pyinstrument --load FILE -r html`
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,131 @@
+"""What every benchmark shares: sample statistics, result tables, targets, run settings."""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+DATA_DIR = REPO / "data"
+
+# One discord.py setting for every bot, pledgebot and bare alike: how long READY waits after
+# the last GUILD_CREATE. The emulator sends all GUILD_CREATEs right after READY, so a short
+# wait is enough; the bots report how many guilds they had at on_ready, and a run that
+# became ready with guilds missing is reported as a failure, not a figure.
+GUILD_READY_TIMEOUT = 0.5
+
+
+@dataclass(frozen=True)
+class Settings:
+    """How big a run is; `quick` is for trying the benchmarks, not for figures."""
+
+    quick: bool = False
+    fanout_fire: str = "clock"  # "clock": APScheduler at the next minute; "gather": engine.fire
+
+
+@dataclass(frozen=True)
+class Stats:
+    """min / median / p99 of a set of samples (seconds or any unit)."""
+
+    count: int
+    min: float
+    median: float
+    p99: float
+    max: float
+
+    @classmethod
+    def of(cls, samples: Sequence[float]) -> Stats:
+        if not samples:
+            raise ValueError("no samples")
+        ordered = sorted(samples)
+        return cls(len(ordered), ordered[0], statistics.median(ordered), p99(ordered), ordered[-1])
+
+
+def p99(ordered: Sequence[float]) -> float:
+    """The 99th percentile by nearest rank (no interpolation beyond the worst sample)."""
+    rank = max(1, math.ceil(0.99 * len(ordered)))
+    return ordered[rank - 1]
+
+
+def ratio(value: float, baseline: float) -> float:
+    return value / baseline if baseline > 0 else math.inf
+
+
+def ms(seconds: float) -> str:
+    return f"{seconds * 1000:.2f}"
+
+
+def secs(seconds: float) -> str:
+    return f"{seconds:.2f}"
+
+
+def mib(kib: float) -> str:
+    return f"{kib / 1024:.1f}"
+
+
+def times(value: float) -> str:
+    return f"{value:.2f}x"
+
+
+@dataclass(frozen=True)
+class Table:
+    title: str
+    headers: tuple[str, ...]
+    rows: Sequence[tuple[str, ...]]
+
+    def markdown(self) -> str:
+        lines = [
+            f"**{self.title}**",
+            "",
+            "| " + " | ".join(self.headers) + " |",
+            "| " + " | ".join("---" for _ in self.headers) + " |",
+        ]
+        lines += ["| " + " | ".join(row) + " |" for row in self.rows]
+        return "\n".join(lines)
+
+    def text(self) -> str:
+        cells = [self.headers, *self.rows]
+        widths = [max(len(row[i]) for row in cells) for i in range(len(self.headers))]
+
+        def line(row: Sequence[str]) -> str:
+            return "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip()
+
+        rule = "  ".join("-" * w for w in widths)
+        return "\n".join([self.title, line(self.headers), rule, *(line(r) for r in self.rows)])
+
+
+@dataclass(frozen=True)
+class Target:
+    """One target from the issue; `met` is None when the issue sets none (report only)."""
+
+    name: str
+    measured: str
+    limit: str
+    met: bool | None
+
+    @property
+    def verdict(self) -> str:
+        return {True: "met", False: "NOT MET", None: "no target"}[self.met]
+
+
+@dataclass
+class Report:
+    """One benchmark's outcome: how it was measured, its tables, targets and notes."""
+
+    name: str
+    title: str
+    method: str
+    tables: list[Table] = field(default_factory=list)
+    targets: list[Target] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def targets_table(self) -> Table:
+        return Table(
+            "Targets",
+            ("target", "measured", "limit", "verdict"),
+            [(t.name, t.measured, t.limit, t.verdict) for t in self.targets],
+        )

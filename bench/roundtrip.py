@@ -1,0 +1,290 @@
+"""Benchmark 1: command round trip, pledgebot against a bare discord.py bot.
+
+Three bots run at once, each in its own process with its own emulator (in this process):
+the bare baseline, pledgebot with the shipped content, and pledgebot with 10,000 generated
+pledges. Samples are interleaved (every round asks each bot once, in a rotating order) so
+drift in machine load hits all three alike. The figure is the emulator's own clock from
+sending INTERACTION_CREATE to receiving the interaction callback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import sqlite3
+import statistics
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from bench.common import DATA_DIR, Report, Settings, Stats, Table, Target, ms, ratio, times
+from bench.fixtures import (
+    autocomplete_inputs,
+    generated_slugs,
+    search_queries,
+    temp_dir,
+    write_config,
+    write_content,
+)
+from bench.procs import BotProcess
+from bot.local import Emulator, GuildState, UserState
+from bot.store import fts_query
+
+GENERATED = 10_000
+MEDIAN_TARGET = 1.2
+P99_TARGET = 1.5
+REAL_SLUGS = (  # every pledge in data/
+    "europe-security-agreement",
+    "europol-partnership",
+    "police-officers-to-europol",
+    "organised-crime-strategy",
+    "strengthened-civil-orders",
+    "scpo-organised-immigration-crime",
+)
+KINDS = ("/pledge show", "/pledge search", "autocomplete /pledge show pledge")
+DISTINCT_INPUTS = 200  # per kind, cycled: every bot gets the same input in the same round
+
+
+@dataclass
+class Subject:
+    """One bot under test with the emulator it talks to and its samples per kind."""
+
+    label: str
+    emu: Emulator
+    guild: GuildState
+    member: UserState
+    slugs: list[str]
+    queries: list[str]
+    typed: list[str]
+    samples: dict[str, list[float]] = field(default_factory=dict)
+    deferred: int = 0
+    private_answers: int = 0
+
+
+def last_interaction_latency(emu: Emulator) -> float:
+    """Send-to-callback seconds of the emulator's latest interaction.
+
+    `Emulator.autocomplete` returns only the choices, so this reads the record the
+    emulator keeps (the same fields `InteractionResult.latency` uses).
+    """
+    records = emu._world.interactions  # no public accessor for autocomplete timings
+    record = next(reversed(records.values()))
+    if record.callback_at is None:
+        raise RuntimeError(f"/{record.name} was never acknowledged")
+    return record.callback_at - record.sent_at
+
+
+async def ask(subject: Subject, kind: str, index: int) -> float:
+    """One interaction of `kind`; returns its latency in seconds."""
+    emu, guild, member = subject.emu, subject.guild, subject.member
+    if kind == KINDS[2]:
+        typed = subject.typed[index % len(subject.typed)]
+        await emu.autocomplete(guild, "pledge show", focused="pledge", value=typed, user=member)
+        return last_interaction_latency(emu)
+    if kind == KINDS[0]:
+        options = {"pledge": subject.slugs[index % len(subject.slugs)]}
+        result = await emu.run_command(guild, "pledge show", options=options, user=member)
+    else:
+        query = subject.queries[index % len(subject.queries)]
+        result = await emu.run_command(
+            guild, "pledge search", options={"query": query}, user=member
+        )
+    subject.deferred += result.callback_type == 5
+    subject.private_answers += result.ephemeral
+    if result.latency is None:
+        raise RuntimeError(f"{subject.label}: {kind} was never acknowledged")
+    return result.latency
+
+
+async def run(settings: Settings) -> Report:
+    samples = 60 if settings.quick else 1000
+    warmup = 10 if settings.quick else 30
+    budget = 60.0 if settings.quick else 240.0
+    generated = 1_000 if settings.quick else GENERATED
+    report = Report(
+        "roundtrip",
+        "Command round trip",
+        "Latency from the emulator sending INTERACTION_CREATE to receiving the callback "
+        "(`InteractionResult.latency`; for autocomplete the same two timestamps from the "
+        "emulator's interaction record). Each bot is a subprocess (`bench/botproc.py`) with "
+        "its own emulator in the benchmark process; rounds are interleaved across the three "
+        f"bots in rotating order after {warmup} warm-up rounds. Baseline: a bare discord.py "
+        "`commands.Bot` (guilds intent only) whose `/pledge show`, `/pledge search` and "
+        "autocomplete answer a constant. Each kind cycles through "
+        f"{DISTINCT_INPUTS} different inputs (`bench/fixtures.py`: slugs, search queries, "
+        "partly typed names), the same for every bot in a round.",
+    )
+    with temp_dir("roundtrip") as tmp:
+        big_content = write_content(tmp / "content-generated", generated)
+        subjects: list[Subject] = []
+        procs: list[BotProcess] = []
+        try:
+            for label, content in (
+                ("bare discord.py", None),
+                ("pledgebot, data/", DATA_DIR),
+                (f"pledgebot, {generated:,} generated", big_content),
+            ):
+                subject, proc = await start_subject(tmp, label, content, generated)
+                subjects.append(subject)
+                procs.append(proc)
+            await asyncio.gather(*(wait_started(p) for p in procs))
+            started = time.monotonic()
+            rounds = await measure(subjects, warmup, samples, budget)
+            elapsed = time.monotonic() - started
+        finally:
+            await asyncio.gather(*(p.stop() for p in procs), return_exceptions=True)
+            for subject in subjects:
+                await subject.emu.stop()
+        violations = [v for s in subjects for v in s.emu.violations]
+        report.notes.append(search_selectivity(tmp / "generated.db", subjects[-1].queries))
+    summarise(report, subjects, rounds, samples, elapsed, violations)
+    return report
+
+
+def search_selectivity(database: Path, queries: list[str]) -> str:
+    """How many records the search inputs match in the generated set (bm25 ranks them all)."""
+    with contextlib.closing(sqlite3.connect(f"file:{database}?mode=ro", uri=True)) as db:
+        total = db.execute("SELECT count(*) FROM search_index").fetchone()[0]
+        counts = sorted(
+            db.execute(
+                "SELECT count(*) FROM search_index WHERE search_index MATCH ?", (match,)
+            ).fetchone()[0]
+            for query in queries
+            if (match := fts_query(query)) is not None
+        )
+    return (
+        f"The search inputs match a median of {statistics.median(counts):,.0f} and at most "
+        f"{counts[-1]:,} of the {total:,} indexed records in the generated set (all words "
+        "must match); every match is ranked."
+    )
+
+
+async def start_subject(
+    tmp: Path, label: str, content: Path | None, generated: int
+) -> tuple[Subject, BotProcess]:
+    emu = Emulator()
+    await emu.start()
+    guild = emu.add_guild("Bench", channels=("general",))
+    member = emu.add_user("member")
+    name = "bare" if content is None else ("real" if content == DATA_DIR else "generated")
+    config = write_config(
+        tmp / f"{name}.toml",
+        database=tmp / f"{name}.db",
+        content=content or DATA_DIR,
+        emu=emu,
+    )
+    # Every bot gets the same inputs (the bare bot ignores them). Generated slugs do not
+    # exist in data/, so that bot gets only real ones.
+    picks = generated_slugs(generated, DISTINCT_INPUTS - len(REAL_SLUGS))
+    slugs = list(REAL_SLUGS) if name == "real" else [*REAL_SLUGS, *picks]
+    queries = search_queries(DISTINCT_INPUTS)
+    typed = autocomplete_inputs(DISTINCT_INPUTS, generated)
+    kind = "bare" if content is None else "pledgebot"
+    proc = BotProcess(kind, config, emu.token, tmp / f"{name}.log", sync=True)
+    await proc.start()
+    return Subject(label, emu, guild, member, slugs, queries, typed), proc
+
+
+async def wait_started(proc: BotProcess) -> None:
+    await proc.wait_for("ready", 120)
+    if proc.kind == "pledgebot":
+        await proc.wait_for("engine_started", 120)
+
+
+async def measure(subjects: list[Subject], warmup: int, samples: int, budget: float) -> int:
+    """Interleaved rounds; returns how many measured rounds fit in `budget` seconds."""
+    for subject in subjects:
+        subject.samples = {kind: [] for kind in KINDS}
+    deadline = time.monotonic() + budget
+    done = 0
+    for round_index in range(warmup + samples):
+        if time.monotonic() > deadline:
+            break
+        shift = round_index % len(subjects)
+        order = subjects[shift:] + subjects[:shift]
+        for kind in KINDS:
+            for subject in order:
+                latency = await ask(subject, kind, round_index)
+                if round_index >= warmup:
+                    subject.samples[kind].append(latency)
+        if round_index >= warmup:
+            done += 1
+    return done
+
+
+def summarise(
+    report: Report,
+    subjects: list[Subject],
+    rounds: int,
+    wanted: int,
+    elapsed: float,
+    violations: list[str],
+) -> None:
+    baseline = subjects[0]
+    for kind in KINDS:
+        base = Stats.of(baseline.samples[kind])
+        rows: list[tuple[str, ...]] = []
+        for subject in subjects:
+            stats = Stats.of(subject.samples[kind])
+            rows.append(
+                (
+                    subject.label,
+                    str(stats.count),
+                    ms(stats.min),
+                    ms(stats.median),
+                    ms(stats.p99),
+                    ms(stats.max),
+                    times(ratio(stats.median, base.median)),
+                    times(ratio(stats.p99, base.p99)),
+                )
+            )
+            if subject is baseline:
+                continue
+            median_ratio = ratio(stats.median, base.median)
+            p99_ratio = ratio(stats.p99, base.p99)
+            report.targets.append(
+                Target(
+                    f"{kind}, {subject.label}: median",
+                    f"{ms(stats.median)} ms = {times(median_ratio)}",
+                    f"<= {MEDIAN_TARGET}x ({ms(base.median * MEDIAN_TARGET)} ms)",
+                    median_ratio <= MEDIAN_TARGET,
+                )
+            )
+            report.targets.append(
+                Target(
+                    f"{kind}, {subject.label}: p99",
+                    f"{ms(stats.p99)} ms = {times(p99_ratio)}",
+                    f"<= {P99_TARGET}x ({ms(base.p99 * P99_TARGET)} ms)",
+                    p99_ratio <= P99_TARGET,
+                )
+            )
+        report.tables.append(
+            Table(
+                kind,
+                (
+                    "bot",
+                    "n",
+                    "min ms",
+                    "median ms",
+                    "p99 ms",
+                    "max ms",
+                    "median ratio",
+                    "p99 ratio",
+                ),
+                rows,
+            )
+        )
+    report.notes.append(
+        f"{rounds} measured rounds of {len(KINDS)} interactions per bot in {elapsed:.1f} s"
+        + ("" if rounds >= wanted else f" (time budget reached before {wanted})")
+        + "."
+    )
+    for subject in subjects[1:]:
+        if subject.deferred:
+            report.notes.append(f"{subject.label}: {subject.deferred} commands were deferred.")
+        if subject.private_answers:
+            report.notes.append(
+                f"{subject.label}: {subject.private_answers} private (error) answers."
+            )
+    if violations:
+        report.notes.append(f"Emulator violations: {violations[:5]}")

@@ -1,0 +1,156 @@
+"""Benchmark 3: full-text search (`Store.search`, FTS5) against a LIKE scan.
+
+Same database (the shipped content plus 10,000 generated pledges, loaded by the real
+loader), same connection, same queries, alternated sample by sample. Both go through
+aiosqlite, so both pay the same thread hop. The LIKE scan is the obvious alternative:
+`title LIKE '%q%' OR summary LIKE '%q%' OR detail LIKE '%q%'` over `pledges`, every match
+fetched (a substring match cannot be ranked, so there is no meaningful LIMIT).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable
+
+from bench.common import Report, Settings, Stats, Table, Target, ms, ratio, times
+from bench.fixtures import SEARCH_QUERIES, temp_dir, write_content
+from bot.content import load_content
+from bot.store import Store
+
+GENERATED = 10_000
+LIKE_SQL = "SELECT slug, title FROM pledges WHERE title LIKE ? OR summary LIKE ? OR detail LIKE ?"
+
+
+async def like_scan(store: Store, query: str) -> int:
+    pattern = f"%{query}%"
+    async with store.conn.execute(LIKE_SQL, (pattern, pattern, pattern)) as cursor:
+        return len(list(await cursor.fetchall()))
+
+
+async def timed(work: Awaitable[object]) -> float:
+    started = time.perf_counter()
+    await work
+    return time.perf_counter() - started
+
+
+async def run(settings: Settings) -> Report:
+    generated = 1_000 if settings.quick else GENERATED
+    repeats = 15 if settings.quick else 120
+    budget = 30.0 if settings.quick else 90.0
+    report = Report(
+        "search",
+        "Search: FTS5 against a LIKE scan",
+        f"`Store.search(query)` (FTS5, bm25 ranking, snippets, limit 10; falls back to any-word "
+        f"matching when all-words finds nothing) against `{LIKE_SQL}` with `%query%`, on one "
+        f"database holding the shipped content plus {generated:,} generated pledges. "
+        f"{repeats} samples per query and method, alternated, after one warm-up each. "
+        "There is no target in the issue; the ratio is FTS / LIKE (below 1 = FTS faster).",
+    )
+    with temp_dir("search") as tmp:
+        content = write_content(tmp / "content", generated)
+        store = await Store.open(tmp / "search.db")
+        try:
+            await load_content(store, content)
+            rows, fts_all, like_all = await measure(store, repeats, budget)
+        finally:
+            await store.close()
+    report.tables.append(
+        Table(
+            f"Per query, {generated:,} generated pledges (ms)",
+            (
+                "query",
+                "FTS hits",
+                "LIKE rows",
+                "FTS min",
+                "FTS median",
+                "FTS p99",
+                "LIKE min",
+                "LIKE median",
+                "LIKE p99",
+                "median FTS/LIKE",
+            ),
+            rows,
+        )
+    )
+    fts, like = Stats.of(fts_all), Stats.of(like_all)
+    overall = ratio(fts.median, like.median)
+    report.tables.append(
+        Table(
+            "All queries together (ms)",
+            ("method", "n", "min", "median", "p99", "max"),
+            [
+                (
+                    "FTS5 Store.search",
+                    str(fts.count),
+                    ms(fts.min),
+                    ms(fts.median),
+                    ms(fts.p99),
+                    ms(fts.max),
+                ),
+                (
+                    "LIKE scan",
+                    str(like.count),
+                    ms(like.min),
+                    ms(like.median),
+                    ms(like.p99),
+                    ms(like.max),
+                ),
+            ],
+        )
+    )
+    report.targets.append(
+        Target(
+            "FTS median / LIKE median, all queries",
+            times(overall),
+            "none set (lower is better)",
+            None,
+        )
+    )
+    p99_ratio = ratio(fts.p99, like.p99)
+    report.targets.append(
+        Target("FTS p99 / LIKE p99, all queries", times(p99_ratio), "none set", None)
+    )
+    return report
+
+
+async def measure(
+    store: Store, repeats: int, budget: float
+) -> tuple[list[tuple[str, ...]], list[float], list[float]]:
+    rows: list[tuple[str, ...]] = []
+    fts_all: list[float] = []
+    like_all: list[float] = []
+    per_query = budget / len(SEARCH_QUERIES)
+    for query in SEARCH_QUERIES:
+        hits = len(await store.search(query))
+        matched = await like_scan(store, query)
+        fts_samples: list[float] = []
+        like_samples: list[float] = []
+        deadline = time.perf_counter() + per_query
+        for i in range(repeats):
+            # Alternate which goes first, so neither always finds the other's warm cache.
+            if i % 2 == 0:
+                fts_samples.append(await timed(store.search(query)))
+                like_samples.append(await timed(like_scan(store, query)))
+            else:
+                like_samples.append(await timed(like_scan(store, query)))
+                fts_samples.append(await timed(store.search(query)))
+            if time.perf_counter() > deadline:
+                break
+        fts, like = Stats.of(fts_samples), Stats.of(like_samples)
+        fts_all += fts_samples
+        like_all += like_samples
+        rows.append(
+            (
+                f"`{query}`",
+                str(hits),
+                str(matched),
+                ms(fts.min),
+                ms(fts.median),
+                ms(fts.p99),
+                ms(like.min),
+                ms(like.median),
+                ms(like.p99),
+                times(ratio(fts.median, like.median)),
+            )
+        )
+    return rows, fts_all, like_all
