@@ -10,9 +10,9 @@ import bisect
 import difflib
 import heapq
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from itertools import accumulate
+from itertools import accumulate, islice
 
 from bot.cards import AUTOCOMPLETE_CHOICES, CHOICE_NAME_LIMIT, shorten
 from bot.errors import UserError
@@ -83,30 +83,42 @@ class Catalog:
         exact = self._exact.get(query)
         if take([] if exact is None else [exact]):
             return self._pick(found)
-        for table in (self._slugs, self._titles):
-            if take(heapq.nsmallest(limit, (p for _, p in _prefixed(table, query)))):
-                return self._pick(found)
-        if words and take(self._word_prefix_matches(words, limit)):
+        slug_prefix = self._first(_prefixed(self._slugs, query), lambda e: e.slug.startswith(query))
+        if take(slug_prefix):
+            return self._pick(found)
+        title_prefix = self._first(
+            _prefixed(self._titles, query), lambda e: e.folded.startswith(query)
+        )
+        if take(title_prefix) or (words and take(self._word_prefix_matches(words, limit))):
             return self._pick(found)
         take(self._substring_matches(query, limit))
         return self._pick(found)
+
+    def _first(
+        self,
+        rows: list[tuple[str, int]],
+        test: Callable[[Entry], bool],
+        limit: int = AUTOCOMPLETE_CHOICES,
+    ) -> list[int]:
+        """The first `limit` positions of a prefix range, in display order.
+
+        A wide range (a letter or two typed) is cheaper to find by walking the records
+        in order and stopping at `limit` than by sorting thousands of positions.
+        """
+        if len(rows) <= 4 * limit:
+            return sorted(p for _, p in rows)[:limit]
+        return list(islice((p for p, e in enumerate(self._entries) if test(e)), limit))
 
     def _pick(self, positions: Iterable[int]) -> list[Entry]:
         return [self._entries[p] for p in positions]
 
     def _word_prefix_matches(self, words: list[str], limit: int) -> list[int]:
         """Records where every typed word starts some word of the slug or title."""
-        longest = max(words, key=len)  # the most selective word picks the candidates
-        candidates = sorted({p for _, p in _prefixed(self._words, longest)})
-        others = [w for w in words if w is not longest]
-        matched = []
-        for position in candidates:
-            entry_words = self._entries[position].words
-            if all(any(ew.startswith(w) for ew in entry_words) for w in others):
-                matched.append(position)
-                if len(matched) >= limit:
-                    break
-        return matched
+        found = [
+            {p for _, p in _prefixed(self._words, word)}
+            for word in sorted(set(words), key=len, reverse=True)
+        ]
+        return heapq.nsmallest(limit, set.intersection(*found))
 
     def _substring_matches(self, query: str, limit: int) -> list[int]:
         matched: list[int] = []
