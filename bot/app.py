@@ -156,17 +156,18 @@ class PledgeBot(commands.Bot):
         )
         self.install_commands(self.tree, self.services)
         await self.sync_commands()
-        # Catch-up and channel checks need the guild cache, which READY fills. A task
-        # started here runs once per process, unlike on_ready, which runs on reconnects.
-        self._engine_start = asyncio.create_task(self._start_engine())
+        await self.engine.plan_all()
+        # Catch-up posts need the guild cache, which READY fills. A task started here
+        # runs once per process, unlike on_ready, which runs again on every reconnect.
+        self._engine_start = asyncio.create_task(self._catch_up_when_ready())
 
-    async def _start_engine(self) -> None:
+    async def _catch_up_when_ready(self) -> None:
         await self.wait_until_ready()
         assert self.engine is not None
         try:
-            await self.engine.start()
+            await self.engine.catch_up()
         except Exception:
-            log.exception("briefing engine failed to start; briefings will not post")
+            log.exception("catching up on missed briefings failed; planned ones still post")
         else:
             self.engine_started.set()
 

@@ -10,6 +10,7 @@ process never posts a slot twice.
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import logging
 import time
@@ -92,9 +93,15 @@ ALL_SHARDS = Shards()
 
 
 def recurrence_of(schedule: Schedule) -> Recurrence:
-    return build_recurrence(
-        time=schedule.time_of_day, days=schedule.days, cron=schedule.cron, date=schedule.run_date
-    )
+    return _parsed_rule(schedule.time_of_day, schedule.days, schedule.cron, schedule.run_date)
+
+
+@functools.lru_cache(maxsize=4096)
+def _parsed_rule(
+    time: str | None, days: str | None, cron: str | None, date: str | None
+) -> Recurrence:
+    """Many schedules share a rule ("09:00 weekdays"): parse each text once."""
+    return build_recurrence(time=time, days=days, cron=cron, date=date)
 
 
 def nonce_for(schedule_id: int, slot: str) -> str:
@@ -140,7 +147,8 @@ class BriefingEngine:
         self.store = store
         self.schedules = Schedules(store)
         self.sender = sender
-        self.catch_up = catch_up
+        self.catch_up_window = catch_up
+        self._missed: list[tuple[Schedule, list[tuple[str, datetime]]]] = []
         self.shards = shards
         self.clock = clock
         self.sleep = sleep
@@ -150,23 +158,38 @@ class BriefingEngine:
     # -- lifecycle ----------------------------------------------------------------
 
     async def start(self) -> None:
-        """Finish interrupted posts, catch up on downtime, then plan every schedule.
+        """Both halves of start-up, for callers that have the guild cache already."""
+        await self.plan_all()
+        await self.catch_up()
 
-        Reads every schedule and its last slot in two queries, so start-up stays fast
-        with thousands of schedules.
+    async def plan_all(self) -> None:
+        """Plan every schedule's next slot and find what was missed; needs no Discord.
+
+        Runs before the gateway connects. Reads every schedule and its last slot in two
+        queries, so start-up stays fast with thousands of schedules.
         """
-        await self.recover_interrupted()
         last_slots = await self.schedules.last_slots()
-        for schedule in await self.schedules.active():
+        self._missed = []
+        for count, schedule in enumerate(await self.schedules.active(), 1):
             if not self.shards.owns(schedule.guild_id):
                 continue
             last = last_slots.get(schedule.id)
-            if await self.catch_up_missed(schedule, last):
-                await self.plan(schedule.id)
-            else:
-                self._plan_next(schedule, last)
+            missed = self.missed_since(schedule, last)
+            if missed:
+                self._missed.append((schedule, missed))
+            self._plan_next(schedule, last)
+            if count % 256 == 0:
+                await asyncio.sleep(0)  # let the connection make progress meanwhile
         if not self.scheduler.running:
             self.scheduler.start()
+
+    async def catch_up(self) -> None:
+        """Once the guild cache is filled: finish interrupted posts, then post or record
+        what was missed while offline."""
+        await self.recover_interrupted()
+        missed, self._missed = self._missed, []
+        for schedule, slots in missed:
+            await self.handle_missed(schedule, slots)
 
     async def stop(self) -> None:
         if self.scheduler.running:
@@ -227,7 +250,7 @@ class BriefingEngine:
             if schedule is None or schedule.state != "active":
                 return
             delay = self.clock() - slot_instant(slot_from_key(slot), schedule.timezone)
-            if delay > self.catch_up:
+            if delay > self.catch_up_window:
                 await self.schedules.record(schedule_id, slot, "missed", error="fired too late")
             else:
                 await self.deliver(schedule, slot, late=delay > LATE_AFTER)
@@ -360,22 +383,27 @@ class BriefingEngine:
 
     # -- downtime -----------------------------------------------------------------
 
-    async def catch_up_missed(self, schedule: Schedule, last: str | None) -> bool:
-        """Post the newest slot missed within the catch-up window, late; record the rest.
-
-        `last` is the schedule's latest slot already dealt with. Returns whether
-        anything was missed.
-        """
-        now = self.clock()
+    def missed_since(self, schedule: Schedule, last: str | None) -> list[tuple[str, datetime]]:
+        """Slots that fell due while nothing dealt with them (`last` is the latest that was)."""
         since = datetime.fromisoformat(schedule.active_since)
         if last is not None:
             since = max(since, slot_instant(slot_from_key(last), schedule.timezone))
-        missed = missed_slots(recurrence_of(schedule), schedule.timezone, since, now)
+        return missed_slots(recurrence_of(schedule), schedule.timezone, since, self.clock())
+
+    async def catch_up_missed(self, schedule: Schedule, last: str | None) -> bool:
+        """`handle_missed` for one schedule; returns whether anything was missed."""
+        missed = self.missed_since(schedule, last)
+        await self.handle_missed(schedule, missed)
+        return bool(missed)
+
+    async def handle_missed(self, schedule: Schedule, missed: list[tuple[str, datetime]]) -> None:
+        """Post the newest slot missed within the catch-up window, late; record the rest."""
         if not missed:
-            return False
+            return
+        now = self.clock()
         newest_slot, newest_instant = missed[-1]
         older = missed[:-1]
-        if now - newest_instant <= self.catch_up:
+        if now - newest_instant <= self.catch_up_window:
             await self.deliver(schedule, newest_slot, late=True)
         else:
             older = missed
@@ -383,7 +411,6 @@ class BriefingEngine:
             await self.schedules.record(schedule.id, slot, "missed", error="bot was offline")
         if older:
             log.info("briefing %s: %d slot(s) missed while offline", schedule.id, len(older))
-        return True
 
     async def recover_interrupted(self) -> None:
         """Re-send posts claimed but never confirmed (a crash between claim and send).
@@ -397,7 +424,7 @@ class BriefingEngine:
             if schedule is None or not self.shards.owns(schedule.guild_id):
                 continue
             claimed_at = datetime.fromisoformat(delivery.claimed_at)
-            if schedule.state == "active" and now - claimed_at <= self.catch_up:
+            if schedule.state == "active" and now - claimed_at <= self.catch_up_window:
                 await self.deliver(schedule, delivery.slot, late=delivery.late, claimed=True)
             else:
                 await self.schedules.finish(
