@@ -156,18 +156,19 @@ class PledgeBot(commands.Bot):
         )
         self.install_commands(self.tree, self.services)
         await self.sync_commands()
-        await self.engine.plan_all()
-        # Catch-up posts need the guild cache, which READY fills. A task started here
-        # runs once per process, unlike on_ready, which runs again on every reconnect.
-        self._engine_start = asyncio.create_task(self._catch_up_when_ready())
+        # Planning runs while the gateway connects (it yields as it goes); catch-up posts
+        # need the guild cache, which READY fills. A task started here runs once per
+        # process, unlike on_ready, which runs again on every reconnect.
+        self._engine_start = asyncio.create_task(self._start_engine())
 
-    async def _catch_up_when_ready(self) -> None:
-        await self.wait_until_ready()
+    async def _start_engine(self) -> None:
         assert self.engine is not None
         try:
+            await self.engine.plan_all()
+            await self.wait_until_ready()
             await self.engine.catch_up()
         except Exception:
-            log.exception("catching up on missed briefings failed; planned ones still post")
+            log.exception("briefing engine failed to start; briefings may not post")
         else:
             self.engine_started.set()
 

@@ -342,6 +342,7 @@ class BriefingEngine:
             f"Fix the channel, then use `/briefing resume id:{schedule.id}`."
         )
         try:
+            await self.pacer.wait()  # notices share the global limit with posts
             await self.sender.notify(schedule.guild_id, text, avoid_channel_id=schedule.channel_id)
         except DeliveryFailure as failure:
             log.warning("could not notify moderators of guild %s: %s", schedule.guild_id, failure)
