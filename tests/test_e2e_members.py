@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -14,6 +17,7 @@ from hypothesis import strategies as st
 
 from bot.config import Config
 from bot.local.console import Console
+from commands import ui
 from tests.conftest import DATA_DIR, REPO
 from tests.e2e import World, embed_text, running_bot, with_config, world
 
@@ -237,3 +241,62 @@ async def test_show_gives_the_latest_status_change(w: World) -> None:
     assert "Talks" not in status
     assert "Talks" in embed_text(history.message)
     assert "Paused" in embed_text(history.message)
+
+
+async def test_page_buttons_are_disabled_when_the_view_times_out(
+    w: World, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(ui, "PAGE_TIMEOUT", 0.3)
+    content = tmp_path / "big"
+    write_big_statement(content, 30, 40)
+    async with running_bot(w, with_config(w, content_dir=content)):
+        listing = await w.emu.run_command(w.guild, "pledge list", user=w.member)
+        assert listing.message is not None
+        buttons = [b for row in listing.message["components"] for b in row["components"]]
+        assert not all(b.get("disabled") for b in buttons)
+        for _ in range(50):
+            await asyncio.sleep(0.05)
+            message = listing.message
+            assert message is not None
+            buttons = [b for row in message["components"] for b in row["components"]]
+            if all(b.get("disabled") for b in buttons):
+                break
+    assert all(b.get("disabled") for b in buttons)
+
+
+NAME = re.compile(r"^[-_\w]{1,32}$")
+
+
+def check_options(options: list[dict[str, Any]], depth: int = 0) -> None:
+    assert len(options) <= 25
+    optional_seen = False
+    for option in options:
+        assert NAME.match(option["name"]) and option["name"].islower()
+        assert 1 <= len(option["description"]) <= 100
+        assert len(option.get("choices") or []) <= 25
+        if option["type"] in (1, 2):
+            assert depth < 2  # a group holds subcommands, nothing deeper
+            check_options(option.get("options", []), depth + 1)
+        elif option.get("required"):
+            assert not optional_seen, "required options come first"
+        else:
+            optional_seen = True
+
+
+def characters(item: dict[str, Any]) -> int:
+    """What Discord counts: names, descriptions and choice names and values, nested."""
+    own = len(item.get("name", "")) + len(item.get("description", ""))
+    own += sum(len(str(c["name"])) + len(str(c["value"])) for c in item.get("choices") or [])
+    return own + sum(characters(o) for o in item.get("options") or [])
+
+
+async def test_every_command_schema_is_within_discords_limits(w: World) -> None:
+    async with running_bot(w):
+        registered = w.emu.commands()
+    assert 1 <= len(registered) <= 100
+    for command in registered:
+        assert NAME.match(command["name"])
+        assert 1 <= len(command["description"]) <= 100
+        check_options(command.get("options", []))
+        assert characters(command) <= 4000  # Discord's limit for one command
+    assert w.emu.violations == []
