@@ -5,12 +5,29 @@ The Discord adapters in `commands/` only parse options and send these cards.
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Awaitable, Callable
+
 from bot import cards
 from bot.cards import Card
 from bot.content import UPDATED_AT_KEY
 from bot.errors import UserError
 from bot.models import STATUS_BY_SLUG, Statement
 from bot.services import Services
+
+Answer = Callable[..., Awaitable[list[Card]]]
+
+
+def cached_answer(answer: Answer) -> Answer:
+    """Serve an answer from the services' cache, keyed on the command and its options."""
+
+    @functools.wraps(answer)
+    async def serve(services: Services, *options: str | None) -> list[Card]:
+        return await services.cached(
+            (answer.__name__, *options), lambda: answer(services, *options)
+        )
+
+    return serve
 
 
 def _statement(services: Services, slug: str) -> Statement:
@@ -20,6 +37,7 @@ def _statement(services: Services, slug: str) -> Statement:
     return statement
 
 
+@cached_answer
 async def pledge_list(services: Services, statement: str | None, status: str | None) -> list[Card]:
     heading = "Pledges"
     if statement:
@@ -36,6 +54,7 @@ async def pledge_list(services: Services, statement: str | None, status: str | N
     return cards.pledge_list_pages(pledges, heading)
 
 
+@cached_answer
 async def pledge_show(services: Services, query: str) -> list[Card]:
     pledge = await services.store.pledge(services.pledges.resolve(query))
     if pledge is None:
@@ -44,12 +63,14 @@ async def pledge_show(services: Services, query: str) -> list[Card]:
     return cards.paginate(cards.pledge_card(pledge, statement))
 
 
+@cached_answer
 async def pledge_search(services: Services, query: str) -> list[Card]:
     if not query.strip():
         raise UserError("Type some words to search for.")
     return cards.paginate(cards.search_card(query, await services.store.search(query)))
 
 
+@cached_answer
 async def pledge_history(services: Services, query: str) -> list[Card]:
     pledge = await services.store.pledge(services.pledges.resolve(query))
     if pledge is None:
@@ -59,10 +80,12 @@ async def pledge_history(services: Services, query: str) -> list[Card]:
     )
 
 
+@cached_answer
 async def power_list(services: Services) -> list[Card]:
     return cards.paginate(cards.power_list_card(await services.store.powers()))
 
 
+@cached_answer
 async def power_show(services: Services, query: str) -> list[Card]:
     power = await services.store.power(services.powers.resolve(query))
     if power is None:
@@ -72,6 +95,7 @@ async def power_show(services: Services, query: str) -> list[Card]:
     return cards.paginate(cards.power_card(power, statement, related))
 
 
+@cached_answer
 async def about(services: Services) -> list[Card]:
     store = services.store
     return cards.paginate(
@@ -92,6 +116,7 @@ async def set_status(
     change = await services.store.set_status(
         slug, status, note=note, evidence_url=evidence, changed_by=by
     )
+    services.changed()
     pledge = await services.store.pledge(slug)
     assert pledge is not None
     return [

@@ -17,10 +17,10 @@ from typing import Any
 import tomli_w
 
 from bot.models import Claim, Pledge, Power, Statement, StatementContent
+from bot.store import CONTENT_FINGERPRINT_KEY as FINGERPRINT_KEY
 from bot.store import Store, utc_now
 
 FORMAT_VERSION = 1
-FINGERPRINT_KEY = "content_fingerprint"
 UPDATED_AT_KEY = "content_updated_at"
 
 # Field order here is the order `export` writes. `True` marks a required field.

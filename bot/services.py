@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+import math
+import time
+from collections.abc import Awaitable, Callable, Hashable
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from bot.cards import Card
 from bot.config import Config
 from bot.content import load_content
 from bot.lookup import Catalog
@@ -18,6 +22,11 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
+# How stale a member's answer may be after a change made by another process (the CLI).
+FRESHNESS_SECONDS = 1.0
+CACHED_ANSWERS = 1024
+
+
 @dataclass
 class Services:
     config: Config
@@ -26,6 +35,9 @@ class Services:
     powers: Catalog
     statements: dict[str, Statement]
     briefings: BriefingAdmin | None = None  # set once the Discord client exists
+    answers: dict[Hashable, list[Card]] = field(default_factory=dict)
+    _signature: tuple[str | None, int | None] | None = None
+    _checked_at: float = -math.inf
 
     @classmethod
     async def start(cls, config: Config) -> Services:
@@ -42,10 +54,45 @@ class Services:
             )
             services = cls(config, store, Catalog("pledge", []), Catalog("power", []), {})
             await services.refresh()
+            await services.fresh()
         except BaseException:
             await store.close()
             raise
         return services
+
+    async def fresh(self) -> None:
+        """Notice content loads and status changes, also those made by other processes.
+
+        Checked at most once every FRESHNESS_SECONDS, so most answers need no query.
+        """
+        now = time.monotonic()
+        if now - self._checked_at < FRESHNESS_SECONDS:
+            return
+        self._checked_at = now
+        signature = await self.store.content_signature()
+        if signature == self._signature:
+            return
+        if self._signature is not None and signature[0] != self._signature[0]:
+            await self.refresh()
+        self._signature = signature
+        self.answers.clear()
+
+    def changed(self) -> None:
+        """This process wrote content or a status: look again before the next answer."""
+        self._checked_at = -math.inf
+
+    async def cached(
+        self, key: Hashable, compute: Callable[[], Awaitable[list[Card]]]
+    ) -> list[Card]:
+        """A member-facing answer, computed once per content state."""
+        await self.fresh()
+        found = self.answers.get(key)
+        if found is None:
+            found = await compute()
+            if len(self.answers) >= CACHED_ANSWERS:
+                self.answers.clear()
+            self.answers[key] = found
+        return found
 
     async def refresh(self) -> None:
         """Re-read what changes only when content is loaded: names and statements."""

@@ -174,6 +174,9 @@ MIGRATIONS: tuple[str, ...] = (
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
+# The hash of the loaded content files (written by bot.content with each load).
+CONTENT_FINGERPRINT_KEY = "content_fingerprint"
+
 # Search reads at most this many words of a query: enough for any real question,
 # and it bounds the work a 10,000-character paste can cause.
 MAX_QUERY_TOKENS = 16
@@ -382,6 +385,14 @@ class Store:
             Claim(r["slug"], r["statement_slug"], r["summary"], _json_list(r["quotes_json"]))
             for r in rows
         ]
+
+    async def content_signature(self) -> tuple[str | None, int | None]:
+        """Changes whenever content is loaded or a status changes, by any process."""
+        (row,) = await self.rows(
+            "SELECT (SELECT value FROM meta WHERE key = ?), (SELECT max(id) FROM status_history)",
+            (CONTENT_FINGERPRINT_KEY,),
+        )
+        return row[0], row[1]
 
     async def counts(self) -> dict[str, int]:
         tables = ("statements", "pledges", "powers", "claims", "quotes", "status_history")

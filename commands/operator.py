@@ -66,4 +66,5 @@ class OperatorCommands(app_commands.Group):
     async def pledge_autocomplete(
         self, interaction: discord.Interaction[Any], current: str
     ) -> list[app_commands.Choice[str]]:
+        await self.services.fresh()
         return autocomplete(self.services.pledges.choices, current)

@@ -83,4 +83,5 @@ class PledgeCommands(app_commands.Group):
     async def pledge_autocomplete(
         self, interaction: discord.Interaction[Any], current: str
     ) -> list[app_commands.Choice[str]]:
+        await self.services.fresh()
         return autocomplete(self.services.pledges.choices, current)

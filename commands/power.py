@@ -34,4 +34,5 @@ class PowerCommands(app_commands.Group):
     async def power_autocomplete(
         self, interaction: discord.Interaction[Any], current: str
     ) -> list[app_commands.Choice[str]]:
+        await self.services.fresh()
         return autocomplete(self.services.powers.choices, current)

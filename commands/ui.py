@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import discord
@@ -109,7 +109,7 @@ async def send_cards(
 
 async def answer(
     interaction: discord.Interaction[Any],
-    work: Coroutine[Any, Any, Sequence[Card]],
+    work: Awaitable[Sequence[Card]],
     *,
     private: bool,
 ) -> None:

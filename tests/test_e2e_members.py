@@ -16,7 +16,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from bot.config import Config
+from bot.content import load_content
 from bot.local.console import Console
+from bot.services import FRESHNESS_SECONDS
+from bot.store import Store
 from commands import ui
 from tests.conftest import DATA_DIR, REPO
 from tests.e2e import World, embed_text, running_bot, with_config, world
@@ -300,3 +303,37 @@ async def test_every_command_schema_is_within_discords_limits(w: World) -> None:
         check_options(command.get("options", []))
         assert characters(command) <= 4000  # Discord's limit for one command
     assert w.emu.violations == []
+
+
+async def test_changes_made_by_another_process_show_within_a_second(
+    w: World, tmp_path: Path
+) -> None:
+    """A status set with `pledgebot status set`, or content loaded with `db load`, while
+    the bot runs: its cached answers and names catch up within FRESHNESS_SECONDS."""
+    show = {"pledge": "europol-partnership"}
+    content = tmp_path / "more"
+    write_big_statement(content, 3, 40)
+    for path in DATA_DIR.glob("*.toml"):
+        (content / path.name).write_bytes(path.read_bytes())
+    for path in (DATA_DIR / "sources").iterdir():
+        (content / "sources" / path.name).write_bytes(path.read_bytes())
+    async with running_bot(w):
+        before = await w.emu.run_command(w.guild, "pledge show", options=show, user=w.member)
+        assert "Not yet rated" in embed_text(before.message)
+        other = await Store.open(w.config.database_path)  # what the CLI does
+        try:
+            await other.set_status("europol-partnership", "delivered", note="n", changed_by="cli")
+            await load_content(other, content)
+        finally:
+            await other.close()
+        started = asyncio.get_running_loop().time()
+        while True:
+            after = await w.emu.run_command(w.guild, "pledge show", options=show, user=w.member)
+            if "Delivered" in embed_text(after.message):
+                break
+            assert asyncio.get_running_loop().time() - started < FRESHNESS_SECONDS + 1
+            await asyncio.sleep(0.1)
+        choices = await w.emu.autocomplete(
+            w.guild, "pledge show", focused="pledge", value="big-1", user=w.member
+        )
+    assert [c["value"] for c in choices] == ["big-1"]
