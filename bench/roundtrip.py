@@ -279,6 +279,12 @@ def summarise(
         + ("" if rounds >= wanted else f" (time budget reached before {wanted})")
         + "."
     )
+    report.notes.append(
+        f"pledgebot caches each answer until content or a status changes (bot/services.py), "
+        f"and the {DISTINCT_INPUTS} inputs per kind repeat every {DISTINCT_INPUTS} rounds: "
+        "after the first pass most /pledge show and /pledge search rounds are cache hits, so "
+        "the medians show a repeated question and the p99s show first-time ones."
+    )
     for subject in subjects[1:]:
         if subject.deferred:
             report.notes.append(f"{subject.label}: {subject.deferred} commands were deferred.")
