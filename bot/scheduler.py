@@ -112,11 +112,11 @@ def nonce_for(schedule_id: int, slot: str) -> str:
 class Pacer:
     """Spaces posts to stay under Discord's global request rate instead of bursting.
 
-    It paces at 95% of the limit: posts sent exactly at the limit arrive a little
+    It paces at 93% of the limit: posts sent exactly at the limit arrive a little
     bunched by the network and trip it, and each 429 costs a retry.
     """
 
-    HEADROOM = 0.95
+    HEADROOM = 0.93
 
     def __init__(self, per_second: float, sleep: Sleep = asyncio.sleep) -> None:
         self.interval = 1.0 / (per_second * self.HEADROOM)
