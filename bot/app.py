@@ -119,6 +119,7 @@ class PledgeBot(commands.Bot):
         sync_mode: SyncMode = "auto",
         sync_guild_id: int | None = None,
         schedule_shards: Shards = ALL_SHARDS,
+        run_engine: bool = True,
         **options: Any,
     ) -> None:
         super().__init__(
@@ -136,6 +137,8 @@ class PledgeBot(commands.Bot):
         self.services: Services | None = None
         self.engine: BriefingEngine | None = None
         self.engine_started = asyncio.Event()
+        self.run_engine = run_engine
+        self._engine_start: asyncio.Task[None] | None = None
         self.schedule_shards = schedule_shards
         self.synced_scope: str | None = None
 
@@ -159,7 +162,8 @@ class PledgeBot(commands.Bot):
         # Planning runs while the gateway connects (it yields as it goes); catch-up posts
         # need the guild cache, which READY fills. A task started here runs once per
         # process, unlike on_ready, which runs again on every reconnect.
-        self._engine_start = asyncio.create_task(self._start_engine())
+        if self.run_engine:
+            self._engine_start = asyncio.create_task(self._start_engine())
 
     async def _start_engine(self) -> None:
         assert self.engine is not None
@@ -197,6 +201,8 @@ class PledgeBot(commands.Bot):
         return True
 
     async def close(self) -> None:
+        if self._engine_start is not None:
+            self._engine_start.cancel()
         if self.engine is not None:
             await self.engine.stop()
         await super().close()

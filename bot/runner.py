@@ -83,7 +83,7 @@ def sync(config: Config, guild_id: int | None) -> int:
     token = require_token(config)
 
     async def sync_once() -> None:
-        bot = make_bot(config, sync_mode="force", sync_guild_id=guild_id)
+        bot = make_bot(config, sync_mode="force", sync_guild_id=guild_id, run_engine=False)
         async with bot:
             try:
                 await bot.login(token)  # runs setup_hook, which syncs

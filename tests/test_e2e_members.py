@@ -337,3 +337,22 @@ async def test_changes_made_by_another_process_show_within_a_second(
             w.guild, "pledge show", focused="pledge", value="big-1", user=w.member
         )
     assert [c["value"] for c in choices] == ["big-1"]
+
+
+async def test_pledgebot_sync_registers_the_commands(w: World, tmp_path: Path) -> None:
+    config = tmp_path / "sync.toml"
+    config.write_text(
+        f'[database]\npath = "{tmp_path / "sync.db"}"\n[content]\ndirectory = "{DATA_DIR}"\n'
+        f'[discord]\napi_base_url = "{w.emu.base_url}"\ngateway_url = "{w.emu.gateway_url}"\n',
+        "utf-8",
+    )
+    env = {**os.environ, "PLEDGEBOT_CONFIG": str(config), "DISCORD_TOKEN": w.emu.token}
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bot", "sync", "--guild", str(w.guild.id),
+        cwd=REPO, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    out, err = await asyncio.wait_for(process.communicate(), 60)
+    assert process.returncode == 0, err.decode()
+    assert f"synced commands (guild:{w.guild.id})" in out.decode()
+    assert {c["name"] for c in w.emu.commands(w.guild)} >= {"pledge", "power", "briefing"}
+    assert w.emu.identify_count == 0  # HTTP only: no gateway session, no engine
