@@ -421,9 +421,11 @@ def _interactive_reader(console: Console) -> Any:
                 full = console.completions(line)
             except Exception:  # completion must never crash the prompt
                 full = []
-            # readline replaces only the current word: hand back each match's tail
+            # readline replaces only the current word: hand back each match's tail, and
+            # prefer those that continue what was typed (Tab can then complete them)
             start = len(line) - len(text)
             matches = [m[start:] for m in full if m.startswith(line[:start])]
+            matches = [m for m in matches if m.startswith(text)] or matches
         return matches[state] if state < len(matches) else None
 
     readline.set_completer_delims(" :")
