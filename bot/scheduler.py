@@ -277,6 +277,7 @@ class BriefingEngine:
         if not claimed and not await self.schedules.claim(
             schedule.id, slot, late=late, manual=manual
         ):
+            log.debug("briefing %s slot %s: already claimed", schedule.id, slot)
             return "already-claimed"
         problem = self.sender.channel_problem(schedule.guild_id, schedule.channel_id)
         if problem:

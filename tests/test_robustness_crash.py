@@ -10,6 +10,7 @@ it is the only test of its kind (about 30 to 90 s).
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -122,5 +123,53 @@ async def test_kill_9_during_a_fan_out_posts_every_slot_exactly_once(tmp_path: P
         assert integrity(database) == "ok"
     finally:
         if bot is not None:
+            await bot.stop()
+        await emu.stop()
+
+
+async def test_two_bot_processes_on_one_database_post_each_slot_once(tmp_path: Path) -> None:
+    """Two `pledgebot run` processes share the database and plan the same briefings; at
+    the slot both fire, and the claim lets exactly one of them post each."""
+    emu = Emulator(token="two-process-token")
+    await emu.start()
+    bots: list[BotProcess] = []
+    try:
+        guilds = [
+            emu.add_guild(f"Server {i}", channels=("general", "briefings")) for i in range(20)
+        ]
+        channels = [g.channels["briefings"] for g in guilds]
+        database = tmp_path / "shared.db"
+        slot = next_slot(datetime.now(UTC))
+        await create_schedules(database, channels, slot)
+        config = write_config(
+            tmp_path / "shared.toml",
+            database=database,
+            emulator=emu,
+            log_level="DEBUG",
+        )
+        bots = [BotProcess(tmp_path, config, emu.token, name=f"bot{i}") for i in (1, 2)]
+        for bot in bots:
+            await bot.start()
+
+        def recorded() -> int:
+            return rows(database, "SELECT count(*) FROM deliveries WHERE state = 'sent'")[0][0]
+
+        wait = (slot - datetime.now(UTC)).total_seconds()
+        await wait_for(lambda: recorded() >= len(channels), wait + 30, "every slot recorded")
+        await asyncio.sleep(2)  # time for a second, duplicate post to show up if there were one
+        for bot in bots:
+            await bot.stop()
+        assert [len(emu.messages(c)) for c in channels] == [1] * len(channels)
+        posts = [r for r in emu.requests if r.method == "POST" and r.path.endswith("/messages")]
+        assert len(posts) == len(channels)  # the loser of each claim never even sent
+        lost = sum(
+            path.read_text(errors="replace").count(": already claimed")
+            for bot in bots
+            for path in bot.log_paths
+        )
+        assert lost == len(channels)  # both processes fired every slot
+        assert emu.violations == []
+    finally:
+        for bot in bots:
             await bot.stop()
         await emu.stop()
