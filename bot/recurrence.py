@@ -661,16 +661,6 @@ def _instants(
             yield local, instant
 
 
-def _first_from(
-    rec: Recurrence, tz: str, bound: datetime, *, inclusive: bool
-) -> tuple[str, datetime] | None:
-    until = _add_days(local_now(bound, tz).date(), HORIZON)
-    for local, instant in _instants(rec, tz, bound, until):
-        if instant > bound or (inclusive and instant == bound):
-            return slot_key(local), instant
-    return None
-
-
 def next_slots(
     rec: Recurrence, tz: str, now_utc: datetime, count: int = 3
 ) -> list[tuple[str, datetime]]:
