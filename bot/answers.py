@@ -41,9 +41,9 @@ def _statement(services: Services, slug: str) -> Statement:
 async def pledge_list(services: Services, statement: str | None, status: str | None) -> list[Card]:
     heading = "Pledges"
     if statement:
-        found = await services.store.statement(statement)
+        found = services.statements.get(statement)
         if found is None:
-            names = ", ".join(f"`{s.slug}`" for s in await services.store.statements())
+            names = ", ".join(f"`{slug}`" for slug in services.statements)
             raise UserError(f"No statement called “{cards.shorten(statement, 80)}”. Try: {names}")
         heading = f"Pledges: {found.title}"
     if status:
@@ -100,7 +100,7 @@ async def about(services: Services) -> list[Card]:
     store = services.store
     return cards.paginate(
         cards.about_card(
-            await store.statements(),
+            list(services.statements.values()),
             await store.claims(),
             await store.get_meta(UPDATED_AT_KEY),
         )

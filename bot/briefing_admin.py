@@ -6,7 +6,7 @@ engine's job for that schedule.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -237,14 +237,12 @@ class BriefingAdmin:
     async def set_timezone(self, guild_id: int, text: str) -> str:
         settings = await self.schedules.settings(guild_id)
         zone = parse_timezone(text)
-        await self.schedules.save_settings(
-            settings.__class__(guild_id, zone, settings.moderator_role_id)
-        )
+        await self.schedules.save_settings(replace(settings, timezone=zone))
         return f"New briefings in this server will use {zone}. Existing ones keep their own zone."
 
     async def set_moderator_role(self, guild_id: int, role_id: int | None) -> str:
         settings = await self.schedules.settings(guild_id)
-        await self.schedules.save_settings(settings.__class__(guild_id, settings.timezone, role_id))
+        await self.schedules.save_settings(replace(settings, moderator_role_id=role_id))
         if role_id is None:
             return "Only members with Manage Server can manage briefings now."
         return f"Members with <@&{role_id}> can now manage briefings, as well as Manage Server."

@@ -315,10 +315,6 @@ class Store:
         rows = await self.rows("SELECT * FROM statements ORDER BY id")
         return [_statement(r) for r in rows]
 
-    async def statement(self, slug: str) -> Statement | None:
-        rows = await self.rows("SELECT * FROM statements WHERE slug = ?", (slug,))
-        return _statement(rows[0]) if rows else None
-
     async def statement_content(self, slug: str) -> StatementContent | None:
         rows = await self.rows("SELECT * FROM statements WHERE slug = ?", (slug,))
         if not rows:

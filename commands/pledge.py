@@ -43,7 +43,8 @@ class PledgeCommands(app_commands.Group):
     async def statement_autocomplete(
         self, interaction: discord.Interaction[Any], current: str
     ) -> list[app_commands.Choice[str]]:
-        statements = await self.services.store.statements()
+        await self.services.fresh()
+        statements = self.services.statements.values()
         folded = current.casefold()
         return autocomplete(
             lambda _: [
