@@ -11,6 +11,7 @@ from collections.abc import Callable
 from datetime import timedelta
 from typing import Any, Literal
 
+import aiohttp
 import discord
 from discord import app_commands
 from discord.ext import commands
@@ -128,6 +129,7 @@ class PledgeBot(commands.Bot):
             intents=bot_intents(),
             allowed_mentions=discord.AllowedMentions.none(),
             tree_cls=PledgeTree,
+            http_trace=self._rate_budget_trace(),
             **options,
         )
         self.config = config
@@ -141,6 +143,20 @@ class PledgeBot(commands.Bot):
         self._engine_start: asyncio.Task[None] | None = None
         self.schedule_shards = schedule_shards
         self.synced_scope: str | None = None
+
+    def _rate_budget_trace(self) -> aiohttp.TraceConfig:
+        """Every REST request, discord.py's own retries included, counts against the
+        global budget that all processes share (once the store is open)."""
+
+        async def on_request_start(
+            _: aiohttp.ClientSession, __: object, params: aiohttp.TraceRequestStartParams
+        ) -> None:
+            if self.engine is not None:
+                await self.engine.budget.on_request(params.method, params.url.path)
+
+        trace = aiohttp.TraceConfig()
+        trace.on_request_start.append(on_request_start)
+        return trace
 
     async def setup_hook(self) -> None:
         self.services = await Services.start(self.config)

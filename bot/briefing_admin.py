@@ -18,7 +18,7 @@ from bot.lookup import Catalog
 from bot.recurrence import build_recurrence, next_slots, parse_timezone
 from bot.scheduler import BriefingEngine, recurrence_of
 from bot.schedules import Schedule, Schedules
-from bot.store import utc_now
+from bot.store import slot_at
 
 
 class Catalogs(Protocol):
@@ -43,8 +43,19 @@ class Request:
     clear_role: bool = False
 
 
+RULE_FIELDS = frozenset({"time_of_day", "days", "cron", "run_date", "timezone"})
+
+
 def timestamp(instant: datetime, style: str = "F") -> str:
     return f"<t:{int(instant.timestamp())}:{style}>"
+
+
+def slot_text(slot: str) -> str:
+    """A slot as each reader's own local time (Discord renders the timestamp)."""
+    try:
+        return timestamp(slot_at(slot), "f")
+    except ValueError:
+        return "sent by hand" if slot.startswith("manual:") else slot
 
 
 class BriefingAdmin:
@@ -87,8 +98,8 @@ class BriefingAdmin:
                 "changes, or the name of a pledge or power."
             ) from None
 
-    def check_channel(self, guild_id: int, channel_id: int) -> None:
-        problem = self.engine.sender.channel_problem(guild_id, channel_id)
+    async def check_channel(self, guild_id: int, channel_id: int) -> None:
+        problem = await self.engine.sender.channel_problem(guild_id, channel_id)
         if problem:
             raise UserError(f"I can't post briefings there: {problem}.")
 
@@ -117,7 +128,7 @@ class BriefingAdmin:
         elif base is None:
             fields["content"] = "digest"
         if request.channel_id is not None:
-            self.check_channel(guild_id, request.channel_id)
+            await self.check_channel(guild_id, request.channel_id)
             fields["channel_id"] = request.channel_id
         if request.role_id is not None or request.clear_role:
             fields["role_id"] = request.role_id
@@ -157,6 +168,9 @@ class BriefingAdmin:
         fields = await self.rule_fields(guild_id, request, schedule)
         if not fields:
             raise UserError("Nothing to change: give at least one option to edit.")
+        if RULE_FIELDS & fields.keys():
+            # A new rule starts now: a slot that the edit put in the past is not "missed".
+            fields["active_since"] = self.engine.clock().isoformat()
         updated = await self.schedules.update(
             guild_id, schedule_id, fields, by=user_id, action="edited"
         )
@@ -182,7 +196,7 @@ class BriefingAdmin:
         schedule = await self.schedules.require(guild_id, schedule_id)
         if schedule.state != "paused":
             raise UserError(f"Briefing #{schedule_id} is {schedule.state}, not paused.")
-        self.check_channel(guild_id, schedule.channel_id)
+        await self.check_channel(guild_id, schedule.channel_id)
         updated = await self.schedules.update(
             guild_id,
             schedule_id,
@@ -190,7 +204,7 @@ class BriefingAdmin:
                 "state": "active",
                 "pause_reason": None,
                 "last_error": None,
-                "active_since": utc_now(),
+                "active_since": self.engine.clock().isoformat(),
             },
             by=user_id,
             action="resumed",
@@ -219,7 +233,7 @@ class BriefingAdmin:
 
     async def send_now(self, guild_id: int, schedule_id: int) -> str:
         schedule = await self.schedules.require(guild_id, schedule_id)
-        self.check_channel(guild_id, schedule.channel_id)
+        await self.check_channel(guild_id, schedule.channel_id)
         outcome = await self.engine.send_now(schedule)
         messages = {
             "sent": f"Briefing #{schedule_id} posted in <#{schedule.channel_id}>.",
@@ -240,7 +254,23 @@ class BriefingAdmin:
         await self.schedules.save_settings(replace(settings, timezone=zone))
         return f"New briefings in this server will use {zone}. Existing ones keep their own zone."
 
-    async def set_moderator_role(self, guild_id: int, role_id: int | None) -> str:
+    async def set_moderator_role(
+        self, guild_id: int, role_id: int | None, *, by_manager: bool, managed: bool = False
+    ) -> str:
+        """Only Manage Server may delegate: a role holder could otherwise pass moderation on,
+        even to @everyone (whose id is the server's). `managed`: a bot or integration role."""
+        if not by_manager:
+            raise UserError("Only members with Manage Server can change the moderator role.")
+        if role_id == guild_id:
+            raise UserError(
+                "@everyone can't be the moderator role: every member could manage briefings. "
+                "Choose a role that only moderators have."
+            )
+        if managed:
+            raise UserError(
+                "That role belongs to a bot or an integration, which decides who has it. "
+                "Choose a role that only moderators have."
+            )
         settings = await self.schedules.settings(guild_id)
         await self.schedules.save_settings(replace(settings, moderator_role_id=role_id))
         if role_id is None:
@@ -292,7 +322,9 @@ class BriefingAdmin:
                 + (" (late)" if last.late else "")
                 + (f": {last.error}" if last.error else "")
             )
-            fields.append(Field("Last delivery", cards.shorten(f"{last.slot} — {result}", 1024)))
+            fields.append(
+                Field("Last delivery", cards.shorten(f"{slot_text(last.slot)} — {result}", 1024))
+            )
         if schedule.last_error:
             fields.append(Field("Last error", cards.shorten(schedule.last_error, 1024)))
         if history:
@@ -306,7 +338,12 @@ class BriefingAdmin:
         return Card(title=title, fields=tuple(fields))
 
     async def list_cards(self, guild_id: int) -> list[Card]:
-        found = await self.schedules.in_guild(guild_id)
+        """Active briefings first, then paused, then finished one-offs, over as many pages
+        as it takes: old one-offs never hide the briefings that still post."""
+        order = {"active": 0, "paused": 1}
+        found = sorted(
+            await self.schedules.in_guild(guild_id), key=lambda s: (order.get(s.state, 2), s.id)
+        )
         if not found:
             return [
                 Card(
@@ -315,7 +352,7 @@ class BriefingAdmin:
                 )
             ]
         fields = []
-        for schedule in found[:50]:
+        for schedule in found:
             state = "" if schedule.state == "active" else f" — {schedule.state}"
             fields.append(
                 Field(

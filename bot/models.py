@@ -98,6 +98,7 @@ class StatusChange:
     note: str
     evidence_url: str
     changed_by: str
+    id: int = 0  # its place in the history: a bookmark that no clock can reorder
 
 
 @dataclass(frozen=True)

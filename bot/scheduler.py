@@ -1,21 +1,28 @@
-"""The briefing engine: schedules table -> APScheduler jobs -> exactly-once delivery.
+"""The briefing engine: the schedules table is the only truth; APScheduler only reminds.
 
-The schedules table is the only source of truth. APScheduler holds one in-memory job
-per active schedule (`briefing:{id}`), a DateTrigger for its next slot, re-planned after
-every firing and on every change. A firing claims (schedule, slot) in the store before
-sending and sends with a nonce derived from that claim, so a restart, a retry or a second
-process never posts a slot twice.
+Each active schedule has one in-memory job (`briefing:{id}`) at its next slot. A job is a
+reminder to look, nothing more: when it fires, the engine re-reads the schedule, derives
+from its current rule which slots are due (as UTC instants, after the last one dealt
+with) and posts the newest within the catch-up window. A stale job (the schedule was
+edited, paused or cancelled elsewhere) finds nothing due and replans. A reconcile loop
+reads the store's change log every second, so every process replans what any other
+changed. A slot is claimed in the store before it is sent, and sent with a nonce derived
+from the claim; a re-send after Discord may have forgotten that nonce first looks for the
+post in the channel. So restarts, retries and several processes never post a slot twice.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import hashlib
 import logging
+import math
+import sqlite3
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Literal, Protocol
 
@@ -24,17 +31,12 @@ from apscheduler.triggers.date import DateTrigger
 
 from bot import briefings
 from bot.briefings import Briefing
+from bot.errors import UserError
 from bot.models import Pledge, Power
-from bot.recurrence import (
-    Recurrence,
-    build_recurrence,
-    missed_slots,
-    next_slots,
-    slot_from_key,
-    slot_instant,
-)
+from bot.rate_budget import RateBudget
+from bot.recurrence import Recurrence, build_recurrence, missed_slots, next_slots
 from bot.schedules import Schedule, Schedules
-from bot.store import Store
+from bot.store import Store, slot_at, slot_key
 
 log = logging.getLogger(__name__)
 
@@ -42,8 +44,23 @@ Clock = Callable[[], datetime]
 Sleep = Callable[[float], Awaitable[None]]
 
 RETRY_DELAYS = (2.0, 5.0, 15.0, 30.0, 60.0)
+# A post within a minute of its slot is on time, whatever the catch-up window says.
 LATE_AFTER = timedelta(minutes=1)
 MAX_MISSED_RECORDED = 100
+# Discord drops a repeated nonce for "a few minutes"; trust it for less than that, and
+# look in the channel before re-sending anything older.
+NONCE_TRUST = timedelta(seconds=60)
+RECONCILE_SECONDS = 1.0
+# A firing that failed on the store (locked, full) looks again after these delays.
+FIRE_RETRY_DELAYS = (5.0, 10.0, 20.0, 40.0, 60.0)
+# Schedules read, claimed and composed at once: bounds how long a member's query waits
+# behind the engine's when thousands of briefings fall due together.
+PREPARING_AT_ONCE = 4
+COMPOSED_KEPT = 256
+CONTENT_STATE_SECONDS = 1.0
+# What a row that no longer parses raises (an unknown zone after a tzdata change, a
+# hand-edited rule): that schedule is paused, the others run.
+UNREADABLE = (UserError, ValueError, KeyError)
 
 
 def utc_clock() -> datetime:
@@ -69,11 +86,13 @@ class DeliveryFailure(Exception):
 class Sender(Protocol):
     """How the engine reaches Discord; `bot.delivery` implements it, tests fake it."""
 
-    def channel_problem(self, guild_id: int, channel_id: int) -> str | None: ...
+    async def channel_problem(self, guild_id: int, channel_id: int) -> str | None: ...
 
     async def post(
-        self, channel_id: int, briefing: Briefing, *, nonce: str, role_id: int | None
+        self, channel_id: int, briefing: Briefing, *, nonce: str, role_id: int | None, marker: str
     ) -> int: ...
+
+    async def find_post(self, channel_id: int, marker: str, *, since: datetime) -> int | None: ...
 
     async def notify(self, guild_id: int, text: str, *, avoid_channel_id: int | None) -> None: ...
 
@@ -105,30 +124,21 @@ def _parsed_rule(
 
 
 def nonce_for(schedule_id: int, slot: str) -> str:
-    """Discord drops a repeated nonce (enforce_nonce), so a re-send cannot post twice."""
+    """Discord drops a repeated nonce (enforce_nonce) for a few minutes."""
     return hashlib.sha256(f"briefing:{schedule_id}:{slot}".encode()).hexdigest()[:25]
 
 
-class Pacer:
-    """Spaces posts to stay under Discord's global request rate instead of bursting.
+def marker_for(schedule_id: int, slot: str) -> str:
+    """Printed in the post's footer: how a later re-send finds out the post went through."""
+    return f"Briefing #{schedule_id} · {slot}"
 
-    It paces at 93% of the limit: posts sent exactly at the limit arrive a little
-    bunched by the network and trip it, and each 429 costs a retry.
-    """
 
-    HEADROOM = 0.93
-
-    def __init__(self, per_second: float, sleep: Sleep = asyncio.sleep) -> None:
-        self.interval = 1.0 / (per_second * self.HEADROOM)
-        self._next = 0.0
-        self._sleep = sleep
-
-    async def wait(self) -> None:
-        now = time.monotonic()
-        turn = max(now, self._next)
-        self._next = turn + self.interval
-        if turn > now:
-            await self._sleep(turn - now)
+def is_scheduled(slot: str) -> bool:
+    try:
+        slot_at(slot)
+    except ValueError:
+        return False
+    return True
 
 
 class BriefingEngine:
@@ -143,17 +153,28 @@ class BriefingEngine:
         clock: Clock = utc_clock,
         sleep: Sleep = asyncio.sleep,
         scheduler: AsyncIOScheduler | None = None,
+        nonce_trust: timedelta = NONCE_TRUST,
     ) -> None:
         self.store = store
         self.schedules = Schedules(store)
         self.sender = sender
-        self.catch_up_window = catch_up
-        self._missed: list[tuple[Schedule, list[tuple[str, datetime]]]] = []
+        # 0 means "no catch-up after downtime", never "no post": a firing always arrives
+        # a few milliseconds after its slot.
+        self.catch_up_window = max(catch_up, LATE_AFTER)
         self.shards = shards
         self.clock = clock
         self.sleep = sleep
-        self.pacer = Pacer(rate_per_second, sleep)
+        self.nonce_trust = nonce_trust
+        self.budget = RateBudget(store, rate_per_second, sleep=sleep)
         self.scheduler = scheduler or AsyncIOScheduler(timezone=UTC)
+        self._missed: list[int] = []
+        self._seen_change = 0
+        self._reconciler: asyncio.Task[None] | None = None
+        self._fire_failures: dict[int, int] = {}
+        self._preparing = asyncio.Semaphore(PREPARING_AT_ONCE)
+        self._composed: dict[tuple[object, ...], Briefing | None] = {}
+        self._content_state: tuple[object, ...] = ()
+        self._content_state_at = -math.inf
 
     # -- lifecycle ----------------------------------------------------------------
 
@@ -163,35 +184,46 @@ class BriefingEngine:
         await self.catch_up()
 
     async def plan_all(self) -> None:
-        """Plan every schedule's next slot and find what was missed; needs no Discord.
+        """Plan every schedule's next slot and note what was missed; needs no Discord.
 
         Runs before the gateway connects. Reads every schedule and its last slot in two
-        queries, so start-up stays fast with thousands of schedules.
+        queries, so start-up stays fast with thousands of schedules. A row that cannot be
+        read is paused with its reason; the others are planned.
         """
+        self._seen_change = await self.schedules.latest_change()
         last_slots = await self.schedules.last_slots()
         self._missed = []
         for count, schedule in enumerate(await self.schedules.active(), 1):
             if not self.shards.owns(schedule.guild_id):
                 continue
             last = last_slots.get(schedule.id)
-            missed = self.missed_since(schedule, last)
-            if missed:
-                self._missed.append((schedule, missed))
-            self._plan_next(schedule, last)
+            try:
+                if self.missed_since(schedule, last):
+                    self._missed.append(schedule.id)
+                self._plan_next(schedule, last)
+            except UNREADABLE as error:
+                await self._quarantine(schedule, error)
             if count % 256 == 0:
                 await asyncio.sleep(0)  # let the connection make progress meanwhile
         if not self.scheduler.running:
             self.scheduler.start()
+        if self._reconciler is None:
+            self._reconciler = asyncio.create_task(self._reconcile_forever())
 
     async def catch_up(self) -> None:
         """Once the guild cache is filled: finish interrupted posts, then post or record
-        what was missed while offline."""
+        what was missed while offline. Each schedule on its own: one failing never stops
+        the others."""
         await self.recover_interrupted()
         missed, self._missed = self._missed, []
-        for schedule, slots in missed:
-            await self.handle_missed(schedule, slots)
+        for schedule_id in missed:
+            await self.fire(schedule_id)
 
     async def stop(self) -> None:
+        if self._reconciler is not None:
+            self._reconciler.cancel()
+            await asyncio.gather(self._reconciler, return_exceptions=True)
+            self._reconciler = None
         if self.scheduler.running:
             self.scheduler.shutdown(wait=False)
 
@@ -200,13 +232,36 @@ class BriefingEngine:
     def job_id(self, schedule_id: int) -> str:
         return f"briefing:{schedule_id}"
 
+    async def reconcile(self) -> None:
+        """Replan every schedule that anyone (this process or another) changed since the
+        last look."""
+        changed, self._seen_change = await self.schedules.changed_since(self._seen_change)
+        for schedule_id in sorted(changed):
+            await self.plan(schedule_id)
+
+    async def _reconcile_forever(self) -> None:
+        while True:
+            await asyncio.sleep(RECONCILE_SECONDS)
+            try:
+                await self.reconcile()
+            except Exception:
+                log.warning("could not read schedule changes; trying again", exc_info=True)
+
     async def plan(self, schedule_id: int) -> tuple[str, datetime] | None:
         """(Re)plan a schedule's next slot from the table; unplan it if not active."""
         schedule = await self.schedules.by_id(schedule_id)
-        if schedule is None or schedule.state != "active":
+        if (
+            schedule is None
+            or schedule.state != "active"
+            or not self.shards.owns(schedule.guild_id)
+        ):
             self.unplan(schedule_id)
             return None
-        return self._plan_next(schedule, await self.schedules.last_slot(schedule_id))
+        try:
+            return self._plan_next(schedule, await self.schedules.last_slot(schedule_id))
+        except UNREADABLE as error:
+            await self._quarantine(schedule, error)
+            return None
 
     def _plan_next(self, schedule: Schedule, last: str | None) -> tuple[str, datetime] | None:
         upcoming = self._upcoming(schedule, last, 1)
@@ -214,18 +269,21 @@ class BriefingEngine:
             self.unplan(schedule.id)
             return None
         slot, instant = upcoming[0]
+        self._plan_job(schedule.id, instant)
+        return slot, instant
+
+    def _plan_job(self, schedule_id: int, when: datetime) -> None:
         self.scheduler.add_job(
             self.fire,
-            DateTrigger(run_date=instant),
-            args=[schedule.id, slot],
-            id=self.job_id(schedule.id),
+            DateTrigger(run_date=when),
+            args=[schedule_id],
+            id=self.job_id(schedule_id),
             replace_existing=True,
             # Always run, however late: `fire` itself decides between late and missed, so
             # a busy loop can never silently drop a schedule's job chain.
             misfire_grace_time=None,
             coalesce=True,
         )
-        return slot, instant
 
     def unplan(self, schedule_id: int) -> None:
         if self.scheduler.get_job(self.job_id(schedule_id)) is not None:
@@ -238,26 +296,62 @@ class BriefingEngine:
     def _upcoming(
         self, schedule: Schedule, last: str | None, count: int
     ) -> list[tuple[str, datetime]]:
-        found = next_slots(recurrence_of(schedule), schedule.timezone, self.clock(), count + 1)
-        return [(k, t) for k, t in found if last is None or k > last][:count]
+        after = max(self.clock(), self._last_instant(last))
+        found = next_slots(recurrence_of(schedule), schedule.timezone, after, count)
+        return [(slot_key(instant), instant) for _, instant in found]
+
+    @staticmethod
+    def _last_instant(last: str | None) -> datetime:
+        try:
+            return slot_at(last) if last else datetime.min.replace(tzinfo=UTC)
+        except ValueError:  # a key from before slots were instants, left unmigrated
+            return datetime.min.replace(tzinfo=UTC)
 
     # -- firing -------------------------------------------------------------------
 
-    async def fire(self, schedule_id: int, slot: str) -> None:
-        """APScheduler's job: post this slot, then plan the next one whatever happened."""
+    async def fire(self, schedule_id: int) -> None:
+        """APScheduler's job: deal with what is due now by the store's current rule.
+
+        A store error (a lock held past the busy timeout, a full disk) loses nothing: the
+        schedule looks again shortly, and the slot is still due within the catch-up window.
+        """
         try:
-            schedule = await self.schedules.by_id(schedule_id)
-            if schedule is None or schedule.state != "active":
-                return
-            delay = self.clock() - slot_instant(slot_from_key(slot), schedule.timezone)
-            if delay > self.catch_up_window:
-                await self.schedules.record(schedule_id, slot, "missed", error="fired too late")
-            else:
-                await self.deliver(schedule, slot, late=delay > LATE_AFTER)
-        except Exception:
-            log.exception("briefing %s slot %s failed unexpectedly", schedule_id, slot)
-        finally:
-            await self.plan(schedule_id)
+            await self.run_due(schedule_id)
+        except Exception as error:
+            failures = self._fire_failures.get(schedule_id, 0) + 1
+            self._fire_failures[schedule_id] = failures
+            delay = FIRE_RETRY_DELAYS[min(failures, len(FIRE_RETRY_DELAYS)) - 1]
+            log.warning(
+                "briefing %s: could not fire (%s); looking again in %.0f s",
+                schedule_id,
+                error,
+                delay,
+                exc_info=not isinstance(error, sqlite3.Error),
+            )
+            self._plan_job(schedule_id, self.clock() + timedelta(seconds=delay))
+            with contextlib.suppress(Exception):  # the store may still be failing
+                await self.schedules.set_last_error(
+                    schedule_id, f"could not post on time ({error}); retrying"
+                )
+        else:
+            self._fire_failures.pop(schedule_id, None)
+
+    async def run_due(self, schedule_id: int) -> None:
+        """Post the newest due slot within the window, record older ones, then replan."""
+        schedule = await self.schedules.by_id(schedule_id)
+        if schedule is None or schedule.state != "active":
+            self.unplan(schedule_id)
+            return
+        if not self.shards.owns(schedule.guild_id):
+            self.unplan(schedule_id)
+            return
+        try:
+            due = self.missed_since(schedule, await self.schedules.last_slot(schedule_id))
+        except UNREADABLE as error:
+            await self._quarantine(schedule, error)
+            return
+        await self.handle_missed(schedule, due)
+        await self.plan(schedule_id)
 
     async def send_now(self, schedule: Schedule) -> str:
         """A moderator's manual post: its own slot key, so it never blocks a scheduled one."""
@@ -274,33 +368,54 @@ class BriefingEngine:
         claimed: bool = False,
     ) -> str:
         """Claim, compose, send (retrying what may pass), record. Returns the outcome."""
-        if not claimed and not await self.schedules.claim(
-            schedule.id, slot, late=late, manual=manual
-        ):
-            log.debug("briefing %s slot %s: already claimed", schedule.id, slot)
-            return "already-claimed"
-        problem = self.sender.channel_problem(schedule.guild_id, schedule.channel_id)
-        if problem:
-            await self._pause(schedule, slot, problem)
-            return "paused"
-        try:
-            briefing = await self.compose(schedule, slot)
-        except DeliveryFailure as failure:
-            await self._pause(schedule, slot, failure.reason)
-            return "paused"
+        async with self._preparing:
+            if not claimed and not await self.schedules.claim(
+                schedule.id, slot, late=late, manual=manual, now=self.clock().isoformat()
+            ):
+                log.debug("briefing %s slot %s: already claimed", schedule.id, slot)
+                return "already-claimed"
+            problem = await self.sender.channel_problem(schedule.guild_id, schedule.channel_id)
+            if problem:
+                await self._pause(schedule, problem, slot)
+                return "paused"
+            try:
+                briefing = await self.compose(schedule, slot)
+            except DeliveryFailure as failure:
+                await self._pause(schedule, failure.reason, slot)
+                return "paused"
         if briefing is None:
             await self.schedules.finish(schedule.id, slot, "skipped", error=None)
             return "skipped"
-        nonce = nonce_for(schedule.id, slot)
-        for delay in (*RETRY_DELAYS, None):
-            await self.pacer.wait()
+        return await self._send(schedule, slot, briefing, manual=manual, recovering=claimed)
+
+    async def _send(
+        self, schedule: Schedule, slot: str, briefing: Briefing, *, manual: bool, recovering: bool
+    ) -> str:
+        nonce, marker = nonce_for(schedule.id, slot), marker_for(schedule.id, slot)
+        for attempt, delay in enumerate((*RETRY_DELAYS, None)):
+            await self.budget.wait()
+            stopped = await self._stopped(schedule.id, manual=manual)
+            if stopped:
+                await self.schedules.finish(schedule.id, slot, "failed", error=stopped)
+                return "stopped"
             try:
-                message_id = await self.sender.post(
-                    schedule.channel_id, briefing, nonce=nonce, role_id=schedule.role_id
-                )
+                if attempt or recovering:
+                    found = await self._posted_before(schedule, slot, marker)
+                    if found is not None:
+                        message_id = found
+                        break
+                async with self.budget.prepaid():
+                    message_id = await self.sender.post(
+                        schedule.channel_id,
+                        briefing,
+                        nonce=nonce,
+                        role_id=schedule.role_id,
+                        marker=marker,
+                    )
+                break
             except DeliveryFailure as failure:
                 if failure.kind == "pause":
-                    await self._pause(schedule, slot, failure.reason)
+                    await self._pause(schedule, failure.reason, slot)
                     return "paused"
                 if failure.kind == "fail" or delay is None:
                     log.warning(
@@ -312,20 +427,46 @@ class BriefingEngine:
                     await self.schedules.finish(schedule.id, slot, "failed", error=failure.reason)
                     return "failed"
                 await self.sleep(delay)
-                continue
-            await self.schedules.finish(schedule.id, slot, "sent", message_id=message_id)
-            if briefing.next_cursor is not None:
-                await self.schedules.set_cursor(schedule.id, briefing.next_cursor)
-            if schedule.run_date and not manual:
-                await self.schedules.update(
-                    schedule.guild_id, schedule.id, {"state": "finished"}, by=0, action="finished"
-                )
-            return "sent"
-        raise AssertionError("unreachable")
+        await self.schedules.finish(schedule.id, slot, "sent", message_id=message_id)
+        if briefing.next_cursor is not None:
+            await self.schedules.set_cursor(schedule.id, briefing.next_cursor)
+        if schedule.run_date and not manual:
+            await self.schedules.update(
+                schedule.guild_id, schedule.id, {"state": "finished"}, by=0, action="finished"
+            )
+        return "sent"
 
-    async def _pause(self, schedule: Schedule, slot: str, reason: str) -> None:
+    async def _stopped(self, schedule_id: int, *, manual: bool) -> str | None:
+        """Why a post must not go out any more: its briefing was paused or cancelled
+        meanwhile (perhaps through another process), after the moderator was told so."""
+        current = await self.schedules.by_id(schedule_id)
+        state = current.state if current else "cancelled"
+        if state == "cancelled" or (state == "paused" and not manual):
+            return f"not posted: the briefing was {state} before it went out"
+        return None
+
+    async def _posted_before(self, schedule: Schedule, slot: str, marker: str) -> int | None:
+        """Before a re-send: an earlier send may have reached Discord with its answer lost.
+        Within the nonce window the nonce dedupes; beyond it, look in the channel."""
+        delivery = await self.schedules.delivery(schedule.id, slot)
+        if delivery is None or delivery.attempted_at is None:
+            return None
+        attempted = datetime.fromisoformat(delivery.attempted_at)
+        now = self.clock()
+        if now - attempted <= self.nonce_trust:
+            return None
+        found = await self.sender.find_post(
+            schedule.channel_id, marker, since=attempted - timedelta(minutes=1)
+        )
+        if found is None:
+            await self.schedules.mark_attempt(schedule.id, slot, now.isoformat())
+        return found
+
+    async def _pause(self, schedule: Schedule, reason: str, slot: str | None = None) -> None:
         """Stop posting into a channel that refuses us; keep the schedule, tell moderators."""
-        await self.schedules.finish(schedule.id, slot, "failed", error=reason)
+        if slot is not None:
+            await self.schedules.finish(schedule.id, slot, "failed", error=reason)
+        self.unplan(schedule.id)
         current = await self.schedules.by_id(schedule.id)
         if current is None or current.state != "active":
             return
@@ -336,40 +477,77 @@ class BriefingEngine:
             by=0,
             action="paused by pledgebot",
         )
-        self.unplan(schedule.id)
         log.warning("briefing %s paused: %s", schedule.id, reason)
         text = (
             f"⏸️ Briefing #{schedule.id} for <#{schedule.channel_id}> is paused: {reason}. "
-            f"Fix the channel, then use `/briefing resume id:{schedule.id}`."
+            f"Fix it, then use `/briefing resume id:{schedule.id}`."
         )
         try:
-            await self.pacer.wait()  # notices share the global limit with posts
             await self.sender.notify(schedule.guild_id, text, avoid_channel_id=schedule.channel_id)
         except DeliveryFailure as failure:
             log.warning("could not notify moderators of guild %s: %s", schedule.guild_id, failure)
 
+    async def _quarantine(self, schedule: Schedule, error: Exception) -> None:
+        """A row that no longer parses is paused with its reason; the rest keep running."""
+        log.error("briefing %s cannot be read and is paused: %r", schedule.id, error)
+        await self._pause(schedule, f"its schedule can't be read ({error}); edit it to fix")
+
     # -- composing ----------------------------------------------------------------
 
     async def compose(self, schedule: Schedule, slot: str) -> Briefing | None:
-        store = self.store
-        when = self.clock()
-        statements = {s.slug: s for s in await store.statements()}
+        """What a slot posts. Composed once per slot and content state, however many
+        schedules share it: a 09:00 fan-out of 10,000 digests reads the store once."""
         kind, _, target = schedule.content.partition(":")
+        scheduled = is_scheduled(slot)
+        when = slot_at(slot) if scheduled else self.clock()
+        since: str | None = None
+        if kind == "changes" and schedule.cursor == 0:
+            previous = await self.schedules.last_delivery(schedule.id, sent_only=True)
+            since = previous.finished_at if previous else schedule.created_at
+        cursor = schedule.cursor if kind in ("spotlight", "changes") else 0
+        key = (schedule.content, schedule.role_id, cursor, since, when, await self._state())
+        if scheduled and key in self._composed:
+            return self._composed[key]
+        briefing = await self._compose(kind, target, schedule, when, since)
+        if scheduled:
+            if len(self._composed) >= COMPOSED_KEPT:
+                self._composed.clear()
+            self._composed[key] = briefing
+        return briefing
+
+    async def _state(self) -> tuple[object, ...]:
+        """The content's state (loads and status changes by any process), read at most
+        once a second."""
+        now = time.monotonic()
+        if now - self._content_state_at >= CONTENT_STATE_SECONDS:
+            self._content_state = await self.store.content_signature()
+            self._content_state_at = now
+        return self._content_state
+
+    async def _compose(
+        self, kind: str, target: str, schedule: Schedule, when: datetime, since: str | None
+    ) -> Briefing | None:
+        store = self.store
+        statements = {s.slug: s for s in await store.statements()}
         if kind == "digest":
             return briefings.digest(
                 await store.pledges(), list(statements.values()), when, schedule.role_id
             )
         if kind == "spotlight":
             records: Sequence[Pledge | Power] = [*await store.pledges(), *await store.powers()]
-            return briefings.spotlight(
-                records, statements, schedule.spotlight_cursor, when, schedule.role_id
-            )
+            return briefings.spotlight(records, statements, schedule.cursor, when, schedule.role_id)
         if kind == "changes":
-            previous = await self.schedules.last_delivery(schedule.id, sent_only=True)
-            since = previous.finished_at if previous else schedule.created_at
-            changed = await store.status_history(since=since)
+            # Bookmarked by what was composed, not by when a send finished: a change made
+            # while this post waited or retried is in the next one.
+            if since is None:
+                changed = await store.status_history(after_id=schedule.cursor)
+            else:
+                changed = await store.status_history(since=since)
             titles = {p.slug: p.title for p in await store.pledges()}
-            return briefings.changes(changed, titles, since, when, schedule.role_id)
+            found = briefings.changes(changed, titles, since, when, schedule.role_id)
+            if found is None:
+                return None
+            return replace(found, next_cursor=max(c.id for c in changed))
         if kind == "pledge":
             pledge = await store.pledge(target)
             if pledge is None:
@@ -386,49 +564,51 @@ class BriefingEngine:
     # -- downtime -----------------------------------------------------------------
 
     def missed_since(self, schedule: Schedule, last: str | None) -> list[tuple[str, datetime]]:
-        """Slots that fell due while nothing dealt with them (`last` is the latest that was)."""
-        since = datetime.fromisoformat(schedule.active_since)
-        if last is not None:
-            since = max(since, slot_instant(slot_from_key(last), schedule.timezone))
-        return missed_slots(recurrence_of(schedule), schedule.timezone, since, self.clock())
-
-    async def catch_up_missed(self, schedule: Schedule, last: str | None) -> bool:
-        """`handle_missed` for one schedule; returns whether anything was missed."""
-        missed = self.missed_since(schedule, last)
-        await self.handle_missed(schedule, missed)
-        return bool(missed)
+        """Due slots (instant <= now) after the latest dealt with and after the rule began."""
+        since = max(datetime.fromisoformat(schedule.active_since), self._last_instant(last))
+        found = missed_slots(recurrence_of(schedule), schedule.timezone, since, self.clock())
+        return [(slot_key(instant), instant) for _, instant in found]
 
     async def handle_missed(self, schedule: Schedule, missed: list[tuple[str, datetime]]) -> None:
-        """Post the newest slot missed within the catch-up window, late; record the rest."""
+        """Post the newest due slot within the catch-up window; record the rest as missed."""
         if not missed:
             return
         now = self.clock()
         newest_slot, newest_instant = missed[-1]
         older = missed[:-1]
         if now - newest_instant <= self.catch_up_window:
-            await self.deliver(schedule, newest_slot, late=True)
+            await self.deliver(schedule, newest_slot, late=now - newest_instant > LATE_AFTER)
         else:
             older = missed
         for slot, _ in older[-MAX_MISSED_RECORDED:]:
-            await self.schedules.record(schedule.id, slot, "missed", error="bot was offline")
+            await self.schedules.record(
+                schedule.id, slot, "missed", error="too late to post: the bot was offline or busy"
+            )
         if older:
-            log.info("briefing %s: %d slot(s) missed while offline", schedule.id, len(older))
+            log.info("briefing %s: %d slot(s) missed", schedule.id, len(older))
 
     async def recover_interrupted(self) -> None:
         """Re-send posts claimed but never confirmed (a crash between claim and send).
 
-        The nonce is the same as the first attempt's, so if that one reached Discord
-        the re-send returns the same message instead of posting again.
+        A re-send within the nonce window reuses the first attempt's nonce, so Discord
+        returns the first post instead of posting again; beyond it, the channel is
+        searched for the post's marker first.
         """
         now = self.clock()
         for delivery in await self.schedules.unfinished():
-            schedule = await self.schedules.by_id(delivery.schedule_id)
-            if schedule is None or not self.shards.owns(schedule.guild_id):
-                continue
-            claimed_at = datetime.fromisoformat(delivery.claimed_at)
-            if schedule.state == "active" and now - claimed_at <= self.catch_up_window:
-                await self.deliver(schedule, delivery.slot, late=delivery.late, claimed=True)
-            else:
-                await self.schedules.finish(
-                    schedule.id, delivery.slot, "failed", error="interrupted and not re-sent"
+            try:
+                schedule = await self.schedules.by_id(delivery.schedule_id)
+                if schedule is None or not self.shards.owns(schedule.guild_id):
+                    continue
+                claimed_at = datetime.fromisoformat(delivery.claimed_at)
+                wanted = schedule.state == "active" or delivery.manual
+                if wanted and now - claimed_at <= self.catch_up_window:
+                    await self.deliver(schedule, delivery.slot, late=delivery.late, claimed=True)
+                else:
+                    await self.schedules.finish(
+                        schedule.id, delivery.slot, "failed", error="interrupted and not re-sent"
+                    )
+            except Exception:
+                log.exception(
+                    "briefing %s slot %s: recovery failed", delivery.schedule_id, delivery.slot
                 )

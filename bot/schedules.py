@@ -43,7 +43,7 @@ class Schedule:
     role_id: int | None
     state: str
     pause_reason: str | None
-    spotlight_cursor: int
+    cursor: int  # spotlight: the next record; changes: the last status change posted
     last_error: str | None
     active_since: str
     created_at: str
@@ -61,6 +61,7 @@ class Delivery:
     late: bool
     manual: bool
     error: str | None
+    attempted_at: str | None  # when a send of this slot may first have reached Discord
 
 
 @dataclass(frozen=True)
@@ -93,6 +94,7 @@ def _delivery(row: aiosqlite.Row) -> Delivery:
         bool(row["late"]),
         bool(row["manual"]),
         row["error"],
+        row["attempted_at"],
     )
 
 
@@ -194,11 +196,32 @@ class Schedules:
         assert updated is not None
         return updated
 
+    async def set_last_error(self, schedule_id: int, error: str) -> None:
+        async with self.store.transaction() as conn:
+            await conn.execute(
+                "UPDATE schedules SET last_error = ? WHERE id = ?", (error, schedule_id)
+            )
+
     async def set_cursor(self, schedule_id: int, cursor: int) -> None:
         async with self.store.transaction() as conn:
             await conn.execute(
-                "UPDATE schedules SET spotlight_cursor = ? WHERE id = ?", (cursor, schedule_id)
+                "UPDATE schedules SET cursor = ? WHERE id = ?", (cursor, schedule_id)
             )
+
+    async def changed_since(self, change_id: int) -> tuple[set[int], int]:
+        """Schedules changed (by any process) after change `change_id`, and the latest change.
+
+        The change log is the store's change counter: one indexed read, however many
+        schedules there are.
+        """
+        rows = await self.store.rows(
+            "SELECT schedule_id, id FROM schedule_changes WHERE id > ? ORDER BY id", (change_id,)
+        )
+        return {r[0] for r in rows}, (rows[-1][1] if rows else change_id)
+
+    async def latest_change(self) -> int:
+        rows = await self.store.rows("SELECT coalesce(max(id), 0) FROM schedule_changes")
+        return int(rows[0][0])
 
     async def changes(self, schedule_id: int) -> list[Change]:
         rows = await self.store.rows(
@@ -210,15 +233,45 @@ class Schedules:
 
     # -- deliveries ---------------------------------------------------------------
 
-    async def claim(self, schedule_id: int, slot: str, *, late: bool, manual: bool = False) -> bool:
-        """Claim a slot for posting; False when it was claimed before (by anyone)."""
+    async def claim(
+        self,
+        schedule_id: int,
+        slot: str,
+        *,
+        late: bool,
+        manual: bool = False,
+        now: str | None = None,
+    ) -> bool:
+        """Claim a slot for posting; False when it, or a later scheduled slot, was claimed
+        before (by anyone), so slots only ever move forward."""
+        now = now or utc_now()
         async with self.store.transaction() as conn:
             cursor = await conn.execute(
-                "INSERT INTO deliveries(schedule_id, slot, state, claimed_at, late, manual) "
-                "VALUES (?, ?, 'claimed', ?, ?, ?) ON CONFLICT(schedule_id, slot) DO NOTHING",
-                (schedule_id, slot, utc_now(), int(late), int(manual)),
+                "INSERT INTO deliveries(schedule_id, slot, state, claimed_at, attempted_at, "
+                "late, manual) SELECT ?, ?, 'claimed', ?, ?, ?, ? WHERE ? OR NOT EXISTS "
+                "(SELECT 1 FROM deliveries WHERE schedule_id = ? AND manual = 0 AND slot >= ?) "
+                "ON CONFLICT(schedule_id, slot) DO NOTHING",
+                (
+                    schedule_id,
+                    slot,
+                    now,
+                    now,
+                    int(late),
+                    int(manual),
+                    int(manual),
+                    schedule_id,
+                    slot,
+                ),
             )
             return cursor.rowcount == 1
+
+    async def mark_attempt(self, schedule_id: int, slot: str, now: str) -> None:
+        """A send is about to start after earlier ones were checked to have not landed."""
+        async with self.store.transaction() as conn:
+            await conn.execute(
+                "UPDATE deliveries SET attempted_at = ? WHERE schedule_id = ? AND slot = ?",
+                (now, schedule_id, slot),
+            )
 
     async def record(
         self, schedule_id: int, slot: str, state: str, *, error: str | None = None

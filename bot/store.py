@@ -11,11 +11,12 @@ import asyncio
 import json
 import re
 import sqlite3
-from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, cast
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import aiosqlite
 
@@ -32,6 +33,7 @@ from bot.models import (
 )
 
 # Append-only: never edit a migration that has shipped; add a new one.
+# A str is SQL; any other entry names a Python step below (data the SQL cannot reshape).
 MIGRATIONS: tuple[str, ...] = (
     # 1: content and status history
     """
@@ -171,8 +173,21 @@ MIGRATIONS: tuple[str, ...] = (
         detail TEXT NOT NULL DEFAULT ''
     );
     """,
+    # 4: the engine reads the store at fire time: slots are UTC instants (comparable across
+    # zones), each delivery remembers when it was first sent (nonce window), one cursor
+    # serves spotlight and changes, and a shared rate budget for every process.
+    """
+    ALTER TABLE schedules RENAME COLUMN spotlight_cursor TO cursor;
+    ALTER TABLE deliveries ADD COLUMN attempted_at TEXT;
+    CREATE INDEX schedule_changes_schedule ON schedule_changes(schedule_id, id);
+    CREATE TABLE rate_budget (name TEXT PRIMARY KEY, next_at REAL NOT NULL);
+    """,
+    "_slots_as_instants",
 )
 SCHEMA_VERSION = len(MIGRATIONS)
+
+BUSY_TIMEOUT_MS = 5000
+SLOT_FORMAT = "%Y-%m-%dT%H:%MZ"
 
 # The hash of the loaded content files (written by bot.content with each load).
 CONTENT_FINGERPRINT_KEY = "content_fingerprint"
@@ -222,9 +237,10 @@ class Store:
         conn.row_factory = aiosqlite.Row
         store = cls(conn, path)
         try:
+            # busy_timeout first: a second process may be switching the file to WAL now
+            await conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
             await conn.execute("PRAGMA journal_mode = WAL")
             await conn.execute("PRAGMA foreign_keys = ON")
-            await conn.execute("PRAGMA busy_timeout = 5000")
             await conn.execute("PRAGMA synchronous = NORMAL")
             await store._migrate()
         except BaseException:
@@ -243,21 +259,32 @@ class Store:
         return int(await self._scalar("PRAGMA user_version"))
 
     async def _migrate(self) -> None:
-        version = await self.schema_version()
-        if version > SCHEMA_VERSION:
-            raise StoreError(
-                f"database {self.path} has schema version {version}, newer than this "
-                f"pledgebot understands ({SCHEMA_VERSION}); upgrade pledgebot"
-            )
-        for number in range(version + 1, SCHEMA_VERSION + 1):
-            script = MIGRATIONS[number - 1]
-            # executescript would COMMIT on its own; run statements one by one instead
-            # so each migration and its version bump are one transaction.
+        """Apply each missing migration in its own write transaction.
+
+        The version is read inside that transaction, so processes starting together on
+        one file never apply the same migration twice.
+        """
+        while True:
             await self._conn.execute("BEGIN IMMEDIATE")
             try:
-                for statement in _split_sql(script):
-                    await self._conn.execute(statement)
-                await self._conn.execute(f"PRAGMA user_version = {number}")
+                version = await self.schema_version()
+                if version > SCHEMA_VERSION:
+                    raise StoreError(
+                        f"database {self.path} has schema version {version}, newer than this "
+                        f"pledgebot understands ({SCHEMA_VERSION}); upgrade pledgebot"
+                    )
+                if version == SCHEMA_VERSION:
+                    await self._conn.execute("COMMIT")
+                    return
+                step = MIGRATIONS[version]
+                if step.startswith("_"):
+                    await PYTHON_MIGRATIONS[step](self._conn)
+                else:
+                    # executescript would COMMIT on its own; run statements one by one
+                    # so each migration and its version bump are one transaction.
+                    for statement in _split_sql(step):
+                        await self._conn.execute(statement)
+                await self._conn.execute(f"PRAGMA user_version = {version + 1}")
                 await self._conn.execute("COMMIT")
             except BaseException:
                 await self._conn.execute("ROLLBACK")
@@ -429,10 +456,13 @@ class Store:
         return StatusChange(slug, row["status"], status, when, note, evidence_url, changed_by)
 
     async def status_history(
-        self, slug: str | None = None, *, since: str | None = None
+        self, slug: str | None = None, *, since: str | None = None, after_id: int | None = None
     ) -> list[StatusChange]:
-        """Status changes, oldest first; for one pledge, or all changed after `since`."""
-        where, params = _where([("p.slug = ?", slug), ("h.changed_at > ?", since)])
+        """Status changes, oldest first; for one pledge, or all changed after `since` or
+        recorded after the change numbered `after_id`."""
+        where, params = _where(
+            [("p.slug = ?", slug), ("h.changed_at > ?", since), ("h.id > ?", after_id)]
+        )
         rows = await self.rows(
             "SELECT h.*, p.slug FROM status_history h JOIN pledges p ON p.id = h.pledge_id "
             f"WHERE {where} ORDER BY h.changed_at, h.id",
@@ -447,6 +477,7 @@ class Store:
                 r["note"],
                 r["evidence_url"],
                 r["changed_by"],
+                r["id"],
             )
             for r in rows
         ]
@@ -477,6 +508,39 @@ class Store:
                     for r in rows
                 ]
         return []
+
+
+def slot_key(instant: datetime) -> str:
+    """A scheduled slot's key: its UTC instant to the minute, so keys order like instants
+    whatever the schedule's zone was when each was posted."""
+    return instant.astimezone(UTC).strftime(SLOT_FORMAT)
+
+
+def slot_at(key: str) -> datetime:
+    """The instant a slot key names; ValueError for other keys (manual posts)."""
+    return datetime.strptime(key, SLOT_FORMAT).replace(tzinfo=UTC)
+
+
+async def _slots_as_instants(conn: aiosqlite.Connection) -> None:
+    """Migration 4: local slot keys ("2026-10-21T09:00" in the schedule's zone) to instants."""
+    rows = await conn.execute_fetchall(
+        "SELECT d.id, d.slot, s.timezone FROM deliveries d "
+        "JOIN schedules s ON s.id = d.schedule_id WHERE d.manual = 0"
+    )
+    updates = []
+    for delivery_id, slot, zone in rows:
+        try:
+            local = datetime.strptime(slot, "%Y-%m-%dT%H:%M")
+            instant = local.replace(tzinfo=ZoneInfo(zone), fold=0)
+        except (ValueError, ZoneInfoNotFoundError):
+            continue  # an unreadable row stays as it was
+        updates.append((slot_key(instant), delivery_id))
+    await conn.executemany("UPDATE deliveries SET slot = ? WHERE id = ?", updates)
+
+
+PYTHON_MIGRATIONS: dict[str, Callable[[aiosqlite.Connection], Awaitable[None]]] = {
+    "_slots_as_instants": _slots_as_instants,
+}
 
 
 def _split_sql(script: str) -> list[str]:

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
@@ -26,28 +27,48 @@ class FakeClock:
 
 @dataclass
 class FakeSender:
-    """Records posts; can refuse, fail or be slow on demand. Dedupes nonces like Discord."""
+    """Records posts; can refuse, fail or be slow on demand. Dedupes nonces like Discord,
+    for `nonce_window` (on the rig's clock) only."""
 
+    clock: FakeClock
     posts: list[tuple[int, Briefing, str]] = field(default_factory=list)
+    markers: dict[str, int] = field(default_factory=dict)
     notices: list[tuple[int, str]] = field(default_factory=list)
     failures: list[FailureKind] = field(default_factory=list)
     problem: str | None = None
-    seen_nonces: dict[str, int] = field(default_factory=dict)
+    seen_nonces: dict[str, tuple[int, datetime]] = field(default_factory=dict)
+    nonce_window: timedelta = timedelta(minutes=3)
+    lookups: list[str] = field(default_factory=list)
+    # a failure raised after the post went through: the answer was lost on the way back
+    lose_answer: bool = False
+    # runs as a post goes out (e.g. a moderator acting meanwhile)
+    during_post: Callable[[], Awaitable[None]] | None = None
 
-    def channel_problem(self, guild_id: int, channel_id: int) -> str | None:
+    async def channel_problem(self, guild_id: int, channel_id: int) -> str | None:
         return self.problem
 
     async def post(
-        self, channel_id: int, briefing: Briefing, *, nonce: str, role_id: int | None
+        self, channel_id: int, briefing: Briefing, *, nonce: str, role_id: int | None, marker: str
     ) -> int:
+        if self.during_post is not None:
+            await self.during_post()
         if self.failures:
             kind = self.failures.pop(0)
             raise DeliveryFailure(f"simulated {kind}", kind=kind)
-        if nonce in self.seen_nonces:
-            return self.seen_nonces[nonce]
+        earlier = self.seen_nonces.get(nonce)
+        if earlier is not None and self.clock.now - earlier[1] <= self.nonce_window:
+            return earlier[0]
         self.posts.append((channel_id, briefing, nonce))
-        self.seen_nonces[nonce] = len(self.posts)
+        self.seen_nonces[nonce] = (len(self.posts), self.clock.now)
+        self.markers[marker] = len(self.posts)
+        if self.lose_answer:
+            self.lose_answer = False
+            raise DeliveryFailure("simulated timeout after posting", kind="retry")
         return len(self.posts)
+
+    async def find_post(self, channel_id: int, marker: str, *, since: datetime) -> int | None:
+        self.lookups.append(marker)
+        return self.markers.get(marker)
 
     async def notify(self, guild_id: int, text: str, *, avoid_channel_id: int | None) -> None:
         self.notices.append((guild_id, text))
@@ -72,6 +93,7 @@ class Rig:
         schedule = await self.engine.schedules.create(
             guild_id=fields.pop("guild_id", GUILD), created_by=1, limit=25, fields=values
         )
+        created = created or self.clock.now  # the store's own clock is the real one
         if created is not None:
             async with self.store.transaction() as conn:
                 await conn.execute(
@@ -82,27 +104,26 @@ class Rig:
         assert found is not None
         return found
 
-    def planned(self, schedule_id: int) -> tuple[datetime, list[Any]] | None:
+    def planned(self, schedule_id: int) -> datetime | None:
         job = self.engine.scheduler.get_job(f"briefing:{schedule_id}")
-        if job is None:
-            return None
-        return job.trigger.run_date, job.args
+        return None if job is None else job.trigger.run_date
 
-    async def run_until(self, schedule_id: int, end: datetime) -> list[str]:
-        """Fire the planned job again and again, moving the clock, until `end`."""
+    async def run_until(self, schedule_id: int, end: datetime, zone: str = "UTC") -> list[str]:
+        """Fire the planned job again and again, moving the clock, until `end`; the local
+        times (in `zone`) of the slots that fired."""
         fired = []
         await self.engine.plan(schedule_id)
-        while (planned := self.planned(schedule_id)) is not None and planned[0] <= end:
-            self.clock.now = planned[0]
-            fired.append(planned[1][1])
-            await self.engine.fire(*planned[1])
+        while (planned := self.planned(schedule_id)) is not None and planned <= end:
+            self.clock.now = planned
+            fired.append(planned.astimezone(ZoneInfo(zone)).strftime("%Y-%m-%dT%H:%M"))
+            await self.engine.fire(schedule_id)
         return fired
 
 
 @pytest.fixture
 async def rig(loaded_store: Store) -> AsyncIterator[Rig]:
     clock = FakeClock(datetime(2026, 10, 20, 12, 0, tzinfo=UTC))
-    sender = FakeSender()
+    sender = FakeSender(clock)
     # Started paused: jobs are planned for real but fired only by the test, at the
     # fake clock's pace.
     scheduler = AsyncIOScheduler(timezone=UTC)
@@ -117,7 +138,7 @@ async def rig(loaded_store: Store) -> AsyncIterator[Rig]:
         scheduler=scheduler,
     )
     yield Rig(loaded_store, engine, sender, clock)
-    scheduler.shutdown(wait=False)
+    await engine.stop()
 
 
 PLANS = [
@@ -157,12 +178,12 @@ PLANS = [
         datetime(2026, 10, 26, 3, 0, tzinfo=UTC),
         ["2026-10-25T01:30", "2026-10-26T01:30"],
     ),
-    (  # spring: 01:30 does not exist in London on 29 Mar; still posts once
+    (  # spring: 01:30 does not exist in London on 29 Mar; still posts once, at 02:30
         {"time_of_day": "01:30"},
         "Europe/London",
         datetime(2026, 3, 28, 2, 0, tzinfo=UTC),
         datetime(2026, 3, 30, 3, 0, tzinfo=UTC),
-        ["2026-03-29T01:30", "2026-03-30T01:30"],
+        ["2026-03-29T02:30", "2026-03-30T01:30"],
     ),
     (
         {"time_of_day": "01:30"},
@@ -192,7 +213,7 @@ async def test_posts_each_slot_exactly_once(
 ) -> None:
     rig.clock.now = start
     schedule = await rig.schedule(created=start, timezone=zone, **fields)
-    assert await rig.run_until(schedule.id, end) == expected
+    assert await rig.run_until(schedule.id, end, zone) == expected
     assert len(rig.sender.posts) == len(expected)
     assert len({nonce for _, _, nonce in rig.sender.posts}) == len(expected)
     states = [d.state for d in await rig.engine.schedules.deliveries(schedule.id)]
@@ -210,8 +231,8 @@ async def test_a_one_off_finishes_after_posting(rig: Rig) -> None:
 
 async def test_a_slot_claimed_before_is_not_posted_again(rig: Rig) -> None:
     schedule = await rig.schedule(time_of_day="09:00")
-    assert await rig.engine.deliver(schedule, "2026-10-21T09:00", late=False) == "sent"
-    assert await rig.engine.deliver(schedule, "2026-10-21T09:00", late=False) == "already-claimed"
+    assert await rig.engine.deliver(schedule, "2026-10-21T09:00Z", late=False) == "sent"
+    assert await rig.engine.deliver(schedule, "2026-10-21T09:00Z", late=False) == "already-claimed"
     assert len(rig.sender.posts) == 1
 
 
@@ -229,13 +250,13 @@ async def test_catch_up_after_downtime(
     created = datetime(2026, 10, 20, 12, 0, tzinfo=UTC)
     schedule = await rig.schedule(created=created, time_of_day="09:00", timezone="UTC")
     rig.clock.now = datetime(2026, 10, 21, 9, 0, tzinfo=UTC) + down_for
-    await rig.engine.catch_up_missed(schedule, await rig.engine.schedules.last_slot(schedule.id))
+    await rig.engine.run_due(schedule.id)
     deliveries = await rig.engine.schedules.deliveries(schedule.id)
     assert len(rig.sender.posts) == posted_late
     assert sum(d.late and d.state == "sent" for d in deliveries) == posted_late
     assert sum(d.state == "missed" for d in deliveries) == missed
     # never replayed: a second start does nothing more
-    await rig.engine.catch_up_missed(schedule, await rig.engine.schedules.last_slot(schedule.id))
+    await rig.engine.run_due(schedule.id)
     assert len(rig.sender.posts) == posted_late
     nxt = await rig.engine.plan(schedule.id)
     assert nxt is not None
@@ -244,10 +265,10 @@ async def test_catch_up_after_downtime(
 
 async def test_restart_between_claim_and_send_posts_once(rig: Rig) -> None:
     schedule = await rig.schedule(time_of_day="09:00")
-    slot = "2026-10-21T09:00"
+    slot = "2026-10-21T09:00Z"
     # first process: claimed and sent, then died before recording the result
     assert await rig.engine.schedules.claim(schedule.id, slot, late=False)
-    rig.sender.seen_nonces[nonce_for(schedule.id, slot)] = 99
+    rig.sender.seen_nonces[nonce_for(schedule.id, slot)] = (99, rig.clock.now)
     await rig.engine.recover_interrupted()
     delivery = await rig.engine.schedules.delivery(schedule.id, slot)
     assert delivery is not None
@@ -257,7 +278,7 @@ async def test_restart_between_claim_and_send_posts_once(rig: Rig) -> None:
 
 async def test_restart_after_claim_before_send_posts_once(rig: Rig) -> None:
     schedule = await rig.schedule(time_of_day="09:00")
-    slot = "2026-10-21T09:00"
+    slot = "2026-10-21T09:00Z"
     assert await rig.engine.schedules.claim(schedule.id, slot, late=False)
     await rig.engine.recover_interrupted()
     await rig.engine.recover_interrupted()
@@ -268,14 +289,14 @@ async def test_restart_after_claim_before_send_posts_once(rig: Rig) -> None:
 async def test_transient_failures_are_retried(rig: Rig, kind: FailureKind) -> None:
     schedule = await rig.schedule(time_of_day="09:00")
     rig.sender.failures = [kind, kind]
-    assert await rig.engine.deliver(schedule, "2026-10-21T09:00", late=False) == "sent"
+    assert await rig.engine.deliver(schedule, "2026-10-21T09:00Z", late=False) == "sent"
     assert len(rig.sender.posts) == 1
 
 
 async def test_retries_give_up_without_touching_the_schedule(rig: Rig) -> None:
     schedule = await rig.schedule(time_of_day="09:00")
     rig.sender.failures = ["retry"] * 10
-    assert await rig.engine.deliver(schedule, "2026-10-21T09:00", late=False) == "failed"
+    assert await rig.engine.deliver(schedule, "2026-10-21T09:00Z", late=False) == "failed"
     kept = await rig.engine.schedules.by_id(schedule.id)
     assert kept is not None
     assert kept.state == "active"
@@ -286,14 +307,14 @@ async def test_refused_post_pauses_with_one_notice(rig: Rig) -> None:
     schedule = await rig.schedule(time_of_day="09:00")
     await rig.engine.plan(schedule.id)
     rig.sender.failures = ["pause"]
-    assert await rig.engine.deliver(schedule, "2026-10-21T09:00", late=False) == "paused"
+    assert await rig.engine.deliver(schedule, "2026-10-21T09:00Z", late=False) == "paused"
     paused = await rig.engine.schedules.by_id(schedule.id)
     assert paused is not None
     assert (paused.state, paused.pause_reason) == ("paused", "simulated pause")
     assert len(rig.sender.notices) == 1
     assert rig.planned(schedule.id) is None
     # a later slot firing for a paused schedule posts nothing and sends no second notice
-    await rig.engine.fire(schedule.id, "2026-10-22T09:00")
+    await rig.engine.fire(schedule.id)
     assert rig.sender.posts == []
     assert len(rig.sender.notices) == 1
 
@@ -301,7 +322,7 @@ async def test_refused_post_pauses_with_one_notice(rig: Rig) -> None:
 async def test_channel_problem_pauses_before_posting(rig: Rig) -> None:
     schedule = await rig.schedule(time_of_day="09:00")
     rig.sender.problem = "pledgebot is missing Send Messages in #briefings"
-    assert await rig.engine.deliver(schedule, "2026-10-21T09:00", late=False) == "paused"
+    assert await rig.engine.deliver(schedule, "2026-10-21T09:00Z", late=False) == "paused"
     assert rig.sender.posts == []
     assert "missing Send Messages" in rig.sender.notices[0][1]
 
@@ -312,16 +333,16 @@ async def test_spotlight_rotates_and_remembers(rig: Rig) -> None:
     for day in (21, 22, 23):
         current = await rig.engine.schedules.by_id(schedule.id)
         assert current is not None
-        await rig.engine.deliver(current, f"2026-10-{day}T09:00", late=False)
+        await rig.engine.deliver(current, f"2026-10-{day}T09:00Z", late=False)
         titles.append(rig.sender.posts[-1][1].cards[0].title)
     assert len(set(titles)) == 3
 
 
 async def test_changes_briefing_skips_when_nothing_changed(rig: Rig) -> None:
     schedule = await rig.schedule(time_of_day="09:00", content="changes")
-    assert await rig.engine.deliver(schedule, "2026-10-21T09:00", late=False) == "skipped"
+    assert await rig.engine.deliver(schedule, "2026-10-21T09:00Z", late=False) == "skipped"
     await rig.store.set_status("europol-partnership", "in-progress", note="n", changed_by="t")
-    assert await rig.engine.deliver(schedule, "2026-10-22T09:00", late=False) == "sent"
+    assert await rig.engine.deliver(schedule, "2026-10-22T09:00Z", late=False) == "sent"
     assert "Status changes" in rig.sender.posts[0][1].cards[0].title
 
 
@@ -334,8 +355,8 @@ async def test_shards_own_their_guilds(rig: Rig) -> None:
 async def test_a_firing_later_than_the_window_is_recorded_as_missed(rig: Rig) -> None:
     schedule = await rig.schedule(time_of_day="09:00", timezone="UTC")
     rig.clock.now = datetime(2026, 10, 21, 9, 45, tzinfo=UTC)
-    await rig.engine.fire(schedule.id, "2026-10-21T09:00")
-    delivery = await rig.engine.schedules.delivery(schedule.id, "2026-10-21T09:00")
+    await rig.engine.fire(schedule.id)
+    delivery = await rig.engine.schedules.delivery(schedule.id, "2026-10-21T09:00Z")
     assert delivery is not None
     assert delivery.state == "missed"
     assert rig.sender.posts == []
@@ -345,7 +366,7 @@ async def test_a_firing_later_than_the_window_is_recorded_as_missed(rig: Rig) ->
 async def test_a_firing_a_little_late_is_posted_and_marked_late(rig: Rig) -> None:
     schedule = await rig.schedule(time_of_day="09:00", timezone="UTC")
     rig.clock.now = datetime(2026, 10, 21, 9, 5, tzinfo=UTC)
-    await rig.engine.fire(schedule.id, "2026-10-21T09:00")
-    delivery = await rig.engine.schedules.delivery(schedule.id, "2026-10-21T09:00")
+    await rig.engine.fire(schedule.id)
+    delivery = await rig.engine.schedules.delivery(schedule.id, "2026-10-21T09:00Z")
     assert delivery is not None
     assert (delivery.state, delivery.late) == ("sent", True)
