@@ -8,13 +8,17 @@ transaction, and waits for it. Interaction responses are exempt, as on Discord.
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
+import sqlite3
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from contextvars import ContextVar
 
 from bot.store import Store
+
+log = logging.getLogger(__name__)
 
 # Posts spaced exactly at the limit arrive a little bunched by the network and trip it.
 HEADROOM = 0.93
@@ -40,6 +44,7 @@ class RateBudget:
         self.name = name
         self.clock = clock
         self.sleep = sleep
+        self._local_next = 0.0
 
     async def _reserve(self) -> float:
         """Take the next free turn (a wall-clock time, shared across processes)."""
@@ -58,9 +63,22 @@ class RateBudget:
             )
         return turn - now
 
+    async def _turn(self) -> float:
+        """Seconds until our turn; paced in this process alone while the store is
+        unavailable (locked past its timeout, read-only), so Discord is never flooded and
+        no request fails because of the database."""
+        try:
+            return await self._reserve()
+        except sqlite3.Error as error:
+            log.warning("rate budget unavailable in the store (%s); pacing locally", error)
+            now = time.monotonic()
+            turn = max(now, self._local_next)
+            self._local_next = turn + self.interval
+            return turn - now
+
     async def wait(self) -> None:
         """Wait for this process's turn to send one request."""
-        delay = await self._reserve()
+        delay = await self._turn()
         if delay > 0:
             await self.sleep(delay)
 
@@ -85,4 +103,4 @@ class RateBudget:
         elif box[0]:
             box[0] = False
         else:
-            await self._reserve()
+            await self._turn()

@@ -205,6 +205,7 @@ class BriefingEngine:
                 await self._quarantine(schedule, error)
             if count % 256 == 0:
                 await asyncio.sleep(0)  # let the connection make progress meanwhile
+        log.info("briefing engine planned %d briefings", len(self.scheduler.get_jobs()))
         if not self.scheduler.running:
             self.scheduler.start()
         if self._reconciler is None:

@@ -1,0 +1,250 @@
+"""Two real `pledgebot run` processes on one database file, as with a rolling restart.
+
+One scenario, run once for the module (it waits for real clock minutes): both processes
+start together on a fresh database; the schedules are then created, edited, paused and
+cancelled by a third process (this test, through the same admin code the commands use);
+at the slot, both processes fire every briefing. Each test below checks one numbered
+promise of the engine issue against what the emulator saw.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+
+from bot.briefing_admin import BriefingAdmin, Request
+from bot.briefings import Briefing
+from bot.local import Emulator
+from bot.lookup import Catalog
+from bot.scheduler import BriefingEngine
+from bot.store import MIGRATIONS, Store
+from tests.test_robustness_support import BotProcess, rows, wait_for, write_config
+
+pytestmark = pytest.mark.e2e
+
+GUILDS = 100  # ~2 s of posts at the shared budget: long enough for both to post at once
+EDITED, PAUSED, CANCELLED, CANCELLED_IN_RETRY = 0, 1, 2, 3
+STARTED = "briefing engine planned"
+
+
+class NoDiscord:
+    """The third process only changes schedules; it never posts."""
+
+    async def channel_problem(self, guild_id: int, channel_id: int) -> str | None:
+        return None
+
+    async def post(self, channel_id: int, briefing: Briefing, **_: Any) -> int:
+        raise AssertionError("the editing process must not post")
+
+    async def find_post(self, channel_id: int, marker: str, *, since: datetime) -> int | None:
+        return None
+
+    async def notify(self, guild_id: int, text: str, *, avoid_channel_id: int | None) -> None:
+        return None
+
+
+async def moderator_elsewhere(database: Path) -> tuple[Store, BriefingAdmin]:
+    store = await Store.open(database)
+    engine = BriefingEngine(
+        store,
+        NoDiscord(),
+        catch_up=timedelta(minutes=30),
+        rate_per_second=50,
+        scheduler=AsyncIOScheduler(timezone=UTC),  # never started: it plans nothing here
+    )
+    catalogs = SimpleNamespace(pledges=Catalog("pledge", []), powers=Catalog("power", []))
+    return store, BriefingAdmin(engine, catalogs, limit=25, default_tz="UTC")
+
+
+@dataclass
+class Outcome:
+    slot: datetime
+    messages: list[list[dict[str, Any]]]
+    post_times: list[float]
+    rate_limited: int
+    deliveries: dict[int, list[tuple[str, str, str | None]]]
+    logs: list[str]
+    exit_codes: list[int] = field(default_factory=list)
+
+
+def whole_minute_after(now: datetime, margin: float) -> datetime:
+    slot = now.replace(second=0, microsecond=0) + timedelta(minutes=1)
+    while (slot - now).total_seconds() < margin:
+        slot += timedelta(minutes=1)
+    return slot
+
+
+async def scenario(tmp_path: Path) -> Outcome:
+    emu = Emulator(token="two-processes", rate_limit_per_second=50)
+    await emu.start()
+    bots: list[BotProcess] = []
+    try:
+        guilds = [
+            emu.add_guild(f"Server {i}", channels=("general", "briefings")) for i in range(GUILDS)
+        ]
+        channels = [g.channels["briefings"] for g in guilds]
+        database = tmp_path / "fresh.db"  # does not exist yet: both processes create it
+        config = write_config(
+            tmp_path / "bots.toml", database=database, emulator=emu, log_level="DEBUG"
+        )
+        bots = [BotProcess(tmp_path, config, emu.token, name=f"bot{i}") for i in (1, 2)]
+        await asyncio.gather(*(bot.start() for bot in bots))
+        await wait_for(
+            lambda: all(STARTED in bot.output() for bot in bots), 60, "both processes started"
+        )
+        slot = whole_minute_after(datetime.now(UTC), margin=12)
+        store, admin = await moderator_elsewhere(database)
+        try:
+            ids = []
+            for guild, channel in zip(guilds, channels, strict=True):
+                card = await admin.schedule(
+                    guild.id,
+                    1,
+                    Request(channel_id=channel.id, time=slot.strftime("%H:%M"), timezone="UTC"),
+                )
+                ids.append(int(card.title.split("#")[1].split()[0]))
+            await asyncio.sleep(2)  # both processes have planned them by now (reconcile)
+            later = (slot + timedelta(minutes=1)).strftime("%H:%M")
+            await admin.edit(guilds[EDITED].id, 1, ids[EDITED], Request(time=later))
+            await admin.pause(guilds[PAUSED].id, 1, ids[PAUSED])
+            await admin.cancel(guilds[CANCELLED].id, 1, ids[CANCELLED])
+            retried = channels[CANCELLED_IN_RETRY]
+            emu.fail_next("POST", rf"/channels/{retried.id}/messages", status=503, count=2)
+
+            def refused_once() -> bool:
+                return any(
+                    r.status == 503 and r.path.endswith(f"/channels/{retried.id}/messages")
+                    for r in emu.requests
+                )
+
+            wait = (slot - datetime.now(UTC)).total_seconds()
+            await wait_for(refused_once, wait + 30, "the first refused post")
+            await admin.cancel(guilds[CANCELLED_IN_RETRY].id, 1, ids[CANCELLED_IN_RETRY])
+
+            def settled() -> bool:
+                done = rows(
+                    database,
+                    "SELECT count(*) FROM deliveries WHERE state != 'claimed' AND slot = ?",
+                    (slot.strftime("%Y-%m-%dT%H:%MZ"),),
+                )[0][0]
+                return done >= GUILDS - 3  # all but the edited, paused and cancelled ones
+
+            await wait_for(settled, 60, "every slot dealt with")
+            edited_slot = slot + timedelta(minutes=1)
+            wait = (edited_slot - datetime.now(UTC)).total_seconds()
+            await wait_for(
+                lambda: len(emu.messages(channels[EDITED])) >= 1, wait + 30, "the edited post"
+            )
+            await asyncio.sleep(3)  # room for a duplicate to show up, if there were one
+        finally:
+            await store.close()
+        codes = [await bot.stop() for bot in bots]
+        deliveries: dict[int, list[tuple[str, str, str | None]]] = {}
+        for schedule_id, slot_key, state, error in rows(
+            database, "SELECT schedule_id, slot, state, error FROM deliveries ORDER BY id"
+        ):
+            deliveries.setdefault(ids.index(schedule_id), []).append((slot_key, state, error))
+        posts = [
+            r.time
+            for r in emu.requests
+            if r.method == "POST" and r.path.endswith("/messages") and r.status == 200
+        ]
+        return Outcome(
+            slot,
+            [emu.messages(c) for c in channels],
+            posts,
+            emu.rate_limited_count,
+            deliveries,
+            [bot.output() for bot in bots],
+            codes,
+        )
+    finally:
+        for bot in bots:
+            await bot.stop()
+        await emu.stop()
+
+
+@pytest.fixture(scope="module")
+def outcome(tmp_path_factory: pytest.TempPathFactory) -> Outcome:
+    return asyncio.run(scenario(tmp_path_factory.mktemp("two-processes")))
+
+
+def posted_at(message: dict[str, Any]) -> datetime:
+    return datetime.fromisoformat(message["timestamp"])
+
+
+def test_item1_an_edit_through_another_process_posts_at_the_new_time_only(
+    outcome: Outcome,
+) -> None:
+    edited = outcome.messages[EDITED]
+    assert len(edited) == 1
+    assert posted_at(edited[0]) >= outcome.slot + timedelta(minutes=1)
+    slots = [d[0] for d in outcome.deliveries.get(EDITED, [])]
+    assert slots == [(outcome.slot + timedelta(minutes=1)).strftime("%Y-%m-%dT%H:%MZ")]
+
+
+def test_item2_paused_or_cancelled_elsewhere_never_posts_even_during_retries(
+    outcome: Outcome,
+) -> None:
+    assert outcome.messages[PAUSED] == []
+    assert outcome.messages[CANCELLED] == []
+    assert outcome.messages[CANCELLED_IN_RETRY] == []
+    [(_, state, error)] = outcome.deliveries[CANCELLED_IN_RETRY]
+    assert state == "failed"
+    assert error == "not posted: the briefing was cancelled before it went out"
+
+
+def test_item3_two_processes_share_one_rate_budget(outcome: Outcome) -> None:
+    others = [m for i, m in enumerate(outcome.messages) if i > CANCELLED_IN_RETRY]
+    assert [len(m) for m in others] == [1] * len(others)
+    assert outcome.rate_limited == 0
+    times = sorted(outcome.post_times)
+    busiest = max(sum(1 for t in times[i:] if t < start + 1.0) for i, start in enumerate(times))
+    assert busiest <= 50
+    for log in outcome.logs:  # both processes fired every slot and lost some claims
+        assert ": already claimed" in log
+
+
+def test_item4_two_processes_start_together_on_a_fresh_database(outcome: Outcome) -> None:
+    for log in outcome.logs:
+        assert STARTED in log
+        assert "Traceback" not in log
+    assert outcome.exit_codes == [0, 0]
+
+
+async def test_item4_two_processes_start_together_on_an_older_database(tmp_path: Path) -> None:
+    database = tmp_path / "older.db"
+    with sqlite3.connect(database) as conn:  # as pledgebot left it before migration 4
+        for script in MIGRATIONS[:3]:
+            conn.executescript(script)
+        conn.execute("PRAGMA user_version = 3")
+    emu = Emulator(token="older")
+    await emu.start()
+    bots = [
+        BotProcess(
+            tmp_path,
+            write_config(tmp_path / "c.toml", database=database, emulator=emu),
+            emu.token,
+            name=f"old{i}",
+        )
+        for i in (1, 2)
+    ]
+    try:
+        await asyncio.gather(*(bot.start() for bot in bots))
+        await wait_for(
+            lambda: all(STARTED in bot.output() for bot in bots), 60, "both processes started"
+        )
+        assert [bot.proc.returncode for bot in bots if bot.proc] == [None, None]
+    finally:
+        codes = [await bot.stop() for bot in bots]
+        await emu.stop()
+    assert codes == [0, 0]
+    assert rows(database, "PRAGMA user_version")[0][0] == len(MIGRATIONS)
