@@ -1,13 +1,19 @@
 """Posting briefings to Discord and classifying what went wrong.
 
 Implements the engine's `Sender`. discord.py already retries 429s and 5xx a few times;
-what still fails here is classified so the engine retries, pauses or gives up.
+what still fails here is classified so the engine retries, pauses or gives up. Every
+request is bounded by `REQUEST_TIMEOUT`. Each post carries a marker (in the last embed's
+footer, else on the content's last line) so `find_post` can tell later whether a send
+whose answer was lost reached the channel after all.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import math
 from collections.abc import Sequence
+from datetime import datetime
 
 import aiohttp
 import discord
@@ -17,6 +23,16 @@ from bot.cards import Card
 from bot.scheduler import DeliveryFailure, FailureKind
 
 log = logging.getLogger(__name__)
+
+# Seconds one request to Discord may take, discord.py's own 429 waits and retries included.
+REQUEST_TIMEOUT = 30.0
+# Discord's limits (https://discord.com/developers/docs/resources/message#embed-object-embed-limits).
+CONTENT_MAX = 2000
+FOOTER_MAX = 2048
+EMBED_TOTAL_MAX = 6000  # title, description, fields, footer and author of all embeds together
+MARKER_SEPARATOR = " · "
+# How many messages after `since` find_post reads at most (Discord pages by 100).
+FIND_POST_LIMIT = 500
 
 
 def embed_for(card: Card) -> discord.Embed:
@@ -42,36 +58,52 @@ def mentions_for(role_id: int | None) -> discord.AllowedMentions:
 
 
 PostableChannel = discord.TextChannel | discord.Thread
+NETWORK_ERRORS = (aiohttp.ClientError, TimeoutError, OSError)
 
 
-def channel_problem(client: discord.Client, guild_id: int, channel_id: int) -> str | None:
+async def channel_problem(client: discord.Client, guild_id: int, channel_id: int) -> str | None:
     """Why the bot cannot post briefings in this channel, or None if it can.
 
     While the client is (re)connecting its cache is incomplete; then nothing is judged
-    here and the post itself decides.
+    here and the post itself decides. A channel missing from the cache may be an archived
+    thread (discord.py forgets those): it is fetched, and one that is not locked is fine,
+    since posting re-opens it. When Discord cannot be asked, the post decides too.
     """
     if not client.is_ready():
         return None
     guild = client.get_guild(guild_id)
     if guild is None:
         return "pledgebot is no longer in this server"
-    if guild.unavailable:
+    if guild.unavailable or guild.me is None:
         # after a new session, READY lists servers before GUILD_CREATE fills them in
         return None
-    channel = guild.get_channel_or_thread(channel_id)
+    channel: object = guild.get_channel_or_thread(channel_id)
     if channel is None:
-        elsewhere = client.get_channel(channel_id)
-        if elsewhere is not None:
+        if client.get_channel(channel_id) is not None:
             return "that channel belongs to another server"
-        return "the channel no longer exists"
+        try:
+            async with asyncio.timeout(REQUEST_TIMEOUT):
+                channel = await client.fetch_channel(channel_id)
+        except discord.NotFound:
+            return "the channel no longer exists"
+        except discord.Forbidden as exc:
+            return f"pledgebot cannot see that channel ({exc.text or 'Missing Access'})"
+        except discord.InvalidData:
+            return "that channel is not a text or announcement channel or a thread"
+        except (discord.HTTPException, *NETWORK_ERRORS):
+            return None
+        channel_guild = getattr(channel, "guild", None)
+        if channel_guild is None or channel_guild.id != guild_id:
+            return "that channel belongs to another server"
     if not isinstance(channel, PostableChannel):
-        return f"#{channel.name} is not a text or announcement channel or a thread"
-    perms = channel.permissions_for(guild.me)
-    can_send = (
-        perms.send_messages_in_threads
-        if isinstance(channel, discord.Thread)
-        else (perms.send_messages)
-    )
+        name = getattr(channel, "name", "that channel")
+        return f"#{name} is not a text or announcement channel or a thread"
+    try:
+        perms = channel.permissions_for(guild.me)
+    except discord.ClientException:
+        return None  # a thread whose parent is not cached (yet): let the post decide
+    is_thread = isinstance(channel, discord.Thread)
+    can_send = perms.send_messages_in_threads if is_thread else perms.send_messages
     missing = [
         name
         for name, granted in (
@@ -83,33 +115,101 @@ def channel_problem(client: discord.Client, guild_id: int, channel_id: int) -> s
     ]
     if missing:
         return f"pledgebot is missing {', '.join(missing)} in #{channel.name}"
-    if isinstance(channel, discord.Thread) and channel.locked:
+    if isinstance(channel, discord.Thread) and channel.locked and not perms.manage_threads:
         return f"the thread #{channel.name} is locked"
     return None
+
+
+def with_marker(content: str, embeds: list[discord.Embed], marker: str) -> str:
+    """Put `marker` in the last embed's footer (after " · " if it has one), else on the
+    content's last line; returns the content. To stay within Discord's limits the original
+    footer or content is shortened, never the marker."""
+    if not embeds:
+        if not content:
+            return marker
+        room = CONTENT_MAX - len(marker) - 1
+        return f"{_shorten(content, room)}\n{marker}".lstrip("\n")
+    last = embeds[-1]
+    original = last.footer.text or ""
+    others = sum(len(e) for e in embeds) - len(original)
+    room = min(FOOTER_MAX, EMBED_TOTAL_MAX - others) - len(MARKER_SEPARATOR) - len(marker)
+    kept = _shorten(original, room)
+    footer = f"{kept}{MARKER_SEPARATOR}{marker}" if kept else marker
+    last.set_footer(text=footer, icon_url=last.footer.icon_url)
+    return content
+
+
+def _shorten(text: str, room: int) -> str:
+    if len(text) <= room:
+        return text
+    if room <= 1:
+        return ""
+    return text[: room - 1].rstrip() + "…"
+
+
+def carries_marker(message: discord.Message, marker: str) -> bool:
+    return marker in message.content or any(
+        marker in (embed.footer.text or "") for embed in message.embeds
+    )
 
 
 class DiscordSender:
     def __init__(self, client: discord.Client) -> None:
         self.client = client
 
-    def channel_problem(self, guild_id: int, channel_id: int) -> str | None:
-        return channel_problem(self.client, guild_id, channel_id)
+    async def channel_problem(self, guild_id: int, channel_id: int) -> str | None:
+        return await channel_problem(self.client, guild_id, channel_id)
 
-    async def post(
-        self, channel_id: int, briefing: Briefing, *, nonce: str, role_id: int | None
-    ) -> int:
+    def _messageable(self, channel_id: int) -> discord.abc.Messageable:
+        """The cached channel, or (say for an archived thread) a bare one to post to."""
         channel = self.client.get_channel(channel_id) or self.client.get_partial_messageable(
             channel_id
         )
         assert isinstance(channel, discord.abc.Messageable)
+        return channel
+
+    async def post(
+        self,
+        channel_id: int,
+        briefing: Briefing,
+        *,
+        nonce: str,
+        role_id: int | None,
+        marker: str,
+    ) -> int:
+        embeds = [embed_for(c) for c in briefing.cards]
+        content = with_marker(briefing.content, embeds, marker)
         message = await _send(
-            channel,
-            briefing.content,
-            [embed_for(c) for c in briefing.cards],
+            self._messageable(channel_id),
+            content,
+            embeds,
             nonce=nonce,
             mentions=mentions_for(role_id),
         )
         return message.id
+
+    async def find_post(self, channel_id: int, marker: str, *, since: datetime) -> int | None:
+        """The bot's own message carrying `marker`, posted after `since` (timezone-aware),
+        among the first FIND_POST_LIMIT messages since then; None if there is none."""
+        me = self.client.user
+        if me is None:
+            raise DeliveryFailure("not connected to Discord", kind="retry")
+        channel = self._messageable(channel_id)
+        pages = math.ceil(FIND_POST_LIMIT / 100)
+        try:
+            async with asyncio.timeout(REQUEST_TIMEOUT * pages):
+                async for message in channel.history(
+                    after=since, limit=FIND_POST_LIMIT, oldest_first=True
+                ):
+                    if message.author.id == me.id and carries_marker(message, marker):
+                        return message.id
+        except TimeoutError as exc:
+            raise DeliveryFailure(
+                "Discord did not answer in time while reading the channel", kind="retry"
+            ) from exc
+        except (discord.HTTPException, *NETWORK_ERRORS) as exc:
+            raise _failure(exc, "reading the channel") from exc
+        return None
 
     async def notify(self, guild_id: int, text: str, *, avoid_channel_id: int | None) -> None:
         """Tell moderators: the system channel, else the first channel we can post in."""
@@ -123,7 +223,7 @@ class DiscordSender:
         for channel in candidates:
             if (
                 channel.id != avoid_channel_id
-                and self.channel_problem(guild_id, channel.id) is None
+                and await self.channel_problem(guild_id, channel.id) is None
             ):
                 await _send(channel, text, [], nonce=None, mentions=discord.AllowedMentions.none())
                 return
@@ -139,19 +239,32 @@ async def _send(
     mentions: discord.AllowedMentions,
 ) -> discord.Message:
     try:
-        if nonce is None:
-            return await channel.send(content=content, allowed_mentions=mentions)
-        return await channel.send(
-            content=content or None, embeds=list(embeds), nonce=nonce, allowed_mentions=mentions
-        )
-    except discord.Forbidden as exc:
+        async with asyncio.timeout(REQUEST_TIMEOUT):
+            if nonce is None:
+                return await channel.send(content=content, allowed_mentions=mentions)
+            return await channel.send(
+                content=content or None,
+                embeds=list(embeds),
+                nonce=nonce,
+                allowed_mentions=mentions,
+            )
+    except TimeoutError as exc:
         raise DeliveryFailure(
-            f"Discord refused the post ({exc.text or 'missing permissions'})", kind="pause"
+            f"Discord did not answer within {REQUEST_TIMEOUT:g} s", kind="retry"
         ) from exc
-    except discord.NotFound as exc:
-        raise DeliveryFailure("the channel no longer exists", kind="pause") from exc
-    except discord.HTTPException as exc:
+    except (discord.HTTPException, *NETWORK_ERRORS) as exc:
+        raise _failure(exc, "the post") from exc
+
+
+def _failure(exc: Exception, action: str) -> DeliveryFailure:
+    """403/404 pause the schedule, 429/5xx and network trouble retry, other errors fail."""
+    if isinstance(exc, discord.Forbidden):
+        return DeliveryFailure(
+            f"Discord refused {action} ({exc.text or 'missing permissions'})", kind="pause"
+        )
+    if isinstance(exc, discord.NotFound):
+        return DeliveryFailure("the channel no longer exists", kind="pause")
+    if isinstance(exc, discord.HTTPException):
         kind: FailureKind = "retry" if exc.status == 429 or exc.status >= 500 else "fail"
-        raise DeliveryFailure(f"Discord answered {exc.status}: {exc.text}", kind=kind) from exc
-    except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-        raise DeliveryFailure(f"network error: {exc!r}", kind="retry") from exc
+        return DeliveryFailure(f"Discord answered {exc.status}: {exc.text}", kind=kind)
+    return DeliveryFailure(f"network error: {exc!r}", kind="retry")

@@ -63,6 +63,7 @@ def build_bot(seen: dict[str, Any], intents: discord.Intents = GUILDS_ONLY) -> c
 
     @pledge.command(name="show", description="Show a pledge")
     async def show(interaction: discord.Interaction, pledge: str, private: bool = False) -> None:
+        seen["show_user"] = interaction.user
         await interaction.response.send_message(f"Pledge: {pledge}", ephemeral=private)
 
     @show.autocomplete("pledge")
@@ -468,6 +469,119 @@ async def test_enforce_nonce_deduplicates(h: Harness) -> None:
     third = await channel.send("briefing", nonce=5678)
     assert first.id == second.id != third.id
     assert len(h.emu.messages(h.general)) == 2
+
+
+async def test_enforce_nonce_is_remembered_only_for_the_nonce_window() -> None:
+    """Item 11: Discord drops a repeated nonce for a few minutes only, then posts again."""
+    async with harness(nonce_window=0.2) as h:
+        channel = h.channel(h.general)
+        first = await channel.send("briefing", nonce="slot-1")
+        again = await channel.send("briefing", nonce="slot-1")
+        await asyncio.sleep(0.3)
+        later = await channel.send("briefing", nonce="slot-1")
+        once_more = await channel.send("briefing", nonce="slot-1")
+        assert first.id == again.id != later.id == once_more.id
+        assert len(h.emu.messages(h.general)) == 2
+
+
+async def test_archived_and_locked_threads_behave_like_discord(h: Harness) -> None:
+    """Item 10: archived threads leave discord.py's cache, re-open on a post; locked refuse."""
+    thread = h.emu.add_thread(h.general, "daily")
+    await event(h.bot, "thread_create")
+    assert isinstance(h.bot.get_channel(thread.id), discord.Thread)
+
+    h.emu.archive_thread(thread)
+    await event(h.bot, "thread_update")
+    assert h.bot.get_channel(thread.id) is None  # discord.py forgets archived threads
+    fetched = await h.bot.fetch_channel(thread.id)
+    assert isinstance(fetched, discord.Thread) and fetched.archived and not fetched.locked
+
+    rejoined = asyncio.ensure_future(event(h.bot, "thread_join"))
+    await asyncio.sleep(0)
+    posted = await h.bot.get_partial_messageable(thread.id).send("reopens it")
+    cached = await rejoined
+    assert not thread.archived and cached.id == thread.id and not cached.archived
+    assert h.bot.get_channel(thread.id) is not None
+
+    h.emu.archive_thread(thread)
+    await event(h.bot, "thread_update")
+    with pytest.raises(discord.Forbidden) as edit_archived:
+        await posted.edit(content="edited while archived")
+    assert edit_archived.value.code == 50083
+
+    h.emu.lock_thread(thread)  # archived and locked: only MANAGE_THREADS re-opens it
+    with pytest.raises(discord.Forbidden) as archived_locked:
+        await h.bot.get_partial_messageable(thread.id).send("refused")
+    assert archived_locked.value.code == 50083
+    h.emu.archive_thread(thread, archived=False)  # a moderator re-opens, still locked
+    await event(h.bot, "thread_join")
+    with pytest.raises(discord.Forbidden) as locked:
+        await h.bot.get_partial_messageable(thread.id).send("refused")
+    assert locked.value.code == 160005
+    assert thread.locked and [m["content"] for m in h.emu.messages(thread)] == ["reopens it"]
+
+    manage_threads = discord.Permissions(manage_threads=True).value
+    h.emu.set_bot_channel_permissions(h.general, allow=manage_threads)
+    await event(h.bot, "guild_channel_update")
+    await h.bot.get_partial_messageable(thread.id).send("moderators may")
+    assert len(h.emu.messages(thread)) == 2
+
+    h.emu.delete_channel(thread)
+    with pytest.raises(discord.NotFound) as gone:
+        await h.bot.fetch_channel(thread.id)
+    assert gone.value.code == 10003
+
+
+async def test_member_roles_never_list_everyone_but_discord_py_adds_it(h: Harness) -> None:
+    """Discord leaves @everyone out of member payloads; discord.py's Member.roles has it."""
+    h.emu.add_member(h.guild, h.alice, roles=[h.guild.everyone])
+    assert str(h.guild.id) not in h.guild.members[h.alice.id].payload()["roles"]
+    await h.emu.run_command(h.guild, "pledge show", options={"pledge": "x"}, user=h.alice)
+    user = h.seen["show_user"]
+    assert isinstance(user, discord.Member)
+    assert [r.id for r in user.roles] == [h.guild.id]
+    assert user.roles[0].is_default()
+    fetched = await h.bot.get_guild(h.guild.id).fetch_member(h.emu.bot_user.id)  # type: ignore[union-attr]
+    assert fetched.roles[0].id == h.guild.id and len(fetched.roles) == 2
+
+
+async def test_history_pages_like_discord_and_keeps_footers(h: Harness) -> None:
+    """Item 11: before/after/around/limit, newest first, embeds with footers and authors."""
+    channel = h.channel(h.general)
+    sent = [
+        await channel.send(f"m{i}", embed=discord.Embed(title="t").set_footer(text=f"mark {i}"))
+        for i in range(7)
+    ]
+    ids = [m.id for m in sent]
+    http = h.bot.http
+
+    def listed(data: list[Any]) -> list[int]:
+        return [int(m["id"]) for m in data]
+
+    assert listed(await http.logs_from(channel.id, 3)) == ids[:-4:-1]
+    assert listed(await http.logs_from(channel.id, 2, before=ids[3])) == [ids[2], ids[1]]
+    assert listed(await http.logs_from(channel.id, 2, after=ids[1])) == [ids[3], ids[2]]
+    assert listed(await http.logs_from(channel.id, 3, around=ids[3])) == [ids[4], ids[3], ids[2]]
+    assert listed(await http.logs_from(channel.id, 1, around=ids[3])) == [ids[3]]
+    history = [m async for m in channel.history(after=sent[2], limit=None)]
+    assert [m.id for m in history] == ids[3:]  # discord.py puts `after` oldest first
+    assert history[0].embeds[0].footer.text == "mark 3"
+    assert history[0].author.id == h.emu.bot_user.id
+
+    headers = {"Authorization": f"Bot {h.emu.token}"}
+    url = f"{h.emu.base_url}/channels/{channel.id}/messages"
+    async with aiohttp.ClientSession(headers=headers) as session:
+        async with session.get(url) as default:
+            assert listed(await default.json()) == ids[::-1]  # default limit 50
+        for query in ({"limit": "0"}, {"limit": "101"}, {"before": str(ids[3]), "after": "1"}):
+            async with session.get(url, params=query) as refused:
+                assert refused.status == 400, query
+    assert len(take_violations(h.emu)) == 3
+
+    alice = h.emu.add_user_message(h.general, h.alice, "mark 9 from alice")
+    newest = [m async for m in channel.history(limit=1)]
+    assert newest[0].id == int(alice["id"]) and newest[0].author.id == h.alice.id
+    assert len(h.emu.messages(h.general)) == 7  # only the bot's own posts
 
 
 async def test_limits_on_channel_messages(h: Harness) -> None:

@@ -31,6 +31,7 @@ from bot.local.models import (
     GUILD_ANNOUNCEMENT,
     GUILD_TEXT,
     INTENT_GUILD_MEMBERS,
+    INTENT_GUILD_MESSAGES,
     JSON,
     MANAGE_GUILD,
     PUBLIC_THREAD,
@@ -46,6 +47,7 @@ from bot.local.models import (
     StoredMessage,
     UserState,
     World,
+    iso_now,
 )
 from bot.local.rest import MAX_UPLOAD_BYTES, FailRule, RecordedRequest, RestApi
 
@@ -65,8 +67,10 @@ class Emulator:
         privileged_intents: int = 0,
         application_name: str = "pledgebot",
         stable_ids: bool = False,
+        nonce_window: float = 180.0,
     ) -> None:
         # stable_ids: the same world built in the same order has the same ids every run
+        # nonce_window: seconds Discord remembers an `enforce_nonce` nonce; later it posts anew
         self._world = World(token, application_name, STABLE_IDS_MS if stable_ids else None)
         self._gateway = Gateway(
             self._world,
@@ -78,6 +82,7 @@ class Emulator:
             self._gateway,
             rate_limit_per_second=rate_limit_per_second,
             interaction_deadline=interaction_deadline,
+            nonce_window=nonce_window,
         )
         self._runner: web.AppRunner | None = None
         self._port = 0
@@ -192,8 +197,13 @@ class Emulator:
 
     def messages(self, channel: ChannelState) -> list[JSON]:
         """Messages the bot posted to `channel` via REST, oldest first, edits/deletes applied."""
+        bot_id = self._world.bot_user.id
         stored = (self._world.messages[i] for i in channel.message_ids)
-        return [copy.deepcopy(m.data) for m in stored if m.interaction_id is None]
+        return [
+            copy.deepcopy(m.data)
+            for m in stored
+            if m.interaction_id is None and m.author_id == bot_id
+        ]
 
     async def wait_for_messages(
         self, channel: ChannelState, count: int = 1, timeout: float = 5.0
@@ -298,6 +308,72 @@ class Emulator:
         self._world.channels[thread.id] = thread
         self._gateway.dispatch("THREAD_CREATE", {**thread.payload(), "newly_created": True})
         return thread
+
+    def archive_thread(self, thread: ChannelState, archived: bool = True) -> None:
+        """Archive a thread as Discord does after inactivity (THREAD_UPDATE; discord.py then
+        drops it from its cache). GET /channels/{id} still returns it; a message the bot may
+        post there re-opens it."""
+        self._thread_update(thread, archived=archived)
+
+    def lock_thread(self, thread: ChannelState, locked: bool = True) -> None:
+        """Lock a thread (THREAD_UPDATE): only MANAGE_THREADS may post or re-open it then."""
+        self._thread_update(thread, locked=locked)
+
+    def _thread_update(
+        self, thread: ChannelState, *, archived: bool | None = None, locked: bool | None = None
+    ) -> None:
+        if not thread.is_thread or thread.deleted:
+            raise ValueError(f"#{thread.name} is not an existing thread")
+        if archived is not None and archived != thread.archived:
+            thread.archived = archived
+            thread.archive_timestamp = iso_now()
+        if locked is not None:
+            thread.locked = locked
+        self._gateway.dispatch("THREAD_UPDATE", thread.payload())
+        self._world.notify()
+
+    def add_user_message(
+        self,
+        channel: ChannelState,
+        user: UserState,
+        content: str = "",
+        *,
+        embeds: Iterable[JSON] = (),
+    ) -> JSON:
+        """A message `user` (not the bot) posts: it shows in the channel's history (GET) and
+        re-opens an archived thread, but not in `messages()`."""
+        if channel.deleted or (channel.is_thread and channel.archived and channel.locked):
+            raise CommandUsageError(f"{user.username} cannot post in #{channel.name}")
+        member = self._member(channel.guild, user)
+        world = self._world
+        data: JSON = {
+            "id": str(world.snowflakes.next()),
+            "channel_id": str(channel.id),
+            "author": user.payload(),
+            "content": content,
+            "timestamp": iso_now(),
+            "edited_timestamp": None,
+            "tts": False,
+            "mentions": [],
+            "mention_roles": [],
+            "mention_everyone": False,
+            "attachments": [],
+            "embeds": [{"type": "rich", **e} for e in embeds],
+            "reactions": [],
+            "pinned": False,
+            "type": 0,
+            "flags": 0,
+            "components": [],
+        }
+        if channel.archived:
+            channel.archived = False
+            channel.archive_timestamp = iso_now()
+            self._gateway.dispatch("THREAD_UPDATE", channel.payload())
+        world.add_message(StoredMessage(data, channel, None))
+        event = {**data, "guild_id": str(channel.guild.id), "member": member.payload()}
+        del event["member"]["user"]
+        self._gateway.dispatch("MESSAGE_CREATE", event, intent=INTENT_GUILD_MESSAGES)
+        return copy.deepcopy(data)
 
     def delete_channel(self, channel: ChannelState) -> None:
         """Delete a channel (and its threads); REST calls to it then get 404 code 10003."""

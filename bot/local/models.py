@@ -26,6 +26,7 @@ ADD_REACTIONS = 1 << 6
 VIEW_CHANNEL = 1 << 10
 SEND_MESSAGES = 1 << 11
 SEND_TTS_MESSAGES = 1 << 12
+MANAGE_MESSAGES = 1 << 13
 EMBED_LINKS = 1 << 14
 ATTACH_FILES = 1 << 15
 READ_MESSAGE_HISTORY = 1 << 16
@@ -33,6 +34,7 @@ MENTION_EVERYONE = 1 << 17
 USE_EXTERNAL_EMOJIS = 1 << 18
 CHANGE_NICKNAME = 1 << 26
 USE_APPLICATION_COMMANDS = 1 << 31
+MANAGE_THREADS = 1 << 34
 CREATE_PUBLIC_THREADS = 1 << 35
 SEND_MESSAGES_IN_THREADS = 1 << 38
 # Same value as discord.Permissions.all(): what owners and administrators get.
@@ -77,6 +79,7 @@ FLAG_LOADING = 1 << 7
 # Gateway intents.
 INTENT_GUILDS = 1 << 0
 INTENT_GUILD_MEMBERS = 1 << 1
+INTENT_GUILD_MESSAGES = 1 << 9
 
 
 def iso_now() -> str:
@@ -184,8 +187,14 @@ class ChannelState:
     parent: ChannelState | None = field(default=None, repr=False)
     overwrites: list[Overwrite] = field(default_factory=list, repr=False)
     message_ids: list[int] = field(default_factory=list, repr=False)
-    nonces: dict[str, int] = field(default_factory=dict, repr=False)
+    # enforce_nonce: nonce -> (message id, time.monotonic() when it was posted)
+    nonces: dict[str, tuple[int, float]] = field(default_factory=dict, repr=False)
     deleted: bool = False
+    # threads only: thread_metadata
+    archived: bool = False
+    locked: bool = False
+    archive_timestamp: str = field(default_factory=iso_now, repr=False)
+    created_at: str = field(default_factory=iso_now, repr=False)
 
     @property
     def is_thread(self) -> bool:
@@ -212,11 +221,11 @@ class ChannelState:
                 member_count=1,
                 total_message_sent=len(self.message_ids),
                 thread_metadata={
-                    "archived": False,
+                    "archived": self.archived,
                     "auto_archive_duration": 1440,
-                    "archive_timestamp": iso_now(),
-                    "locked": False,
-                    "create_timestamp": iso_now(),
+                    "archive_timestamp": self.archive_timestamp,
+                    "locked": self.locked,
+                    "create_timestamp": self.created_at,
                 },
             )
         else:
@@ -239,8 +248,9 @@ class MemberState:
     joined_at: str = field(default_factory=iso_now)
 
     def payload(self, *, permissions: int | None = None, with_user: bool = True) -> JSON:
+        # Discord never lists @everyone (the role with the guild's id) in a member's roles.
         data: JSON = {
-            "roles": [str(r) for r in self.role_ids],
+            "roles": [str(r) for r in self.role_ids if r != self.guild.id],
             "joined_at": self.joined_at,
             "flags": 0,
             "nick": None,
@@ -352,7 +362,8 @@ class GuildState:
             "stickers": [],
             "roles": [r.payload() for r in self.roles.values()],
             "channels": [c.payload() for c in self.channels.values()],
-            "threads": [t.payload() for t in self.threads.values()],
+            # only active threads: archived ones come from REST (GET /channels/{id})
+            "threads": [t.payload() for t in self.threads.values() if not t.archived],
             "members": members,
             "member_count": len(self.members),
             "large": False,
@@ -383,6 +394,10 @@ class StoredMessage:
     @property
     def ephemeral(self) -> bool:
         return bool(self.data["flags"] & FLAG_EPHEMERAL)
+
+    @property
+    def author_id(self) -> int:
+        return int(self.data["author"]["id"])
 
 
 @dataclass(eq=False)
@@ -474,7 +489,7 @@ class World:
         self.messages[message.id] = message
         if not message.ephemeral:
             message.channel.message_ids.append(message.id)
-        if message.interaction_id is None:
+        if message.interaction_id is None and message.author_id == self.bot_user.id:
             for listener in self.message_listeners:
                 listener(message.channel, message.data)
         self.notify()

@@ -34,6 +34,8 @@ from bot.local.models import (
     FLAG_EPHEMERAL,
     FLAG_LOADING,
     JSON,
+    MANAGE_MESSAGES,
+    MANAGE_THREADS,
     MENTION_EVERYONE,
     READ_MESSAGE_HISTORY,
     SEND_MESSAGES,
@@ -64,7 +66,10 @@ ERROR_MESSAGES = {
     10015: "Unknown Webhook",
     10062: "Unknown interaction",
     50001: "Missing Access",
+    50005: "Cannot edit a message authored by another user",
     50013: "Missing Permissions",
+    50083: "Thread is archived",
+    160005: "Thread is locked",
 }
 MENTION = re.compile(r"<@([!&]?)(\d+)>")
 RECORDED_HEADERS = ("Authorization", "Content-Type", "User-Agent", "X-Audit-Log-Reason")
@@ -191,11 +196,13 @@ class RestApi:
         *,
         rate_limit_per_second: float | None,
         interaction_deadline: float,
+        nonce_window: float = 180.0,
     ) -> None:
         self.world = world
         self.gateway = gateway
         self.rate_limit_per_second = rate_limit_per_second
         self.interaction_deadline = interaction_deadline
+        self.nonce_window = nonce_window
         self.gateway_url = ""
         self.requests: list[RecordedRequest] = []
         self.rate_limited_count = 0
@@ -665,34 +672,82 @@ class RestApi:
         return 204, None
 
     async def _get_history(self, call: Call) -> Reply:
+        """Newest first, like Discord, whichever of before/after/around picks the window.
+
+        `after` gives the `limit` messages right after it; `around` about half before and
+        half from it on (the message itself included). Only one of the three may be passed.
+        """
         channel = self._channel(call, needs=READ_MESSAGE_HISTORY)
-        limit = int(call.query.get("limit", "50"))
+        limit = _query_int(call, "limit", 50)
         if not 1 <= limit <= 100:
             raise ApiError.invalid_form(
-                [FieldError(("limit",), "NUMBER_TYPE_MAX", "Must be 1..100")]
+                [FieldError(("limit",), "NUMBER_TYPE_MAX", "Must be between 1 and 100.")]
             )
-        before = int(call.query.get("before", str(2**63)))
-        after = int(call.query.get("after", "0"))
-        ids = [i for i in channel.message_ids if after < i < before]
-        chosen = ids[:limit] if "after" in call.query else ids[-limit:]
+        anchors = [k for k in ("before", "after", "around") if k in call.query]
+        if len(anchors) > 1:
+            raise ApiError.invalid_form(
+                [
+                    FieldError(
+                        (anchors[1],),
+                        "BASE_TYPE_BAD_REQUEST",
+                        f"only one of before, after and around may be passed (got {anchors})",
+                    )
+                ]
+            )
+        ids = channel.message_ids  # oldest first
+        if "after" in call.query:
+            after = _query_int(call, "after", 0)
+            chosen = [i for i in ids if i > after][:limit]
+        elif "around" in call.query:
+            around = _query_int(call, "around", 0)
+            older = [i for i in ids if i < around]
+            older = older[len(older) - limit // 2 :] if limit // 2 else []
+            chosen = older + [i for i in ids if i >= around][: limit - len(older)]
+        else:
+            before = _query_int(call, "before", 2**63)
+            chosen = [i for i in ids if i < before][-limit:]
         return 200, [self.world.messages[i].data for i in reversed(chosen)]
 
     async def _create_message(self, call: Call) -> Reply:
         channel = self._channel(call)
         needs = SEND_MESSAGES_IN_THREADS if channel.is_thread else SEND_MESSAGES
         self._require(channel, needs | (ATTACH_FILES if call.files else 0))
+        self._check_thread_open(channel, reopening=True)
         payload = call.json_object()
         self._validate(payload, call.files, creating=True)
         nonce = payload.get("nonce")
-        if nonce is not None and payload.get("enforce_nonce"):
-            earlier = self.world.messages.get(channel.nonces.get(str(nonce), 0))
-            if earlier is not None:
+        enforced = nonce is not None and bool(payload.get("enforce_nonce"))
+        now = time.monotonic()
+        if enforced:
+            # Discord remembers a nonce only for a few minutes; after that it posts again.
+            message_id, posted_at = channel.nonces.get(str(nonce), (0, 0.0))
+            earlier = self.world.messages.get(message_id)
+            if earlier is not None and now - posted_at <= self.nonce_window:
                 return 200, earlier.data
+        if channel.archived:
+            self._unarchive(channel)
         flags = int(payload.get("flags") or 0) & SETTABLE_FLAGS
         stored = self._new_message(channel, payload, call.files, flags=flags, interaction=None)
-        if nonce is not None and payload.get("enforce_nonce"):
-            channel.nonces[str(nonce)] = stored.id
+        if enforced:
+            channel.nonces[str(nonce)] = (stored.id, now)
         return 200, stored.data
+
+    def _check_thread_open(self, channel: ChannelState, *, reopening: bool) -> None:
+        """Discord's thread rules: a locked thread takes messages only from MANAGE_THREADS; an
+        archived one is re-opened by a new message (`reopening`) but refuses edits."""
+        if not channel.is_thread:
+            return
+        moderator = bool(self.world.bot_permissions(channel) & MANAGE_THREADS)
+        if channel.archived and (not reopening or (channel.locked and not moderator)):
+            raise ApiError(403, 50083)
+        if channel.locked and not moderator:
+            raise ApiError(403, 160005)
+
+    def _unarchive(self, thread: ChannelState) -> None:
+        """A message in an archived thread re-opens it, announced with THREAD_UPDATE."""
+        thread.archived = False
+        thread.archive_timestamp = iso_now()
+        self.gateway.dispatch("THREAD_UPDATE", thread.payload())
 
     async def _get_message(self, call: Call) -> Reply:
         channel = self._channel(call, needs=READ_MESSAGE_HISTORY)
@@ -701,6 +756,9 @@ class RestApi:
     async def _edit_message(self, call: Call) -> Reply:
         channel = self._channel(call)
         stored = self._channel_message(call, channel)
+        if stored.author_id != self.world.bot_user.id:
+            raise ApiError(403, 50005)
+        self._check_thread_open(channel, reopening=False)
         payload = call.json_object()
         self._validate(payload, call.files, creating=False)
         self._apply_edit(stored, payload, call.files)
@@ -708,7 +766,10 @@ class RestApi:
 
     async def _delete_message(self, call: Call) -> Reply:
         channel = self._channel(call)
-        self.world.remove_message(self._channel_message(call, channel))
+        stored = self._channel_message(call, channel)
+        if stored.author_id != self.world.bot_user.id:
+            self._require(channel, MANAGE_MESSAGES)
+        self.world.remove_message(stored)
         return 204, None
 
     # -- interactions ---------------------------------------------------------------------
@@ -865,6 +926,18 @@ class RestApi:
         record = self._webhook_interaction(call)
         self.world.remove_message(self._webhook_message(call, record))
         return 204, None
+
+
+def _query_int(call: Call, name: str, default: int) -> int:
+    raw = call.query.get(name)
+    if raw is None:
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise ApiError.invalid_form(
+            [FieldError((name,), "NUMBER_TYPE_COERCE", f'Value "{raw}" is not int.')]
+        ) from None
 
 
 def _optional_str(value: Any) -> str | None:
