@@ -12,6 +12,7 @@ from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from pathlib import Path
 from typing import Any
 
+from bot import logredact
 from bot.config import Config, ConfigError, load_config
 from bot.content import ContentError, export_content, load_content, verify_quotes
 from bot.errors import OperatorError
@@ -197,6 +198,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     logging.basicConfig(
         level=config.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    logredact.install(config.token)
     try:
         code = dispatch(config, args)
     except (OperatorError, ContentError, StoreError) as exc:

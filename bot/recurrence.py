@@ -355,6 +355,8 @@ def _day_token(token: str) -> frozenset[int]:
     if len(numbers) > 2:
         raise UserError(f"I can't read `{token}` as days. {_DAYS_HELP}")
     start, end = numbers[0] % 7, numbers[1]  # "7-1" starts on Sunday; "1-7" ends on it
+    if start == end % 7 and numbers != [0, 7]:  # "7-7", "mon-mon": one day; "0-7": cron's week
+        return frozenset({start})
     # A start after the end wraps past Saturday: "fri-mon".
     span = range(start, end + 1) if start <= end else range(start, end + 8)
     return frozenset(n % 7 for n in span)

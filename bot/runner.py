@@ -12,6 +12,7 @@ from typing import Any
 import discord
 
 import commands
+from bot import logredact
 from bot.app import PledgeBot, ShardedPledgeBot, SyncMode
 from bot.config import Config
 from bot.endpoints import apply_endpoints
@@ -102,4 +103,5 @@ def console(config: Config) -> int:
         # The console's screen is for the conversation; only problems are logged.
         logging.getLogger().setLevel(logging.WARNING)
         logging.getLogger("discord.client").setLevel(logging.ERROR)  # "no voice" notices
+    logredact.install(config.token)
     return run_console(config)

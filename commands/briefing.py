@@ -12,8 +12,9 @@ from discord import app_commands
 from bot.briefing_admin import BriefingAdmin, Request
 from bot.cards import Card, Field
 from bot.delivery import embed_for
+from bot.errors import UserError
 from bot.recurrence import timezone_choices
-from commands.ui import answer, autocomplete
+from commands.ui import answer, autocomplete, in_time, reply
 
 Channel = discord.TextChannel | discord.Thread
 OPTION_HELP = {
@@ -39,9 +40,20 @@ async def one_card(card: Awaitable[Card], warning: str = "") -> list[Card]:
     return [done]
 
 
-def role_warning(interaction: discord.Interaction[Any], role: discord.Role | None) -> str:
+def check_role_ping(interaction: discord.Interaction[Any], role: discord.Role | None) -> str:
+    """Refuse a role the member couldn't ping; a warning when only the bot can't ping it.
+
+    The bot may hold Mention @everyone: a delegated moderator must not borrow it to ping a
+    role that they themselves may not ping.
+    """
     if role is None or role.mentionable:
         return ""
+    if not interaction.permissions.mention_everyone:
+        raise UserError(
+            f"You can't have me ping {role.mention}: the role isn't mentionable, and pinging "
+            "it anyway needs Mention @everyone, @here and All Roles, which you don't have "
+            "here. Make the role mentionable, or ask someone who has that permission."
+        )
     if interaction.app_permissions.mention_everyone:
         return ""
     return (
@@ -57,15 +69,25 @@ class BriefingCommands(app_commands.Group):
         super().__init__(name="briefing", description="Scheduled briefings for this server")
         self.admin = admin
 
-    async def interaction_check(self, interaction: discord.Interaction[Any]) -> bool:
-        """Checked on every use: Discord's own permission settings can be changed per server."""
+    async def is_moderator(self, interaction: discord.Interaction[Any]) -> bool:
+        """Manage Server, or the server's moderator role (never @everyone, whatever is stored)."""
         if interaction.guild_id is None:
-            raise app_commands.NoPrivateMessage()
+            return False
         if interaction.permissions.manage_guild:
             return True
-        settings = await self.admin.schedules.settings(interaction.guild_id)
-        roles = getattr(interaction.user, "roles", [])
-        if settings.moderator_role_id and any(r.id == settings.moderator_role_id for r in roles):
+        role_id = (await self.admin.schedules.settings(interaction.guild_id)).moderator_role_id
+        if not role_id or role_id == interaction.guild_id:  # @everyone's id is the server's
+            return False
+        return any(r.id == role_id for r in getattr(interaction.user, "roles", []))
+
+    async def interaction_check(self, interaction: discord.Interaction[Any]) -> bool:
+        """Checked on every use: Discord's own permission settings can be changed per server.
+
+        The moderator role is read from the database, so the check defers like any slow work.
+        """
+        if interaction.guild_id is None:
+            raise app_commands.NoPrivateMessage()
+        if await in_time(interaction, self.is_moderator(interaction), private=True):
             return True
         raise app_commands.MissingPermissions(["manage_guild"])
 
@@ -97,8 +119,9 @@ class BriefingCommands(app_commands.Group):
             timezone=timezone,
             content=content,
         )
+        warning = check_role_ping(interaction, role)
         work = self.admin.schedule(self.guild(interaction), interaction.user.id, request)
-        await answer(interaction, one_card(work, role_warning(interaction, role)), private=True)
+        await answer(interaction, one_card(work, warning), private=True)
 
     @app_commands.command(name="edit", description="Change a briefing")
     @app_commands.describe(
@@ -129,8 +152,9 @@ class BriefingCommands(app_commands.Group):
             timezone=timezone,
             content=content,
         )
+        warning = check_role_ping(interaction, role)
         work = self.admin.edit(self.guild(interaction), interaction.user.id, id, request)
-        await answer(interaction, one_card(work, role_warning(interaction, role)), private=True)
+        await answer(interaction, one_card(work, warning), private=True)
 
     @app_commands.command(name="list", description="This server's briefings")
     async def list_(self, interaction: discord.Interaction[Any]) -> None:
@@ -172,19 +196,17 @@ class BriefingCommands(app_commands.Group):
     )
     @app_commands.describe(id="The briefing's number")
     async def preview(self, interaction: discord.Interaction[Any], id: int) -> None:
-        briefing = await self.admin.preview(self.guild(interaction), id)
-        await interaction.response.send_message(
-            content=briefing.content or None,
-            embeds=[embed_for(c) for c in briefing.cards],
-            ephemeral=True,
-        )
+        work = self.admin.preview(self.guild(interaction), id)
+        briefing = await in_time(interaction, work, private=True)
+        embeds = [embed_for(c) for c in briefing.cards]
+        await reply(interaction, private=True, content=briefing.content or None, embeds=embeds)
 
     @app_commands.command(name="send-now", description="Post a briefing now (counts as a delivery)")
     @app_commands.describe(id="The briefing's number")
     async def send_now(self, interaction: discord.Interaction[Any], id: int) -> None:
-        await interaction.response.defer(ephemeral=True, thinking=True)
-        text = await self.admin.send_now(self.guild(interaction), id)
-        await interaction.followup.send(text, ephemeral=True)
+        work = self.admin.send_now(self.guild(interaction), id)
+        text = await in_time(interaction, work, private=True)
+        await reply(interaction, private=True, content=text)
 
     @app_commands.command(name="timezone", description="This server's default time zone")
     @app_commands.describe(tz="IANA time zone, e.g. Europe/London")
@@ -197,7 +219,12 @@ class BriefingCommands(app_commands.Group):
     async def moderator_role(
         self, interaction: discord.Interaction[Any], role: discord.Role | None = None
     ) -> None:
-        work = self.admin.set_moderator_role(self.guild(interaction), role.id if role else None)
+        work = self.admin.set_moderator_role(
+            self.guild(interaction),
+            role.id if role else None,
+            by_manager=interaction.permissions.manage_guild,
+            managed=role is not None and role.managed,
+        )
         await answer(interaction, text_card(work), private=True)
 
     @schedule.autocomplete("timezone")
@@ -206,6 +233,8 @@ class BriefingCommands(app_commands.Group):
     async def timezone_autocomplete(
         self, interaction: discord.Interaction[Any], current: str
     ) -> list[app_commands.Choice[str]]:
+        if not await self.is_moderator(interaction):
+            return []
         return autocomplete(lambda text: [(z, z) for z in timezone_choices(text)], current)
 
     @schedule.autocomplete("content")
@@ -213,6 +242,9 @@ class BriefingCommands(app_commands.Group):
     async def content_autocomplete(
         self, interaction: discord.Interaction[Any], current: str
     ) -> list[app_commands.Choice[str]]:
+        if not await self.is_moderator(interaction):
+            return []
+
         def choices(text: str) -> list[tuple[str, str]]:
             kinds = [
                 ("Digest: all pledges with their status", "digest"),
@@ -241,7 +273,8 @@ class BriefingCommands(app_commands.Group):
     async def id_autocomplete(
         self, interaction: discord.Interaction[Any], current: str
     ) -> list[app_commands.Choice[int]]:
-        if interaction.guild_id is None:
+        """Briefings that can still post: finished one-offs would crowd them out."""
+        if interaction.guild_id is None or not await self.is_moderator(interaction):
             return []
         found = await self.admin.schedules.in_guild(interaction.guild_id)
         return [
@@ -249,5 +282,5 @@ class BriefingCommands(app_commands.Group):
                 name=f"#{s.id} · {self.admin.rule_text(s)} · {s.state}"[:100], value=s.id
             )
             for s in found
-            if str(s.id).startswith(str(current).strip())
+            if s.state in ("active", "paused") and str(s.id).startswith(str(current).strip())
         ][:25]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 import discord
 from discord import app_commands
@@ -19,7 +19,10 @@ log = logging.getLogger(__name__)
 # Answer directly when the work is done within this; otherwise defer first, so the
 # 3-second acknowledgement deadline is always met.
 DEFER_AFTER = 1.5
+DEFER_AT_KEY = "pledgebot.defer_at"  # in Interaction.extras: when `in_time` defers
 PAGE_TIMEOUT = 600.0  # well inside the 15-minute life of an interaction token
+
+T = TypeVar("T")
 
 
 class PageView(discord.ui.View):
@@ -88,23 +91,38 @@ class PageView(discord.ui.View):
         await report_error(interaction, error)
 
 
+async def reply(interaction: discord.Interaction[Any], *, private: bool, **message: Any) -> None:
+    """Send `message` as the answer, or as a followup once the interaction was deferred."""
+    if interaction.response.is_done():
+        await interaction.followup.send(ephemeral=private, **message)
+    else:
+        await interaction.response.send_message(ephemeral=private, **message)
+
+
 async def send_cards(
     interaction: discord.Interaction[Any], cards: Sequence[Card], *, private: bool
 ) -> None:
     """Send the first card, with page buttons when there are more."""
-    embed = embed_for(cards[0])
     view = PageView(cards, interaction.user.id) if len(cards) > 1 else None
-    if interaction.response.is_done():
-        if view is not None:
-            await interaction.followup.send(embed=embed, view=view, ephemeral=private)
-        else:
-            await interaction.followup.send(embed=embed, ephemeral=private)
-    elif view is not None:
-        await interaction.response.send_message(embed=embed, view=view, ephemeral=private)
-    else:
-        await interaction.response.send_message(embed=embed, ephemeral=private)
+    buttons = {} if view is None else {"view": view}  # discord.py refuses view=None
+    await reply(interaction, private=private, embed=embed_for(cards[0]), **buttons)
     if view is not None:
         view.origin = interaction
+
+
+async def in_time(interaction: discord.Interaction[Any], work: Awaitable[T], *, private: bool) -> T:
+    """Await `work`, deferring the interaction if it is slow, so Discord hears from us in time.
+
+    The clock starts at the interaction's first call here (its permission check, usually),
+    not at each call: a slow check followed by slow work still defers by DEFER_AFTER.
+    """
+    loop = asyncio.get_running_loop()
+    defer_at: float = interaction.extras.setdefault(DEFER_AT_KEY, loop.time() + DEFER_AFTER)
+    task = asyncio.ensure_future(work)
+    done, _ = await asyncio.wait({task}, timeout=max(0.0, defer_at - loop.time()))
+    if not done and not interaction.response.is_done():
+        await interaction.response.defer(ephemeral=private, thinking=True)
+    return await task
 
 
 async def answer(
@@ -118,11 +136,8 @@ async def answer(
     Errors (including UserError) propagate to the tree's error handler, which answers
     privately, so nothing is left unanswered.
     """
-    task = asyncio.ensure_future(work)
-    done, _ = await asyncio.wait({task}, timeout=DEFER_AFTER)
-    if not done:
-        await interaction.response.defer(ephemeral=private, thinking=True)
-    await send_cards(interaction, await task, private=private)
+    cards = await in_time(interaction, work, private=private)
+    await send_cards(interaction, cards, private=private)
 
 
 ChoiceSource = Callable[[str], Sequence[tuple[str, str]]]

@@ -164,6 +164,28 @@ def test_parse_days_too_long() -> None:
         parse_days("mon," * 50)
 
 
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("7-7", {SUN}),  # was read as every day
+        ("0-0", {SUN}),
+        ("sun-sun", {SUN}),
+        ("mon-mon", {MON}),
+        ("fri-fri", {FRI}),
+        ("fri-mon", {FRI, SAT, SUN, MON}),  # a start after the end still wraps
+        ("7-1", {SUN, MON}),
+        ("1-7", None),  # the whole week, as before
+        ("0-7", None),  # cron's own numbers: Sunday to Sunday is the whole week
+    ],
+)
+def test_a_day_range_from_a_day_to_itself_is_that_one_day(
+    text: str, expected: set[int] | None
+) -> None:
+    assert parse_days(text) == (None if expected is None else frozenset(expected))
+    if expected is not None:
+        assert at("09:00", text).describe() == at("09:00", ",".join(map(str, expected))).describe()
+
+
 # --- parse_cron ---------------------------------------------------------------------------
 
 ALL_HOURS = frozenset(range(24))

@@ -8,6 +8,9 @@ file, a token pasted into the config file) and searches everything the process p
 
 from __future__ import annotations
 
+import io
+import logging
+import re
 import secrets
 from pathlib import Path
 
@@ -15,8 +18,10 @@ import pytest
 
 from bot.config import Config, ConfigError, load_config
 from bot.local import Emulator
+from bot.logredact import PLACEHOLDER, RedactTokens
 from bot.services import Services
 from tests.e2e import embed_text
+from tests.test_robustness_database import exclusive_lock, visible
 from tests.test_robustness_support import BotProcess, run_cli, wait_for, write_config
 
 TOKEN = "MTA5.pledgebot-secret." + secrets.token_urlsafe(30)
@@ -72,7 +77,7 @@ async def test_the_token_stays_out_of_debug_logs_when_things_fail(tmp_path: Path
 
     output = bot.output()
     assert "error id" in embed_text(failed.message)
-    assert "was not posted" in " ".join(f["content"] for f in refused.followups)
+    assert "was not posted" in visible(refused)
     assert " DEBUG " in output and " ERROR bot.app: error " in output and "Traceback" in output
     assert "paused: Discord refused the post" in output
     assert_secret_absent(output)
@@ -81,6 +86,80 @@ async def test_the_token_stays_out_of_debug_logs_when_things_fail(tmp_path: Path
     assert wrong_code != 0
     assert_secret_absent(wrong.output(), TOKEN[::-1])
     assert_secret_absent(wrong.output())
+
+
+INTERACTION_URL = re.compile(r"/(?:interactions|webhooks)/(\d+)/([^/]+)")
+MEMBER_NAME = "member-whose-data-stays-private"
+
+
+@pytest.mark.e2e
+async def test_interaction_tokens_and_gateway_payloads_stay_out_of_debug_logs(
+    tmp_path: Path,
+) -> None:
+    async with Emulator(token=TOKEN) as emu:
+        guild = emu.add_guild("Demo", channels=("general", "briefings"))
+        member = emu.add_user(MEMBER_NAME)
+        moderator = emu.add_user("moderator", manage_guild=True)
+        database = tmp_path / "s.db"
+        config = write_config(
+            tmp_path / "c.toml", database=database, emulator=emu, log_level="DEBUG"
+        )
+        bot = BotProcess(tmp_path, config, TOKEN)
+        await bot.start()
+        try:
+            await emu.wait_until_ready_sent(timeout=30)
+            # answered at once: the token is in the callback URL
+            shown = await emu.run_command(
+                guild, "pledge show", options={"pledge": "europol-partnership"}, user=member
+            )
+            # slow (the database is locked): deferred, then answered through the webhook URL
+            with exclusive_lock(database):
+                slow = await emu.run_command(
+                    guild, "briefing timezone", options={"tz": "UTC"}, user=moderator, timeout=10
+                )
+            followup_logged = f"/webhooks/{emu.application_id}/"
+            await wait_for(lambda: followup_logged in bot.output(), 10, "the followup's log line")
+        finally:
+            await bot.stop()
+        used = {m[2] for r in emu.requests for m in INTERACTION_URL.finditer(r.path)}
+        webhook_paths = [r.path for r in emu.requests if r.path.startswith("/webhooks/")]
+
+    output = bot.output()
+    assert "New partnership with Europol" in visible(shown)
+    assert slow.followups, "the locked database should have made the answer a followup"
+    assert webhook_paths, "no followup went through the webhook URL"
+    assert len(used) == 2 and TOKEN not in used  # one interaction token per command
+    assert " DEBUG discord.http: " in output and " DEBUG discord.gateway: " in output
+    for token in (TOKEN, *used):
+        assert_secret_absent(output, token)
+    assert "/callback" in output and f"/{PLACEHOLDER}/callback" in output
+    assert f"/webhooks/{emu.application_id}/{PLACEHOLDER}" in output
+    # gateway payloads are logged as their event name, without the members in them
+    assert "WebSocket Event: INTERACTION_CREATE" in output
+    assert MEMBER_NAME not in output
+
+
+def test_redaction_covers_tracebacks_token_fields_and_bot_token_shapes() -> None:
+    out = io.StringIO()
+    handler = logging.StreamHandler(out)
+    handler.addFilter(RedactTokens((TOKEN,)))
+    log = logging.getLogger("test.redaction")
+    log.addHandler(handler)
+    interaction = "aW50ZXJhY3Rpb24" + secrets.token_urlsafe(48)
+    shaped = "MTA5ODc2NTQzMjEwOTg3NjU0.GAbCdE." + "x" * 38  # a real token's shape
+    try:
+        log.warning("sent %s", {"op": 0, "d": {"token": interaction, "note": TOKEN}})
+        try:
+            raise RuntimeError(f"POST /webhooks/1/{interaction}/messages as Bot {shaped}")
+        except RuntimeError:
+            log.exception("request failed")
+    finally:
+        log.removeHandler(handler)
+    text = out.getvalue()
+    for secret in (TOKEN, interaction, shaped):
+        assert_secret_absent(text, secret)
+    assert f"'token': '{PLACEHOLDER}'" in text
+    assert f"/webhooks/1/{PLACEHOLDER}/messages" in text and "RuntimeError" in text
 
 
 @pytest.mark.e2e
