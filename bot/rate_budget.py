@@ -45,6 +45,7 @@ class RateBudget:
         self.clock = clock
         self.sleep = sleep
         self._local_next = 0.0
+        self._queue = asyncio.Lock()
 
     async def _reserve(self) -> float:
         """Take the next free turn (a wall-clock time, shared across processes)."""
@@ -77,7 +78,17 @@ class RateBudget:
             return turn - now
 
     async def wait(self) -> None:
-        """Wait for this process's turn to send one request."""
+        """Wait for a turn for background work (briefing posts).
+
+        Posts queue here, in this process, and reserve a turn only when they are next, so
+        the store never holds more than one reservation per process: a request that
+        cannot wait (a gateway reconnect, a command's lookup) takes the next turn instead
+        of queueing behind a fan-out of thousands.
+        """
+        async with self._queue:
+            await self._wait_turn()
+
+    async def _wait_turn(self) -> None:
         delay = await self._turn()
         if delay > 0:
             await self.sleep(delay)
@@ -99,7 +110,7 @@ class RateBudget:
             return
         box = _prepaid.get()
         if box is None:
-            await self.wait()
+            await self._wait_turn()
         elif box[0]:
             box[0] = False
         else:

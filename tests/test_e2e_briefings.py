@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from bot.app import PledgeBot
-from bot.scheduler import nonce_for
+from bot.local.models import MENTION_EVERYONE
+from bot.scheduler import marker_for, nonce_for
 from tests.e2e import World, embed_text, running_bot, with_config, world
 
 pytestmark = pytest.mark.e2e
@@ -172,7 +173,7 @@ async def test_another_servers_schedule_cannot_be_touched(w: World) -> None:
 async def test_restart_between_claim_and_send_gives_one_message(w: World) -> None:
     async with running_bot(w) as bot:
         briefing_id = await schedule(w)
-        slot = "2099-01-01T09:00"  # claimed "just now" by a process that then died
+        slot = "2099-01-01T09:00Z"  # claimed "just now" by a process that then died
         assert await engine(bot).schedules.claim(briefing_id, slot, late=False)
     async with running_bot(w) as bot:
         await w.emu.wait_for_messages(w.briefings, 1)
@@ -185,7 +186,7 @@ async def test_restart_between_claim_and_send_gives_one_message(w: World) -> Non
 async def test_restart_after_send_before_record_gives_one_message(w: World) -> None:
     async with running_bot(w) as bot:
         briefing_id = await schedule(w)
-        slot = "2099-01-01T09:00"
+        slot = "2099-01-01T09:00Z"
         the_engine = engine(bot)
         current = await the_engine.schedules.by_id(briefing_id)
         assert current is not None
@@ -193,7 +194,11 @@ async def test_restart_after_send_before_record_gives_one_message(w: World) -> N
         briefing = await the_engine.compose(current, slot)
         assert briefing is not None
         await the_engine.sender.post(
-            w.briefings.id, briefing, nonce=nonce_for(briefing_id, slot), role_id=None
+            w.briefings.id,
+            briefing,
+            nonce=nonce_for(briefing_id, slot),
+            role_id=None,
+            marker=marker_for(briefing_id, slot),
         )  # posted, then the process died before recording it
     async with running_bot(w) as bot:
         delivery = await engine(bot).schedules.delivery(briefing_id, slot)
@@ -208,8 +213,8 @@ async def test_403_pauses_with_one_notice_and_keeps_the_schedule(w: World) -> No
         w.emu.fail_next(status=403, path_regex=rf"/channels/{w.briefings.id}/messages")
         current = await engine(bot).schedules.by_id(briefing_id)
         assert current is not None
-        assert await engine(bot).deliver(current, "2099-01-01T09:00", late=False) == "paused"
-        await engine(bot).fire(briefing_id, "2099-01-02T09:00")  # a later slot: nothing
+        assert await engine(bot).deliver(current, "2099-01-01T09:00Z", late=False) == "paused"
+        await engine(bot).fire(briefing_id)  # a paused briefing's firing posts nothing
         paused = await engine(bot).schedules.by_id(briefing_id)
         notices = await w.emu.wait_for_messages(w.general, 1)
     assert paused is not None
@@ -227,7 +232,7 @@ async def test_lost_permission_pauses_before_posting(w: World) -> None:
         await asyncio.sleep(0.2)  # the CHANNEL_UPDATE reaches the bot
         current = await engine(bot).schedules.by_id(briefing_id)
         assert current is not None
-        assert await engine(bot).deliver(current, "2099-01-01T09:00", late=False) == "paused"
+        assert await engine(bot).deliver(current, "2099-01-01T09:00Z", late=False) == "paused"
         resumed = await w.emu.run_command(
             w.guild, "briefing resume", options={"id": briefing_id}, user=w.moderator
         )
@@ -241,7 +246,7 @@ async def test_404_pauses(w: World) -> None:
         w.emu.fail_next(status=404, path_regex=rf"/channels/{w.briefings.id}/messages")
         current = await engine(bot).schedules.by_id(briefing_id)
         assert current is not None
-        assert await engine(bot).deliver(current, "2099-01-01T09:00", late=False) == "paused"
+        assert await engine(bot).deliver(current, "2099-01-01T09:00Z", late=False) == "paused"
         paused = await engine(bot).schedules.by_id(briefing_id)
     assert paused is not None
     assert paused.state == "paused"
@@ -256,7 +261,7 @@ async def test_429_is_retried_and_delivered_once(w: World) -> None:
         )
         current = await engine(bot).schedules.by_id(briefing_id)
         assert current is not None
-        assert await engine(bot).deliver(current, "2099-01-01T09:00", late=False) == "sent"
+        assert await engine(bot).deliver(current, "2099-01-01T09:00Z", late=False) == "sent"
     assert len(w.emu.messages(w.briefings)) == 1
     statuses = [r.status for r in w.emu.requests if r.path.endswith(f"{w.briefings.id}/messages")]
     assert statuses == [429, 200]
@@ -266,9 +271,12 @@ async def test_two_bots_on_one_database_post_each_slot_once(w: World, tmp_path: 
     async with running_bot(w) as first, running_bot(w) as second:
         briefing_id = await schedule(w)
         for day in range(1, 4):
-            slot = f"2099-01-0{day}T09:00"
+            slot = f"2099-01-0{day}T09:00Z"  # what both firings at that slot would post
+            current = await engine(first).schedules.by_id(briefing_id)
+            assert current is not None
             await asyncio.gather(
-                engine(first).fire(briefing_id, slot), engine(second).fire(briefing_id, slot)
+                engine(first).deliver(current, slot, late=False),
+                engine(second).deliver(current, slot, late=False),
             )
     assert len(w.emu.messages(w.briefings)) == 3
 
@@ -365,6 +373,8 @@ async def test_a_sharded_process_schedules_only_its_servers(w: World) -> None:
 async def test_an_unpingable_role_gets_a_warning(w: World) -> None:
     quiet = w.emu.add_role(w.guild, "Quiet", mentionable=False)
     loud = w.emu.add_role(w.guild, "Loud", mentionable=True)
+    # a moderator who may ping any role on Discord; only the bot lacks the permission
+    w.moderator = w.emu.add_user("pinger", manage_guild=True, permissions=MENTION_EVERYONE)
     async with running_bot(w):
         warned = await w.emu.run_command(
             w.guild,
