@@ -18,6 +18,7 @@ from datetime import datetime
 import aiohttp
 import discord
 
+from bot import cards
 from bot.briefings import Briefing
 from bot.cards import Card
 from bot.scheduler import DeliveryFailure, FailureKind
@@ -128,23 +129,19 @@ def with_marker(content: str, embeds: list[discord.Embed], marker: str) -> str:
         if not content:
             return marker
         room = CONTENT_MAX - len(marker) - 1
-        return f"{_shorten(content, room)}\n{marker}".lstrip("\n")
+        return f"{_fit(content, room)}\n{marker}".lstrip("\n")
     last = embeds[-1]
     original = last.footer.text or ""
     others = sum(len(e) for e in embeds) - len(original)
     room = min(FOOTER_MAX, EMBED_TOTAL_MAX - others) - len(MARKER_SEPARATOR) - len(marker)
-    kept = _shorten(original, room)
+    kept = _fit(original, room)
     footer = f"{kept}{MARKER_SEPARATOR}{marker}" if kept else marker
     last.set_footer(text=footer, icon_url=last.footer.icon_url)
     return content
 
 
-def _shorten(text: str, room: int) -> str:
-    if len(text) <= room:
-        return text
-    if room <= 1:
-        return ""
-    return text[: room - 1].rstrip() + "…"
+def _fit(text: str, room: int) -> str:
+    return cards.shorten(text, room) if room > 1 else ""
 
 
 def carries_marker(message: discord.Message, marker: str) -> bool:

@@ -346,6 +346,9 @@ class BriefingEngine:
         if not self.shards.owns(schedule.guild_id):
             self.unplan(schedule_id)
             return
+        if self._fire_failures.get(schedule_id):
+            # the failed firing may have claimed, or even posted, before the store failed
+            await self.recover_interrupted(schedule_id)
         try:
             due = self.missed_since(schedule, await self.schedules.last_slot(schedule_id))
         except UNREADABLE as error:
@@ -588,7 +591,7 @@ class BriefingEngine:
         if older:
             log.info("briefing %s: %d slot(s) missed", schedule.id, len(older))
 
-    async def recover_interrupted(self) -> None:
+    async def recover_interrupted(self, schedule_id: int | None = None) -> None:
         """Re-send posts claimed but never confirmed (a crash between claim and send).
 
         A re-send within the nonce window reuses the first attempt's nonce, so Discord
@@ -597,6 +600,8 @@ class BriefingEngine:
         """
         now = self.clock()
         for delivery in await self.schedules.unfinished():
+            if schedule_id is not None and delivery.schedule_id != schedule_id:
+                continue
             try:
                 schedule = await self.schedules.by_id(delivery.schedule_id)
                 if schedule is None or not self.shards.owns(schedule.guild_id):

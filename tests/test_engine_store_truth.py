@@ -329,3 +329,32 @@ async def test_item18_a_fan_out_composes_each_briefing_once(rig: Rig, monkeypatc
     assert len(rig.sender.posts) == 20
     assert reads == 1
     assert len({id(briefing) for _, briefing, _ in rig.sender.posts}) == 1
+
+
+async def test_item6_a_store_failure_after_posting_is_recorded_on_the_retry(
+    rig: Rig, monkeypatch: Any
+) -> None:
+    schedule = await rig.schedule(time_of_day="09:00", timezone="UTC")
+    finish = rig.engine.schedules.finish
+    failed = False
+
+    async def locked_once(*args: Any, **kwargs: Any) -> None:
+        nonlocal failed
+        if not failed:
+            failed = True
+            raise sqlite3.OperationalError("database is locked")
+        await finish(*args, **kwargs)
+
+    monkeypatch.setattr(rig.engine.schedules, "finish", locked_once)
+    rig.clock.now = NINE
+    await rig.engine.fire(schedule.id)  # posted, but recording it failed
+    assert len(rig.sender.posts) == 1
+    retry = rig.planned(schedule.id)
+    assert retry is not None
+    rig.clock.now = retry
+    await rig.engine.fire(schedule.id)
+    assert len(rig.sender.posts) == 1  # the nonce returned the same post
+    delivery = await rig.engine.schedules.delivery(schedule.id, slot_key(NINE))
+    assert delivery is not None
+    assert (delivery.state, delivery.message_id) == ("sent", 1)
+    assert rig.planned(schedule.id) == NINE + timedelta(days=1)
