@@ -24,7 +24,7 @@ from pathlib import Path
 
 import discord
 
-from bench import fanout, memory, roundtrip, search, startup
+from bench import fanout, fanout2, memory, roundtrip, search, startup
 from bench.common import REPO, Report, Settings
 
 RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
@@ -32,6 +32,7 @@ Benchmark = Callable[[Settings], Awaitable[Report]]
 BENCHMARKS: dict[str, Benchmark] = {
     "roundtrip": roundtrip.run,
     "fanout": fanout.run,
+    "fanout2": fanout2.run,
     "search": search.run,
     "memory": memory.run,
     "startup": startup.run,
@@ -164,8 +165,9 @@ def main() -> None:
         "--fanout-fire",
         choices=("clock", "gather"),
         default=None,
-        help="fan-out: wait for APScheduler at the next whole minute (clock, the default) "
-        "or call engine.fire for every schedule at once (gather, the default with --quick)",
+        help="fanout: wait for APScheduler at the next whole minute (clock, the default) "
+        "or call engine.fire(id) for every schedule at once with the engine's clock moved "
+        "to the slot (gather, the default with --quick); fanout2 always waits for the minute",
     )
     args = parser.parse_args()
     names = args.names or list(BENCHMARKS)

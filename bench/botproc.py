@@ -1,16 +1,20 @@
 """One bot in its own process, so its memory and start-up are measured without the emulator.
 
     python -m bench.botproc {pledgebot,bare} [--guild-ready-timeout S] [--sync]
+                            [--shard-count N --shard-ids IDS] [--report-jobs]
 
 Both kinds read the config file named by PLEDGEBOT_CONFIG ([discord] api_base_url and
 gateway_url point at the emulator) and the token from DISCORD_TOKEN. `pledgebot` is the real
-bot from `bot.runner.make_bot`, exactly as `pledgebot run` builds it. `bare` is the baseline:
+bot from `bot.runner.make_bot`, exactly as `pledgebot run` builds it (with `--shard-count`
+and `--shard-ids`, through `bot.runner.shard_options` as `pledgebot run --shard-count N
+--shard-ids IDS` does: it then schedules only those shards' servers). `bare` is the baseline:
 a plain discord.py `commands.Bot` with the same intents (guilds only) whose `/pledge show`,
 `/pledge search` and autocomplete answer a constant.
 
 Milestones are printed on stdout as JSON lines stamped with `time.monotonic()` (one clock
-for every process on Linux, so the parent can subtract its spawn time). SIGTERM closes the
-bot cleanly. This module imports nothing from pledgebot for the bare kind except the
+for every process on Linux, so the parent can subtract its spawn time). With `--report-jobs`
+a pledgebot also prints `jobs` (briefings planned in APScheduler) every half second. SIGTERM
+closes the bot cleanly. This module imports nothing from pledgebot for the bare kind except the
 endpoint override, so the baseline's memory is discord.py's alone.
 
 With PLEDGEBOT_BENCH_PROFILE=DIR the process runs under pyinstrument, and its profile is
@@ -95,14 +99,18 @@ def bare_pledge_group() -> app_commands.Group:
     return group
 
 
-def build(kind: str, *, guild_ready_timeout: float, sync: bool) -> tuple[commands.Bot, str]:
+def build(
+    kind: str, *, guild_ready_timeout: float, sync: bool, shards: tuple[int | None, list[int]]
+) -> tuple[commands.Bot, str]:
     """The bot and its token, configured from the environment like `pledgebot run`."""
     if kind == "pledgebot":
         from bot.config import load_config
-        from bot.runner import make_bot, require_token
+        from bot.runner import make_bot, require_token, shard_options
 
         config = load_config()
-        return make_bot(config, guild_ready_timeout=guild_ready_timeout), require_token(config)
+        options = shard_options(shards[0], shards[1] or None)
+        bot = make_bot(config, guild_ready_timeout=guild_ready_timeout, **options)
+        return bot, require_token(config)
     from bot.endpoints import apply_endpoints
 
     with open(os.environ["PLEDGEBOT_CONFIG"], "rb") as file:
@@ -112,8 +120,15 @@ def build(kind: str, *, guild_ready_timeout: float, sync: bool) -> tuple[command
     return BareBot(sync=sync, guild_ready_timeout=guild_ready_timeout), token
 
 
-async def run(kind: str, *, guild_ready_timeout: float, sync: bool) -> None:
-    bot, token = build(kind, guild_ready_timeout=guild_ready_timeout, sync=sync)
+async def run(
+    kind: str,
+    *,
+    guild_ready_timeout: float,
+    sync: bool,
+    shards: tuple[int | None, list[int]] = (None, []),
+    report_jobs: bool = False,
+) -> None:
+    bot, token = build(kind, guild_ready_timeout=guild_ready_timeout, sync=sync, shards=shards)
     emit("built")
     stop = asyncio.Event()
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
@@ -137,6 +152,17 @@ async def run(kind: str, *, guild_ready_timeout: float, sync: bool) -> None:
             emit("engine_started", jobs=jobs, guilds=len(bot.guilds))
 
         watchers.append(asyncio.create_task(report_engine()))
+    if report_jobs:
+
+        async def report_planned() -> None:
+            while True:
+                engine = getattr(bot, "engine", None)
+                if engine is not None:
+                    jobs = engine.scheduler.get_jobs()
+                    emit("jobs", count=sum(j.id.startswith("briefing:") for j in jobs))
+                await asyncio.sleep(0.5)
+
+        watchers.append(asyncio.create_task(report_planned()))
     runner = asyncio.create_task(bot.start(token))
     stopper = asyncio.create_task(stop.wait())
     await asyncio.wait({runner, stopper}, return_when=asyncio.FIRST_COMPLETED)
@@ -152,10 +178,26 @@ def main() -> None:
     parser.add_argument("kind", choices=("pledgebot", "bare"))
     parser.add_argument("--guild-ready-timeout", type=float, default=2.0)
     parser.add_argument("--sync", action="store_true", help="bare: sync commands at start")
+    parser.add_argument("--shard-count", type=int, default=None, help="pledgebot: shards in all")
+    parser.add_argument(
+        "--shard-ids",
+        type=lambda text: [int(part) for part in text.split(",") if part.strip()],
+        default=[],
+        help="pledgebot: this process's shards, e.g. 0,1",
+    )
+    parser.add_argument(
+        "--report-jobs", action="store_true", help="pledgebot: print planned briefings"
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
     emit("imported", import_started=IMPORT_STARTED)
-    work = run(args.kind, guild_ready_timeout=args.guild_ready_timeout, sync=args.sync)
+    work = run(
+        args.kind,
+        guild_ready_timeout=args.guild_ready_timeout,
+        sync=args.sync,
+        shards=(args.shard_count, args.shard_ids),
+        report_jobs=args.report_jobs,
+    )
     profile_dir = os.environ.get(PROFILE_ENV)
     if not profile_dir:
         asyncio.run(work)

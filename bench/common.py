@@ -23,7 +23,7 @@ class Settings:
     """How big a run is; `quick` is for trying the benchmarks, not for figures."""
 
     quick: bool = False
-    fanout_fire: str = "clock"  # "clock": APScheduler at the next minute; "gather": engine.fire
+    fanout_fire: str = "clock"  # "clock": APScheduler at the minute; "gather": engine.fire(id)
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ import os
 import signal
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -41,8 +42,18 @@ class BotProcessError(RuntimeError):
 class BotProcess:
     """A bot running in `python -m bench.botproc`; `async with` stops it (SIGTERM, then kill)."""
 
-    def __init__(self, kind: str, config: Path, token: str, log: Path, *, sync: bool) -> None:
+    def __init__(
+        self,
+        kind: str,
+        config: Path,
+        token: str,
+        log: Path,
+        *,
+        sync: bool,
+        extra_args: Sequence[str] = (),
+    ) -> None:
         self.kind = kind
+        self.extra_args = list(extra_args)
         self.config = config
         self.token = token
         self.log = log
@@ -76,6 +87,7 @@ class BotProcess:
         args += ["--guild-ready-timeout", str(GUILD_READY_TIMEOUT)]
         if self.sync:
             args.append("--sync")
+        args += self.extra_args
         env = {**os.environ, "PLEDGEBOT_CONFIG": str(self.config), "DISCORD_TOKEN": self.token}
         with self.log.open("ab") as log:
             self.spawned_at = time.monotonic()

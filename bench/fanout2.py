@@ -1,0 +1,638 @@
+"""Benchmark 2b: the fan-out shared by two bot processes on one database, one rate limit.
+
+Two real bots (`bench/botproc.py`, built by `bot.runner.make_bot` with
+`bot.runner.shard_options` exactly as `pledgebot run --shard-count 2 --shard-ids I` builds
+them), each a subprocess, both on ONE SQLite database and ONE emulator that answers 429
+`global: true` past 50 non-interaction requests in any second. Process I schedules only the
+servers with `(guild_id >> 22) % 2 == I`: half of the 1,000 briefings each, all due the
+same UTC minute, so the two processes can only stay under the limit by sharing the rate
+budget the store keeps (`bot/rate_budget.py`).
+
+The emulator serves one gateway session at a time: shard 0 starts first and fills its
+guild cache from its own READY; shard 1 then identifies, takes over the session and is the
+process that receives every interaction. Posting needs no gateway. Schedules are created by
+this process through `Schedules` on the same database, as a moderator's command in any
+process would, and each bot plans its half through its reconcile loop (both report their
+planned jobs before the minute).
+
+While the fan-out runs, a member runs `/pledge show` against shard 1 at a steady pace
+(open loop: one every `PACE` s whatever the answers take), each time for a pledge never
+asked before in the run, so the bot's answer cache never helps; the baseline is the same
+pace and kind of input against the same process just before the minute, while both
+processes sit idle. Round trips are the emulator's clock from INTERACTION_CREATE to the
+interaction callback, as in the round-trip benchmark.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import sqlite3
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from bench.common import (
+    Report,
+    Settings,
+    Stats,
+    Table,
+    Target,
+    ms,
+    ratio,
+    secs,
+    times,
+)
+from bench.fanout import Arrivals, route_of
+from bench.fixtures import prepare_database, temp_dir, write_config, write_content
+from bench.procs import BotProcess
+from bot.local import ChannelState, Emulator, GuildState, RecordedRequest, UserState
+from bot.schedules import Schedules
+from bot.store import Store, slot_key
+
+log = logging.getLogger(__name__)
+
+SERVERS = 1_000
+SHARDS = 2
+RATE = 50.0
+TIME_TARGET = 1.1
+P99_TARGET = 2.0
+PACE = 0.05  # seconds between /pledge show interactions (20 a second), both phases
+WARMUP = 10  # /pledge show interactions before the idle phase, not measured
+COMMAND_TIMEOUT = 15.0
+SETUP_SECONDS = 20.0  # to create every schedule and see both processes plan its half
+IDLE_GAP = 2.0  # the idle phase ends this long before the minute
+START_TIMEOUT = 180.0
+# discord.py's start-up notes about optional voice packages: not the bot's doing.
+IGNORED = ("voice will NOT be supported",)
+SLOWEST = 5
+
+
+@dataclass
+class Sample:
+    sent: float  # wall clock
+    latency: float  # seconds; COMMAND_TIMEOUT for one never answered
+    answered: bool
+    deferred: bool
+    private: bool
+
+
+@dataclass
+class Phase:
+    name: str
+    samples: list[Sample] = field(default_factory=list)
+
+    def latencies(self) -> list[float]:
+        return [s.latency for s in self.samples]
+
+
+@dataclass
+class Member:
+    """Who runs `/pledge show`, where, and the pledges not asked about yet."""
+
+    emu: Emulator
+    guild: GuildState
+    user: UserState
+    slugs: list[str]
+    asked: int = 0
+
+    def next_slug(self) -> str:
+        slug = self.slugs[self.asked % len(self.slugs)]
+        self.asked += 1
+        return slug
+
+    @property
+    def repeated(self) -> int:
+        return max(0, self.asked - len(self.slugs))
+
+
+def shard_of(guild_id: int) -> int:
+    return (guild_id >> 22) % SHARDS
+
+
+def add_split_guilds(emu: Emulator, per_shard: int) -> tuple[list[list[GuildState]], int]:
+    """Servers until each shard has `per_shard` (ids are timestamps, so the split is not
+    exactly even); returns the ones with a briefing, per shard, and how many are extra."""
+    chosen: list[list[GuildState]] = [[] for _ in range(SHARDS)]
+    extra = 0
+    while any(len(c) < per_shard for c in chosen):
+        name = f"Server {sum(map(len, chosen)) + extra:05d}"
+        guild = emu.add_guild(name, ("general", "briefings"))
+        side = chosen[shard_of(guild.id)]
+        if len(side) < per_shard:
+            side.append(guild)
+        else:
+            extra += 1
+    return chosen, extra
+
+
+def due_minute(now: datetime, lead: float) -> datetime:
+    """The first whole UTC minute at least `lead` seconds away."""
+    due = now.replace(second=0, microsecond=0) + timedelta(minutes=1)
+    while (due - now).total_seconds() < lead:
+        due += timedelta(minutes=1)
+    return due
+
+
+async def create_schedules(
+    database: Path, guilds: Sequence[GuildState], due: datetime
+) -> list[int]:
+    """One daily digest per server at `due`, through the store as any process would."""
+    store = await Store.open(database)
+    try:
+        schedules = Schedules(store)
+        ids = []
+        for guild in guilds:
+            created = await schedules.create(
+                guild_id=guild.id,
+                created_by=guild.owner_id,
+                limit=25,
+                fields={
+                    "channel_id": guild.channels["briefings"].id,
+                    "timezone": "UTC",
+                    "time_of_day": due.strftime("%H:%M"),
+                    "days": "daily",
+                    "content": "digest",
+                },
+            )
+            ids.append(created.id)
+        return ids
+    finally:
+        await store.close()
+
+
+async def wait_planned(procs: Sequence[BotProcess], wanted: int, until: float) -> list[int]:
+    """Each process's planned briefings once every one reports `wanted` (or at `until`)."""
+
+    def counts() -> list[int]:
+        return [int(p.events.get("jobs", {}).get("count", -1)) for p in procs]
+
+    while True:  # the counts arrive on the bots' stdout
+        found = counts()
+        if time.time() >= until or all(c == wanted for c in found):
+            return found
+        await asyncio.sleep(0.25)
+
+
+async def show(member: Member, phase: Phase) -> None:
+    sent = time.time()
+    slug = member.next_slug()
+    try:
+        result = await member.emu.run_command(
+            member.guild,
+            "pledge show",
+            options={"pledge": slug},
+            user=member.user,
+            timeout=COMMAND_TIMEOUT,
+        )
+    except TimeoutError:
+        phase.samples.append(Sample(sent, COMMAND_TIMEOUT, False, False, False))
+        return
+    latency = result.latency if result.latency is not None else COMMAND_TIMEOUT
+    answered, deferred = result.latency is not None, result.callback_type == 5
+    phase.samples.append(Sample(sent, latency, answered, deferred, result.ephemeral))
+
+
+async def inject(member: Member, phase: Phase, count: int | None, stop: Callable[[], bool]) -> None:
+    """`/pledge show` every PACE seconds (open loop) until `count` are sent or `stop()`."""
+    tasks: list[asyncio.Task[None]] = []
+    loop = asyncio.get_running_loop()
+    next_at = loop.time()
+    while (count is None or len(tasks) < count) and not stop():
+        tasks.append(asyncio.create_task(show(member, phase)))
+        next_at += PACE
+        await asyncio.sleep(max(0.0, next_at - loop.time()))
+    await asyncio.gather(*tasks)
+
+
+async def sleep_until(wall: float) -> None:
+    await asyncio.sleep(max(0.0, wall - time.time()))
+
+
+def busiest_second(times_: Sequence[float]) -> int:
+    """The most requests in any one-second window (the emulator's sliding window)."""
+    ordered = sorted(times_)
+    best, low = 0, 0
+    for high, t in enumerate(ordered):
+        while t - ordered[low] >= 1.0:
+            low += 1
+        best = max(best, high - low + 1)
+    return best
+
+
+def limited(request: RecordedRequest) -> bool:
+    """Counted against the global limit (the emulator exempts interaction routes)."""
+    return not request.path.startswith(("/interactions/", "/webhooks/"))
+
+
+def deliveries(database: Path, slot: str) -> Counter[str]:
+    uri = f"file:{database}?mode=ro"
+    with contextlib.closing(sqlite3.connect(uri, uri=True, timeout=30)) as db:
+        rows = db.execute(
+            "SELECT state, count(*) FROM deliveries WHERE slot = ? GROUP BY state", (slot,)
+        ).fetchall()
+    return Counter({state: count for state, count in rows})
+
+
+def log_findings(proc: BotProcess) -> tuple[int, int, list[str]]:
+    """Warnings and errors a bot logged (and tracebacks), with a few distinct examples."""
+    try:
+        lines = proc.log.read_text("utf-8", "replace").splitlines()
+    except OSError:
+        return 0, 0, []
+    flagged = [
+        ln
+        for ln in lines
+        if ln.startswith(("WARNING", "ERROR", "CRITICAL")) and not any(i in ln for i in IGNORED)
+    ]
+    tracebacks = sum(ln.startswith("Traceback") for ln in lines)
+    examples: list[str] = []
+    for line in flagged:
+        short = line[:160]
+        if short not in examples:
+            examples.append(short)
+        if len(examples) == 3:
+            break
+    return len(flagged), tracebacks, examples
+
+
+@dataclass
+class Run:
+    servers: int
+    extra_guilds: int
+    due: datetime
+    bound: float
+    shard_channels: list[list[ChannelState]]
+    arrivals: Arrivals
+    requests: list[RecordedRequest]
+    perf_to_wall: float
+    limited_429: int
+    limited_429_total: int
+    planned: list[int]
+    states: Counter[str]
+    idle: Phase
+    fanout: Phase
+    member: Member
+    started: list[float]
+    logs: list[tuple[int, int, list[str]]]
+    identify_count: int
+    gave_up: bool
+
+
+async def run(settings: Settings) -> Report:
+    servers = 200 if settings.quick else SERVERS
+    per_shard = servers // SHARDS
+    idle_seconds = 8.0 if settings.quick else 20.0
+    generated = 1_000 if settings.quick else 2_000
+    bound = servers / RATE
+    report = Report(
+        "fanout2",
+        f"Fan-out across two processes: {servers:,} briefings due the same minute",
+        f"{servers:,} servers with one daily digest briefing each, all due the same UTC "
+        f"minute, split by shard between two bot subprocesses (`bench/botproc.py` with "
+        f"`--shard-count 2 --shard-ids 0` / `1`, the bot as `pledgebot run` builds it) on one "
+        f"SQLite database; one emulator with a global limit of {RATE:g} requests/s "
+        "(429 `global: true` past it); bot config `global_rate_per_second` = 50 (the "
+        "default), so the processes must share the store's rate budget. APScheduler in each "
+        "process fires its half at the minute. Time to deliver all is from the slot to the "
+        f"last briefing reaching the emulator; the bound is {servers:,} / {RATE:g} per second "
+        f"= {bound:g} s. The busiest second counts every non-interaction request the emulator "
+        "accepted from the slot until every briefing arrived (and 2 s more). `/pledge show` "
+        f"runs every {PACE * 1000:.0f} ms (open loop) in a shard-1 server against shard 1, "
+        "the process holding the emulator's one gateway session, each for a pledge not asked "
+        f"before ({generated:,} generated pledges plus data/): for {idle_seconds:g} s just "
+        f"before the minute with both processes idle (baseline, after {WARMUP} unmeasured "
+        "warm-up commands), then from the slot until every briefing arrived. Round trips are "
+        "the emulator's clock from INTERACTION_CREATE to the callback.",
+    )
+    with temp_dir("fanout2") as tmp:
+        content = write_content(tmp / "content", generated)
+        emu = Emulator(rate_limit_per_second=RATE)
+        await emu.start()
+        procs: list[BotProcess] = []
+        try:
+            shard_guilds, extra = add_split_guilds(emu, per_shard)
+            user = emu.add_user("member")
+            database = tmp / "fanout2.db"
+            await prepare_database(database, content)
+            config = write_config(tmp / "fanout2.toml", database=database, content=content, emu=emu)
+            started: list[float] = []
+            for shard in range(SHARDS):  # one after the other: the last holds the gateway
+                proc = BotProcess(
+                    "pledgebot",
+                    config,
+                    emu.token,
+                    tmp / f"shard{shard}.log",
+                    sync=False,
+                    extra_args=[
+                        "--shard-count",
+                        str(SHARDS),
+                        "--shard-ids",
+                        str(shard),
+                        "--report-jobs",
+                    ],
+                )
+                procs.append(proc)
+                await proc.start()
+                ready = await proc.wait_for("ready", START_TIMEOUT)
+                if ready.get("guilds") != servers + extra:
+                    raise RuntimeError(f"shard {shard} ready with {ready.get('guilds')} guilds")
+                await proc.wait_for("engine_started", START_TIMEOUT)
+                started.append(proc.since_spawn("engine_started"))
+            rng = random.Random(20261203)
+            slugs = [f"gen-{i:05d}" for i in range(generated)]
+            rng.shuffle(slugs)
+            member = Member(emu, shard_guilds[SHARDS - 1][0], user, slugs)
+            await inject(member, Phase("warm-up"), WARMUP, lambda: False)
+
+            lead = SETUP_SECONDS + idle_seconds + IDLE_GAP
+            due = due_minute(datetime.now(UTC), lead)
+            setup_until = due.timestamp() - idle_seconds - IDLE_GAP
+            everyone = [g for side in shard_guilds for g in side]
+            planned_ids = await create_schedules(database, everyone, due)
+            planned = await wait_planned(procs, per_shard, setup_until)
+            if any(c != per_shard for c in planned):
+                raise RuntimeError(
+                    f"processes planned {planned} briefings, not {per_shard} each, "
+                    f"{SETUP_SECONDS:g} s after creating them"
+                )
+            channels = [[g.channels["briefings"] for g in side] for side in shard_guilds]
+            arrivals = Arrivals([c for side in channels for c in side])
+            emu.on_message(arrivals)
+
+            idle = Phase("idle, before the minute")
+            await sleep_until(setup_until)
+            idle_end = due.timestamp() - IDLE_GAP
+            await inject(member, idle, None, lambda: time.time() >= idle_end)
+            first_request = len(emu.requests)
+            limited_before = emu.rate_limited_count
+            await sleep_until(due.timestamp())
+            fanout = Phase("during the fan-out")
+            deadline = due.timestamp() + bound * 3 + 60
+            gave_up = False
+
+            def done() -> bool:
+                return arrivals.all_arrived.is_set() or time.time() >= deadline
+
+            await inject(member, fanout, None, done)
+            if not arrivals.all_arrived.is_set():
+                gave_up = True
+            await asyncio.sleep(2.0)  # late duplicates would show up here
+            requests = emu.requests[first_request:]
+            limited_429 = emu.rate_limited_count - limited_before
+            perf_to_wall = time.time() - time.perf_counter()
+            states = deliveries(database, slot_key(due))
+            result = Run(
+                servers=servers,
+                extra_guilds=extra,
+                due=due,
+                bound=bound,
+                shard_channels=channels,
+                arrivals=arrivals,
+                requests=requests,
+                perf_to_wall=perf_to_wall,
+                limited_429=limited_429,
+                limited_429_total=emu.rate_limited_count,
+                planned=planned,
+                states=states,
+                idle=idle,
+                fanout=fanout,
+                member=member,
+                started=started,
+                logs=[],
+                identify_count=emu.identify_count,
+                gave_up=gave_up,
+            )
+            if len(planned_ids) != servers:
+                raise RuntimeError(f"created {len(planned_ids)} schedules, not {servers}")
+        finally:
+            await asyncio.gather(*(p.stop() for p in procs), return_exceptions=True)
+            await emu.stop()
+        result.logs = [log_findings(p) for p in procs]
+    summarise(report, result)
+    return report
+
+
+def summarise(report: Report, run: Run) -> None:
+    started = run.due.timestamp()
+    all_channels = [c for side in run.shard_channels for c in side]
+    counts = [len(run.arrivals.times.get(c.id, [])) for c in all_channels]
+    duplicates = sum(1 for n in counts if n > 1)
+    misses = sum(1 for n in counts if n == 0)
+    firsts = sorted(t[0] for t in run.arrivals.times.values())
+    total = (firsts[-1] - started) if firsts else float("inf")
+    measured = ratio(total, run.bound)
+
+    wall = [(r, r.time + run.perf_to_wall) for r in run.requests]
+    counted = [t for r, t in wall if limited(r) and r.status != 429]
+    busiest = busiest_second(counted)
+    channel_shard = {c.id: i for i, side in enumerate(run.shard_channels) for c in side}
+    rows: list[tuple[str, ...]] = []
+    for shard, side in enumerate(run.shard_channels):
+        got = sorted(run.arrivals.times[c.id][0] for c in side if c.id in run.arrivals.times)
+        posts = [
+            t
+            for r, t in wall
+            if r.method == "POST"
+            and r.status == 200
+            and channel_shard.get(_channel_id(r.path)) == shard
+        ]
+        rows.append(
+            (
+                f"shard {shard}" + (" (gateway session)" if shard == SHARDS - 1 else ""),
+                str(run.planned[shard]),
+                str(len(got)),
+                f"{secs(got[0] - started)} s" if got else "-",
+                f"{secs(got[-1] - started)} s" if got else "-",
+                str(busiest_second(posts)),
+                f"{secs(run.started[shard])} s",
+            )
+        )
+    report.tables.append(
+        Table(
+            "Per process",
+            (
+                "process",
+                "briefings planned",
+                "delivered",
+                "first post after the slot",
+                "last post after the slot",
+                "busiest second (its posts)",
+                "spawn to engine started",
+            ),
+            rows,
+        )
+    )
+    rate = (len(firsts) - 1) / (firsts[-1] - firsts[0]) if len(firsts) > 1 else 0.0
+    report.tables.append(
+        Table(
+            "Delivery",
+            ("measure", "value"),
+            [
+                ("briefings due", str(len(all_channels))),
+                ("delivered (channels with a post)", str(len(firsts))),
+                ("all delivered after", f"{secs(total)} s"),
+                ("rate-limit bound", f"{secs(run.bound)} s"),
+                ("ratio to bound", times(measured)),
+                ("achieved rate, first to last post", f"{rate:.1f} posts/s"),
+                ("busiest second, every limited request", f"{busiest} requests"),
+                ("429s received during the fan-out", str(run.limited_429)),
+                ("429s received in the whole run", str(run.limited_429_total)),
+                ("duplicates (channels with > 1 post)", str(duplicates)),
+                ("misses (channels with no post)", str(misses)),
+                (
+                    "deliveries recorded for the slot",
+                    ", ".join(f"{k} {v}" for k, v in sorted(run.states.items())) or "none",
+                ),
+            ],
+        )
+    )
+    by_route = Counter((route_of(r), r.status) for r in run.requests)
+    report.tables.append(
+        Table(
+            "Requests both processes sent from the slot on (interactions included)",
+            ("route", "status", "count", "per briefing"),
+            [
+                (route, str(status), str(n), f"{n / len(all_channels):.2f}")
+                for (route, status), n in sorted(by_route.items())
+            ],
+        )
+    )
+    idle = Stats.of(run.idle.latencies())
+    during = Stats.of(run.fanout.latencies()) if run.fanout.samples else None
+    burst = Phase("during the fan-out: its first second")
+    steady = Phase("during the fan-out: after its first second")
+    for sample in run.fanout.samples:
+        (burst if sample.sent - started < 1.0 else steady).samples.append(sample)
+    show_rows = []
+    for phase in (run.idle, run.fanout, burst, steady):
+        if not phase.samples:
+            continue
+        stats = Stats.of(phase.latencies())
+        show_rows.append(
+            (
+                phase.name,
+                str(stats.count),
+                ms(stats.min),
+                ms(stats.median),
+                ms(stats.p99),
+                ms(stats.max),
+                times(ratio(stats.median, idle.median)),
+                times(ratio(stats.p99, idle.p99)),
+                str(sum(not s.answered for s in phase.samples)),
+            )
+        )
+    report.tables.append(
+        Table(
+            "/pledge show round trip, shard 1",
+            (
+                "phase",
+                "n",
+                "min ms",
+                "median ms",
+                "p99 ms",
+                "max ms",
+                "median ratio",
+                "p99 ratio",
+                "unanswered",
+            ),
+            show_rows,
+        )
+    )
+    slowest = sorted(run.fanout.samples, key=lambda s: s.latency, reverse=True)[:SLOWEST]
+    report.tables.append(
+        Table(
+            f"The {len(slowest)} slowest /pledge show during the fan-out",
+            ("sent after the slot", "round trip ms", "briefings delivered by then"),
+            [
+                (
+                    f"{secs(s.sent - started)} s",
+                    ms(s.latency),
+                    str(sum(1 for t in firsts if t <= s.sent)),
+                )
+                for s in slowest
+            ],
+        )
+    )
+    p99_ratio = ratio(during.p99, idle.p99) if during is not None else float("inf")
+    report.targets.append(
+        Target(
+            "time to deliver all vs rate-limit bound",
+            f"{secs(total)} s = {times(measured)}",
+            f"<= {TIME_TARGET}x ({secs(run.bound * TIME_TARGET)} s)",
+            measured <= TIME_TARGET,
+        )
+    )
+    report.targets.append(
+        Target(
+            "busiest second, both processes",
+            f"{busiest} requests = {times(ratio(busiest, RATE))} the limit",
+            f"<= {RATE:g} (1.00x)",
+            busiest <= RATE,
+        )
+    )
+    report.targets.append(Target("429s received", str(run.limited_429), "0", run.limited_429 == 0))
+    report.targets.append(
+        Target("duplicates / misses", f"{duplicates} / {misses}", "0 / 0", duplicates + misses == 0)
+    )
+    unanswered = sum(not s.answered for s in run.fanout.samples)
+    report.targets.append(
+        Target(
+            "/pledge show p99 during the fan-out vs idle",
+            f"{ms(during.p99) if during else '-'} ms = {times(p99_ratio)}",
+            f"<= {P99_TARGET}x ({ms(idle.p99 * P99_TARGET)} ms)",
+            p99_ratio <= P99_TARGET and unanswered == 0,
+        )
+    )
+    report.notes.append(
+        f"Briefings due at {run.due:%H:%M} UTC; {run.servers:,} servers with a briefing, "
+        f"{run.servers // SHARDS} per shard"
+        + (
+            f", plus {run.extra_guilds} servers without one (ids are timestamps, so servers "
+            "were added until each shard had its half)"
+            if run.extra_guilds
+            else ""
+        )
+        + f"; gateway identifies: {run.identify_count}."
+    )
+    deferred = sum(s.deferred for s in run.idle.samples + run.fanout.samples)
+    private = sum(s.private for s in run.idle.samples + run.fanout.samples)
+    report.notes.append(
+        f"/pledge show: {run.member.asked} asked in all (warm-up included), "
+        + (
+            f"{run.member.repeated} of them repeats (more asked than pledges)"
+            if run.member.repeated
+            else "every one for a different pledge"
+        )
+        + f"; {deferred} deferred, {private} private (error) answers."
+    )
+    if run.gave_up:
+        report.notes.append("Gave up waiting for every briefing (3x the bound + 60 s).")
+    for shard, (flagged, tracebacks, examples) in enumerate(run.logs):
+        if flagged or tracebacks:
+            report.notes.append(
+                f"shard {shard} logged {flagged} warnings/errors and {tracebacks} tracebacks, "
+                "e.g. " + "; ".join(f"`{e}`" for e in examples)
+            )
+        else:
+            report.notes.append(f"shard {shard} logged no warnings or errors.")
+    if any("Can't keep up" in e for _, _, examples in run.logs for e in examples):
+        report.notes.append(
+            "discord.py's `Can't keep up ... N s behind` at about its heartbeat interval "
+            "(41.25 s in the emulator) is its keep-alive thread racing an instant local ACK "
+            "(`_last_send` is set in that thread only after the send completes, so an ACK "
+            "handled first measures from the previous heartbeat), not a loop stalled for N s."
+        )
+
+
+def _channel_id(path: str) -> int:
+    """The channel of `/channels/{id}/messages`, else 0."""
+    parts = path.split("/")
+    if len(parts) >= 4 and parts[1] == "channels" and parts[2].isdigit():
+        return int(parts[2])
+    return 0
