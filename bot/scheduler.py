@@ -339,18 +339,21 @@ class BriefingEngine:
 
     async def run_due(self, schedule_id: int) -> None:
         """Post the newest due slot within the window, record older ones, then replan."""
-        schedule = await self.schedules.by_id(schedule_id)
-        if schedule is None or schedule.state != "active":
-            self.unplan(schedule_id)
-            return
-        if not self.shards.owns(schedule.guild_id):
+        async with self._preparing:  # thousands due at once must not flood the store
+            schedule = await self.schedules.by_id(schedule_id)
+            last = await self.schedules.last_slot(schedule_id)
+        if (
+            schedule is None
+            or schedule.state != "active"
+            or not self.shards.owns(schedule.guild_id)
+        ):
             self.unplan(schedule_id)
             return
         if self._fire_failures.get(schedule_id):
             # the failed firing may have claimed, or even posted, before the store failed
             await self.recover_interrupted(schedule_id)
         try:
-            due = self.missed_since(schedule, await self.schedules.last_slot(schedule_id))
+            due = self.missed_since(schedule, last)
         except UNREADABLE as error:
             await self._quarantine(schedule, error)
             return

@@ -10,6 +10,7 @@ import pytest
 
 from bot.content import load_content
 from bot.store import Store
+from tests.engine_rig import Rig, new_rig
 
 REPO = Path(__file__).resolve().parent.parent
 DATA_DIR = REPO / "data"
@@ -34,3 +35,11 @@ async def store(tmp_path: Path) -> AsyncIterator[Store]:
 async def loaded_store(store: Store) -> Store:
     await load_content(store, DATA_DIR)
     return store
+
+
+@pytest.fixture
+async def rig(loaded_store: Store) -> AsyncIterator[Rig]:
+    """The briefing engine on a real store, with a fake clock and a fake Discord."""
+    made = new_rig(loaded_store)
+    yield made
+    await made.engine.stop()

@@ -1,7 +1,7 @@
 """The briefing engine reads the store at fire time (issue: on time and exactly once).
 
 Each test is named after the numbered failure it guards against. A fake clock and a fake
-sender (tests/test_scheduler.py) stand in for time and Discord; the store is real SQLite.
+sender (tests/engine_rig.py) stand in for time and Discord; the store is real SQLite.
 The same promises with two real `pledgebot run` processes are in
 tests/test_engine_two_processes.py.
 """
@@ -17,7 +17,7 @@ from bot.briefing_admin import BriefingAdmin, Request
 from bot.lookup import Catalog
 from bot.scheduler import BriefingEngine, marker_for
 from bot.store import slot_key
-from tests.test_scheduler import FakeSender, Rig, rig  # noqa: F401 (the fixture)
+from tests.engine_rig import FakeSender, Rig
 
 NINE = datetime(2026, 10, 21, 9, 0, tzinfo=UTC)
 
@@ -299,9 +299,7 @@ async def test_item11_a_resend_within_the_nonce_window_trusts_the_nonce(rig: Rig
 async def test_item11_recovery_of_an_old_claim_looks_before_resending(rig: Rig) -> None:
     schedule = await rig.schedule(time_of_day="09:00", timezone="UTC")
     slot = slot_key(NINE)
-    assert await rig.engine.schedules.claim(
-        schedule.id, slot, late=False, now=NINE.isoformat()
-    )
+    assert await rig.engine.schedules.claim(schedule.id, slot, late=False, now=NINE.isoformat())
     # not found in the channel: it is sent (once) and the attempt time is renewed
     rig.clock.now = NINE + timedelta(minutes=10)
     await rig.engine.recover_interrupted()

@@ -109,7 +109,7 @@ async def test_kill_9_during_a_fan_out_posts_every_slot_exactly_once(tmp_path: P
 
         per_channel = {c.guild.name: len(emu.messages(c)) for c in channels}
         assert per_channel == {c.guild.name: 1 for c in channels}, (first, second, per_channel)
-        slot_key = slot.strftime("%Y-%m-%dT%H:%M")
+        slot_key = slot.strftime("%Y-%m-%dT%H:%MZ")  # slots are stored as UTC instants
         deliveries = rows(
             database,
             "SELECT schedule_id, slot, state, message_id FROM deliveries ORDER BY schedule_id",
