@@ -261,9 +261,12 @@ class Store:
     async def _migrate(self) -> None:
         """Apply each missing migration in its own write transaction.
 
-        The version is read inside that transaction, so processes starting together on
-        one file never apply the same migration twice.
+        The version is read again inside that transaction, so processes starting together
+        on one file never apply the same migration twice. An up-to-date file takes no write
+        lock: readers start while another process writes.
         """
+        if await self.schema_version() == SCHEMA_VERSION:
+            return
         while True:
             await self._conn.execute("BEGIN IMMEDIATE")
             try:
