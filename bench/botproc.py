@@ -5,8 +5,8 @@
 
 Both kinds read the config file named by PLEDGEBOT_CONFIG ([discord] api_base_url and
 gateway_url point at the emulator) and the token from DISCORD_TOKEN. `pledgebot` is the real
-bot from `bot.runner.make_bot`, exactly as `pledgebot run` builds it (with `--shard-count`
-and `--shard-ids`, through `bot.runner.shard_options` as `pledgebot run --shard-count N
+bot from `bot.client.runner.make_bot`, exactly as `pledgebot run` builds it (with `--shard-count`
+and `--shard-ids`, through `bot.client.runner.shard_options` as `pledgebot run --shard-count N
 --shard-ids IDS` does: it then schedules only those shards' servers). `bare` is the baseline:
 a plain discord.py `commands.Bot` with the same intents (guilds only) whose `/pledge show`,
 `/pledge search` and autocomplete answer a constant.
@@ -104,14 +104,14 @@ def build(
 ) -> tuple[commands.Bot, str]:
     """The bot and its token, configured from the environment like `pledgebot run`."""
     if kind == "pledgebot":
+        from bot.client.runner import make_bot, require_token, shard_options
         from bot.config import load_config
-        from bot.runner import make_bot, require_token, shard_options
 
         config = load_config()
         options = shard_options(shards[0], shards[1] or None)
         bot = make_bot(config, guild_ready_timeout=guild_ready_timeout, **options)
         return bot, require_token(config)
-    from bot.endpoints import apply_endpoints
+    from bot.client.endpoints import apply_endpoints
 
     with open(os.environ["PLEDGEBOT_CONFIG"], "rb") as file:
         endpoints = tomllib.load(file)["discord"]

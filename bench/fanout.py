@@ -31,12 +31,12 @@ from bench.common import (
     times,
 )
 from bench.fixtures import add_guilds, prepare_database, temp_dir, write_config
-from bot.app import PledgeBot
+from bot.briefings.engine import BriefingEngine, utc_clock
+from bot.client.app import PledgeBot
+from bot.client.endpoints import reset_endpoints
+from bot.client.runner import make_bot
 from bot.config import load_config
-from bot.endpoints import reset_endpoints
 from bot.local import ChannelState, Emulator, GuildState, RecordedRequest
-from bot.runner import make_bot
-from bot.scheduler import BriefingEngine, utc_clock
 
 TARGET = 1.1
 SERVERS = 1_000

@@ -1,7 +1,7 @@
 """Benchmark 2b: the fan-out shared by two bot processes on one database, one rate limit.
 
-Two real bots (`bench/botproc.py`, built by `bot.runner.make_bot` with
-`bot.runner.shard_options` exactly as `pledgebot run --shard-count 2 --shard-ids I` builds
+Two real bots (`bench/botproc.py`, built by `bot.client.runner.make_bot` with
+`bot.client.runner.shard_options` exactly as `pledgebot run --shard-count 2 --shard-ids I` builds
 them), each a subprocess, both on ONE SQLite database and ONE emulator that answers 429
 `global: true` past 50 non-interaction requests in any second. Process I schedules only the
 servers with `(guild_id >> 22) % 2 == I`: half of the 1,000 briefings each, all due the
@@ -51,9 +51,10 @@ from bench.common import (
 from bench.fanout import Arrivals, route_of
 from bench.fixtures import prepare_database, temp_dir, write_config, write_content
 from bench.procs import BotProcess
+from bot.briefings.schedules import Schedules
 from bot.local import ChannelState, Emulator, GuildState, RecordedRequest, UserState
-from bot.schedules import Schedules
-from bot.store import Store, slot_key
+from bot.models import utc_slot
+from bot.store import Store
 
 log = logging.getLogger(__name__)
 
@@ -386,7 +387,7 @@ async def run(settings: Settings) -> Report:
             requests = emu.requests[first_request:]
             limited_429 = emu.rate_limited_count - limited_before
             perf_to_wall = time.time() - time.perf_counter()
-            states = deliveries(database, slot_key(due))
+            states = deliveries(database, utc_slot(due))
             result = Run(
                 servers=servers,
                 extra_guilds=extra,

@@ -20,9 +20,9 @@ from typing import Any
 import tomli_w
 
 from bench.common import DATA_DIR
-from bot.content import load_content
+from bot.briefings.schedules import Schedules
 from bot.local import ChannelState, Emulator, GuildState
-from bot.schedules import Schedules
+from bot.pledges.content import load_content
 from bot.store import Store
 
 _VERBS = (

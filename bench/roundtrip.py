@@ -280,7 +280,8 @@ def summarise(
         + "."
     )
     report.notes.append(
-        f"pledgebot caches each answer until content or a status changes (bot/services.py), "
+        "pledgebot caches each answer until content or a status changes "
+        f"(bot/pledges/services.py), "
         f"and the {DISTINCT_INPUTS} inputs per kind repeat every {DISTINCT_INPUTS} rounds: "
         "after the first pass most /pledge show and /pledge search rounds are cache hits, so "
         "the medians show a repeated question and the p99s show first-time ones."

@@ -14,7 +14,7 @@ from collections.abc import Awaitable
 
 from bench.common import Report, Settings, Stats, Table, Target, ms, ratio, times
 from bench.fixtures import SEARCH_QUERIES, temp_dir, write_content
-from bot.content import load_content
+from bot.pledges.content import load_content
 from bot.store import Store
 
 GENERATED = 10_000

@@ -12,12 +12,12 @@ from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from pathlib import Path
 from typing import Any
 
-from bot import logredact
+from bot.client import logredact
 from bot.config import Config, ConfigError, load_config
-from bot.content import ContentError, export_content, load_content, verify_quotes
-from bot.errors import OperatorError
+from bot.errors import OperatorError, StoreError
 from bot.models import STATUSES
-from bot.store import Store, StoreError
+from bot.pledges.content import ContentError, export_content, load_content, verify_quotes
+from bot.store import Store
 
 EXIT_USAGE = 2
 
@@ -179,7 +179,7 @@ def dispatch(config: Config, args: argparse.Namespace) -> int:
         return asyncio.run(actions[args.db_command]())
     if args.command == "status":
         return asyncio.run(status_set(config, args))
-    from bot import runner  # imports discord: only for the commands that need it
+    from bot.client import runner  # imports discord: only for the commands that need it
 
     if args.command == "run":
         return runner.run(config, shard_count=args.shard_count, shard_ids=args.shard_ids)

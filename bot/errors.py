@@ -1,4 +1,4 @@
-"""Errors whose message is meant for the member who caused them."""
+"""Errors whose message is meant for a person: the member who caused them, or an operator."""
 
 
 class UserError(Exception):
@@ -7,3 +7,7 @@ class UserError(Exception):
 
 class OperatorError(Exception):
     """A failure of a `pledgebot` command, reported in one line with no traceback."""
+
+
+class StoreError(Exception):
+    """A store problem worth showing to an operator (bad path, newer schema, ...)."""

@@ -6,6 +6,7 @@ They carry no behaviour and import nothing from Discord, so every layer can use 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Literal
 
 RecordKind = Literal["statement", "pledge", "power", "claim"]
@@ -119,3 +120,17 @@ class StatementContent:
     pledges: tuple[Pledge, ...] = field(default=())
     powers: tuple[Power, ...] = field(default=())
     claims: tuple[Claim, ...] = field(default=())
+
+
+# Scheduled slots are stored as their UTC instant to the minute ("2026-12-03T09:00Z"), so
+# keys order like instants whatever the schedule's zone was when each was posted.
+SLOT_FORMAT = "%Y-%m-%dT%H:%MZ"
+
+
+def utc_slot(instant: datetime) -> str:
+    return instant.astimezone(UTC).strftime(SLOT_FORMAT)
+
+
+def utc_slot_instant(key: str) -> datetime:
+    """The instant a stored slot names; ValueError for other keys (manual posts)."""
+    return datetime.strptime(key, SLOT_FORMAT).replace(tzinfo=UTC)

@@ -1,4 +1,6 @@
-"""The one SQLite file: schema migrations, content queries and full-text search.
+"""The one SQLite file: the connection, content and status queries, full-text search.
+
+Migrations live in `bot.migrations`; schedule queries in `bot.briefings.schedules`.
 
 A single long-lived aiosqlite connection serves the whole process. Writes go through
 `transaction()`, which serialises writers with a lock because aiosqlite shares one
@@ -11,15 +13,16 @@ import asyncio
 import json
 import re
 import sqlite3
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, cast
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import aiosqlite
 
+from bot.errors import StoreError
+from bot.migrations import migrate
 from bot.models import (
     STATUS_BY_SLUG,
     Claim,
@@ -32,164 +35,9 @@ from bot.models import (
     StatusChange,
 )
 
-# Append-only: never edit a migration that has shipped; add a new one.
-# A str is SQL; any other entry names a Python step below (data the SQL cannot reshape).
-MIGRATIONS: tuple[str, ...] = (
-    # 1: content and status history
-    """
-    CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-    CREATE TABLE statements (
-        id INTEGER PRIMARY KEY,
-        slug TEXT NOT NULL UNIQUE,
-        title TEXT NOT NULL,
-        author TEXT NOT NULL,
-        date TEXT NOT NULL DEFAULT '',
-        url TEXT NOT NULL DEFAULT '',
-        summary TEXT NOT NULL DEFAULT '',
-        source_path TEXT NOT NULL,
-        source_text TEXT NOT NULL
-    );
-    CREATE TABLE pledges (
-        id INTEGER PRIMARY KEY,
-        slug TEXT NOT NULL UNIQUE,
-        statement_id INTEGER NOT NULL REFERENCES statements(id),
-        position INTEGER NOT NULL,
-        title TEXT NOT NULL,
-        summary TEXT NOT NULL,
-        detail TEXT NOT NULL,
-        scope TEXT NOT NULL,
-        actors TEXT NOT NULL DEFAULT '[]',
-        status TEXT NOT NULL DEFAULT 'not-yet-rated',
-        status_changed_at TEXT
-    );
-    CREATE TABLE powers (
-        id INTEGER PRIMARY KEY,
-        slug TEXT NOT NULL UNIQUE,
-        statement_id INTEGER NOT NULL REFERENCES statements(id),
-        position INTEGER NOT NULL,
-        name TEXT NOT NULL,
-        abbreviation TEXT NOT NULL DEFAULT '',
-        summary TEXT NOT NULL,
-        detail TEXT NOT NULL,
-        who_applies TEXT NOT NULL DEFAULT '[]',
-        routes TEXT NOT NULL DEFAULT '[]',
-        restrictions TEXT NOT NULL DEFAULT '[]',
-        history TEXT NOT NULL DEFAULT '',
-        change_pledged TEXT NOT NULL DEFAULT ''
-    );
-    CREATE TABLE power_pledges (
-        power_id INTEGER NOT NULL REFERENCES powers(id) ON DELETE CASCADE,
-        pledge_id INTEGER NOT NULL REFERENCES pledges(id) ON DELETE CASCADE,
-        position INTEGER NOT NULL,
-        PRIMARY KEY (power_id, pledge_id)
-    );
-    CREATE TABLE claims (
-        id INTEGER PRIMARY KEY,
-        slug TEXT NOT NULL UNIQUE,
-        statement_id INTEGER NOT NULL REFERENCES statements(id),
-        position INTEGER NOT NULL,
-        summary TEXT NOT NULL
-    );
-    CREATE TABLE quotes (
-        record_kind TEXT NOT NULL CHECK (record_kind IN ('pledge', 'power', 'claim')),
-        record_id INTEGER NOT NULL,
-        position INTEGER NOT NULL,
-        text TEXT NOT NULL,
-        PRIMARY KEY (record_kind, record_id, position)
-    );
-    CREATE TABLE status_history (
-        id INTEGER PRIMARY KEY,
-        pledge_id INTEGER NOT NULL REFERENCES pledges(id),
-        from_status TEXT NOT NULL,
-        to_status TEXT NOT NULL,
-        changed_at TEXT NOT NULL,
-        note TEXT NOT NULL,
-        evidence_url TEXT NOT NULL DEFAULT '',
-        changed_by TEXT NOT NULL
-    );
-    CREATE INDEX status_history_pledge ON status_history(pledge_id, id);
-    CREATE TRIGGER status_history_no_update BEFORE UPDATE ON status_history
-    BEGIN SELECT RAISE(ABORT, 'status history is append-only'); END;
-    CREATE TRIGGER status_history_no_delete BEFORE DELETE ON status_history
-    BEGIN SELECT RAISE(ABORT, 'status history is append-only'); END;
-    """,
-    # 2: full-text search over everything a member might look for
-    """
-    CREATE VIRTUAL TABLE search_index USING fts5(
-        kind UNINDEXED, slug UNINDEXED, title, body, quotes,
-        tokenize = 'unicode61 remove_diacritics 2'
-    );
-    """,
-    # 3: briefings: per-server settings, schedules, deliveries and the change log
-    """
-    CREATE TABLE guild_settings (
-        guild_id INTEGER PRIMARY KEY,
-        timezone TEXT,
-        moderator_role_id INTEGER
-    );
-    CREATE TABLE schedules (
-        id INTEGER PRIMARY KEY,
-        guild_id INTEGER NOT NULL,
-        channel_id INTEGER NOT NULL,
-        created_by INTEGER NOT NULL,
-        timezone TEXT NOT NULL,
-        time_of_day TEXT,
-        days TEXT,
-        cron TEXT,
-        run_date TEXT,
-        content TEXT NOT NULL,
-        role_id INTEGER,
-        state TEXT NOT NULL DEFAULT 'active'
-            CHECK (state IN ('active', 'paused', 'cancelled', 'finished')),
-        pause_reason TEXT,
-        spotlight_cursor INTEGER NOT NULL DEFAULT 0,
-        last_error TEXT,
-        active_since TEXT NOT NULL,
-        created_at TEXT NOT NULL,
-        updated_at TEXT NOT NULL
-    );
-    CREATE INDEX schedules_guild ON schedules(guild_id, state);
-    CREATE TABLE deliveries (
-        id INTEGER PRIMARY KEY,
-        schedule_id INTEGER NOT NULL REFERENCES schedules(id),
-        slot TEXT NOT NULL,
-        state TEXT NOT NULL
-            CHECK (state IN ('claimed', 'sent', 'failed', 'missed', 'skipped')),
-        claimed_at TEXT NOT NULL,
-        finished_at TEXT,
-        message_id INTEGER,
-        late INTEGER NOT NULL DEFAULT 0,
-        manual INTEGER NOT NULL DEFAULT 0,
-        error TEXT,
-        UNIQUE (schedule_id, slot)
-    );
-    CREATE INDEX deliveries_state ON deliveries(state, claimed_at);
-    CREATE TABLE schedule_changes (
-        id INTEGER PRIMARY KEY,
-        schedule_id INTEGER NOT NULL REFERENCES schedules(id),
-        changed_by INTEGER NOT NULL,
-        changed_at TEXT NOT NULL,
-        action TEXT NOT NULL,
-        detail TEXT NOT NULL DEFAULT ''
-    );
-    """,
-    # 4: the engine reads the store at fire time: slots are UTC instants (comparable across
-    # zones), each delivery remembers when it was first sent (nonce window), one cursor
-    # serves spotlight and changes, and a shared rate budget for every process.
-    """
-    ALTER TABLE schedules RENAME COLUMN spotlight_cursor TO cursor;
-    ALTER TABLE deliveries ADD COLUMN attempted_at TEXT;
-    CREATE INDEX schedule_changes_schedule ON schedule_changes(schedule_id, id);
-    CREATE TABLE rate_budget (name TEXT PRIMARY KEY, next_at REAL NOT NULL);
-    """,
-    "_slots_as_instants",
-)
-SCHEMA_VERSION = len(MIGRATIONS)
-
 BUSY_TIMEOUT_MS = 5000
-SLOT_FORMAT = "%Y-%m-%dT%H:%MZ"
 
-# The hash of the loaded content files (written by bot.content with each load).
+# The hash of the loaded content files (written by bot.pledges.content with each load).
 CONTENT_FINGERPRINT_KEY = "content_fingerprint"
 
 # Search reads at most this many words of a query: enough for any real question,
@@ -200,10 +48,6 @@ _WORD = re.compile(r"\w+")
 
 def utc_now() -> str:
     return datetime.now(UTC).isoformat(timespec="microseconds")
-
-
-class StoreError(Exception):
-    """A store problem worth showing to an operator (bad path, newer schema, ...)."""
 
 
 def fts_query(text: str, *, any_word: bool = False) -> str | None:
@@ -259,39 +103,7 @@ class Store:
         return int(await self._scalar("PRAGMA user_version"))
 
     async def _migrate(self) -> None:
-        """Apply each missing migration in its own write transaction.
-
-        The version is read again inside that transaction, so processes starting together
-        on one file never apply the same migration twice. An up-to-date file takes no write
-        lock: readers start while another process writes.
-        """
-        if await self.schema_version() == SCHEMA_VERSION:
-            return
-        while True:
-            await self._conn.execute("BEGIN IMMEDIATE")
-            try:
-                version = await self.schema_version()
-                if version > SCHEMA_VERSION:
-                    raise StoreError(
-                        f"database {self.path} has schema version {version}, newer than this "
-                        f"pledgebot understands ({SCHEMA_VERSION}); upgrade pledgebot"
-                    )
-                if version == SCHEMA_VERSION:
-                    await self._conn.execute("COMMIT")
-                    return
-                step = MIGRATIONS[version]
-                if step.startswith("_"):
-                    await PYTHON_MIGRATIONS[step](self._conn)
-                else:
-                    # executescript would COMMIT on its own; run statements one by one
-                    # so each migration and its version bump are one transaction.
-                    for statement in _split_sql(step):
-                        await self._conn.execute(statement)
-                await self._conn.execute(f"PRAGMA user_version = {version + 1}")
-                await self._conn.execute("COMMIT")
-            except BaseException:
-                await self._conn.execute("ROLLBACK")
-                raise
+        await migrate(self._conn, self.path)
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[aiosqlite.Connection]:
@@ -511,53 +323,6 @@ class Store:
                     for r in rows
                 ]
         return []
-
-
-def slot_key(instant: datetime) -> str:
-    """A scheduled slot's key: its UTC instant to the minute, so keys order like instants
-    whatever the schedule's zone was when each was posted."""
-    return instant.astimezone(UTC).strftime(SLOT_FORMAT)
-
-
-def slot_at(key: str) -> datetime:
-    """The instant a slot key names; ValueError for other keys (manual posts)."""
-    return datetime.strptime(key, SLOT_FORMAT).replace(tzinfo=UTC)
-
-
-async def _slots_as_instants(conn: aiosqlite.Connection) -> None:
-    """Migration 4: local slot keys ("2026-10-21T09:00" in the schedule's zone) to instants."""
-    rows = await conn.execute_fetchall(
-        "SELECT d.id, d.slot, s.timezone FROM deliveries d "
-        "JOIN schedules s ON s.id = d.schedule_id WHERE d.manual = 0"
-    )
-    updates = []
-    for delivery_id, slot, zone in rows:
-        try:
-            local = datetime.strptime(slot, "%Y-%m-%dT%H:%M")
-            instant = local.replace(tzinfo=ZoneInfo(zone), fold=0)
-        except (ValueError, ZoneInfoNotFoundError):
-            continue  # an unreadable row stays as it was
-        updates.append((slot_key(instant), delivery_id))
-    await conn.executemany("UPDATE deliveries SET slot = ? WHERE id = ?", updates)
-
-
-PYTHON_MIGRATIONS: dict[str, Callable[[aiosqlite.Connection], Awaitable[None]]] = {
-    "_slots_as_instants": _slots_as_instants,
-}
-
-
-def _split_sql(script: str) -> list[str]:
-    """Split a migration into statements, keeping trigger bodies whole."""
-    statements, current = [], []
-    for line in script.strip().splitlines():
-        current.append(line)
-        joined = "\n".join(current).strip()
-        if sqlite3.complete_statement(joined):
-            statements.append(joined)
-            current = []
-    if "".join(current).strip():
-        statements.append("\n".join(current))
-    return statements
 
 
 def _where(conditions: Sequence[tuple[str, Any]]) -> tuple[str, list[Any]]:

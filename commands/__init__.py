@@ -6,7 +6,8 @@ from typing import Any
 
 from discord import app_commands
 
-from bot.services import Services
+from bot.briefings.admin import BriefingAdmin
+from bot.pledges.services import Services
 from commands.about import about_command
 from commands.briefing import BriefingCommands
 from commands.operator import OperatorCommands
@@ -14,10 +15,11 @@ from commands.pledge import PledgeCommands
 from commands.power import PowerCommands
 
 
-def install(tree: app_commands.CommandTree[Any], services: Services) -> None:
+def install(
+    tree: app_commands.CommandTree[Any], services: Services, briefings: BriefingAdmin
+) -> None:
     tree.add_command(PledgeCommands(services))
     tree.add_command(PowerCommands(services))
     tree.add_command(about_command(services))
     tree.add_command(OperatorCommands(services))
-    if services.briefings is not None:
-        tree.add_command(BriefingCommands(services.briefings))
+    tree.add_command(BriefingCommands(briefings))

@@ -7,8 +7,8 @@ from typing import Any
 import discord
 from discord import app_commands
 
-from bot import answers
-from bot.services import Services
+from bot.pledges import answers
+from bot.pledges.services import Services
 from commands.pledge import PRIVATE
 from commands.ui import answer
 

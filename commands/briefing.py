@@ -9,11 +9,11 @@ from typing import Any
 import discord
 from discord import app_commands
 
-from bot.briefing_admin import BriefingAdmin, Request
-from bot.cards import Card, Field
-from bot.delivery import embed_for
+from bot.briefings.admin import BriefingAdmin, Request
+from bot.briefings.recurrence import timezone_choices
+from bot.client.delivery import embed_for
 from bot.errors import UserError
-from bot.recurrence import timezone_choices
+from bot.pledges.cards import Card, Field
 from commands.ui import answer, autocomplete, in_time, reply
 
 Channel = discord.TextChannel | discord.Thread

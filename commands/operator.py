@@ -11,9 +11,9 @@ from typing import Any
 import discord
 from discord import app_commands
 
-from bot import answers
 from bot.models import STATUSES
-from bot.services import Services
+from bot.pledges import answers
+from bot.pledges.services import Services
 from commands.ui import answer, autocomplete
 
 

@@ -10,9 +10,9 @@ from typing import Any, TypeVar
 import discord
 from discord import app_commands
 
-from bot.app import report_error
-from bot.cards import Card
-from bot.delivery import embed_for
+from bot.client.app import report_error
+from bot.client.delivery import embed_for
+from bot.pledges.cards import Card
 
 log = logging.getLogger(__name__)
 

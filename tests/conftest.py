@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.content import load_content
+from bot.pledges.content import load_content
 from bot.store import Store
 from tests.engine_rig import Rig, new_rig
 

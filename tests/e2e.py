@@ -10,10 +10,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bot.app import PledgeBot
+from bot.client.app import PledgeBot
+from bot.client.runner import make_bot
 from bot.config import Config
 from bot.local import ChannelState, Emulator, GuildState, UserState
-from bot.runner import make_bot
 from tests.conftest import DATA_DIR
 
 

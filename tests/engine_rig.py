@@ -14,9 +14,9 @@ from zoneinfo import ZoneInfo
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
-from bot.briefings import Briefing
-from bot.scheduler import BriefingEngine, DeliveryFailure, FailureKind
-from bot.schedules import Schedule
+from bot.briefings.compose import Briefing
+from bot.briefings.engine import BriefingEngine, DeliveryFailure, FailureKind
+from bot.briefings.schedules import Schedule
 from bot.store import Store
 
 

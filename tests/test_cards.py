@@ -7,10 +7,10 @@ from dataclasses import replace
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bot import cards
-from bot.cards import Card, Field, paginate, split_text
-from bot.content import read_content
 from bot.models import Pledge, SearchHit
+from bot.pledges import cards
+from bot.pledges.cards import Card, Field, paginate, split_text
+from bot.pledges.content import read_content
 from tests.conftest import DATA_DIR
 
 long_text = st.text(min_size=0, max_size=12_000)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.content import ContentError, export_content, load_content, read_content
+from bot.pledges.content import ContentError, export_content, load_content, read_content
 from bot.store import Store
 from tests.conftest import DATA_DIR, REPO
 

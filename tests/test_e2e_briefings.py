@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from bot.app import PledgeBot
+from bot.briefings.engine import marker_for, nonce_for
+from bot.client.app import PledgeBot
 from bot.local.models import MENTION_EVERYONE
-from bot.scheduler import marker_for, nonce_for
 from tests.e2e import World, embed_text, running_bot, with_config, world
 
 pytestmark = pytest.mark.e2e
@@ -349,7 +349,7 @@ async def test_a_channel_from_another_server_is_refused(w: World) -> None:
 
 
 async def test_a_sharded_process_schedules_only_its_servers(w: World) -> None:
-    from bot.runner import shard_options
+    from bot.client.runner import shard_options
 
     guilds = [w.guild, w.other_guild]
     while len({g.id >> 22 & 1 for g in guilds}) < 2:

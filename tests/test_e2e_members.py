@@ -15,10 +15,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from bot.client.runner import console_bot
 from bot.config import Config
-from bot.content import load_content
 from bot.local.console import Console
-from bot.services import FRESHNESS_SECONDS
+from bot.pledges.content import load_content
+from bot.pledges.services import FRESHNESS_SECONDS
 from bot.store import Store
 from commands import ui
 from tests.conftest import DATA_DIR, REPO
@@ -211,7 +212,7 @@ async def test_only_operators_record_status_from_discord(w: World) -> None:
 def test_console_tab_completion_asks_the_bots_autocomplete(tmp_path: Path) -> None:
     out = io.StringIO()
     config = Config(database_path=tmp_path / "c.db", content_dir=DATA_DIR)
-    console = Console(config, out)
+    console = Console(config, console_bot, out)
     console.start()
     try:
         assert "/pledge show " in console.completions("/pledge sh")

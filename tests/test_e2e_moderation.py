@@ -18,11 +18,11 @@ from typing import Any
 
 import pytest
 
-from bot.app import PledgeBot
+from bot.briefings.schedules import Schedules
+from bot.client.app import PledgeBot
 from bot.local import GuildState, RoleState, UserState, interactions
 from bot.local.interactions import InteractionResult
 from bot.local.models import DEFAULT_BOT_PERMISSIONS, MANAGE_GUILD, MENTION_EVERYONE
-from bot.schedules import Schedules
 from tests.e2e import World, embed_text, running_bot, world
 from tests.test_robustness_database import exclusive_lock, private, visible
 

@@ -15,12 +15,12 @@ from pathlib import Path
 
 import pytest
 
-import bot.delivery as delivery
-from bot.briefings import Briefing
-from bot.cards import Card
-from bot.delivery import DiscordSender
+import bot.client.delivery as delivery
+from bot.briefings.compose import Briefing
+from bot.briefings.engine import DeliveryFailure
+from bot.client.delivery import DiscordSender
 from bot.local import ChannelState
-from bot.scheduler import DeliveryFailure
+from bot.pledges.cards import Card
 from tests.e2e import World, running_bot, world
 
 pytestmark = pytest.mark.e2e

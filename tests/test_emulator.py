@@ -16,7 +16,7 @@ import pytest
 from discord import app_commands
 from discord.ext import commands
 
-from bot.endpoints import apply_endpoints, reset_endpoints
+from bot.client.endpoints import apply_endpoints, reset_endpoints
 from bot.local import ChannelState, CommandUsageError, Emulator, GuildState, UserState
 
 PLEDGES = ["euro-adoption", "energy-price-cap", "eu-referendum", "housing-target"]

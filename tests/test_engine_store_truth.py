@@ -13,10 +13,10 @@ from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
 from typing import Any
 
-from bot.briefing_admin import BriefingAdmin, Request
-from bot.lookup import Catalog
-from bot.scheduler import BriefingEngine, marker_for
-from bot.store import slot_key
+from bot.briefings.admin import BriefingAdmin, Request
+from bot.briefings.engine import BriefingEngine, marker_for
+from bot.models import utc_slot
+from bot.pledges.lookup import Catalog
 from tests.engine_rig import FakeSender, Rig
 
 NINE = datetime(2026, 10, 21, 9, 0, tzinfo=UTC)
@@ -93,7 +93,7 @@ async def test_item2_cancel_during_retries_never_posts(rig: Rig) -> None:
     rig.clock.now = NINE
     await rig.engine.fire(schedule.id)
     assert rig.sender.posts == []
-    delivery = await rig.engine.schedules.delivery(schedule.id, slot_key(NINE))
+    delivery = await rig.engine.schedules.delivery(schedule.id, utc_slot(NINE))
     assert delivery is not None
     assert delivery.state == "failed"
     assert delivery.error == "not posted: the briefing was cancelled before it went out"
@@ -162,7 +162,7 @@ async def test_item5_catch_up_and_recovery_go_on_past_a_bad_row(rig: Rig) -> Non
     assert states == ["active", "paused", "active"]
     for schedule in (schedules[0], schedules[2]):
         sent = [d.slot for d in await rig.engine.schedules.deliveries(schedule.id)]
-        assert sent == ["2026-10-20T09:00Z", slot_key(NINE)]
+        assert sent == ["2026-10-20T09:00Z", utc_slot(NINE)]
     assert len(rig.sender.posts) == 4  # two recovered posts and two caught-up ones
 
 
@@ -185,7 +185,7 @@ async def test_item6_a_database_locked_at_claim_time_loses_no_slot(rig: Rig) -> 
     rig.clock.now = retry
     await rig.engine.fire(schedule.id)
     assert len(rig.sender.posts) == 1
-    delivery = await rig.engine.schedules.delivery(schedule.id, slot_key(NINE))
+    delivery = await rig.engine.schedules.delivery(schedule.id, utc_slot(NINE))
     assert delivery is not None
     assert delivery.state == "sent"
     assert rig.planned(schedule.id) == NINE + timedelta(days=1)
@@ -195,7 +195,7 @@ async def test_item6_a_lock_past_the_window_records_the_slot_as_missed(rig: Rig)
     schedule = await rig.schedule(time_of_day="09:00", timezone="UTC")
     rig.clock.now = NINE + timedelta(minutes=31)
     await rig.engine.fire(schedule.id)
-    delivery = await rig.engine.schedules.delivery(schedule.id, slot_key(NINE))
+    delivery = await rig.engine.schedules.delivery(schedule.id, utc_slot(NINE))
     assert delivery is not None
     assert delivery.state == "missed"
     assert delivery.error is not None
@@ -220,7 +220,7 @@ async def test_item7_catch_up_zero_still_posts_on_time(rig: Rig) -> None:
         rig.clock.now = NINE + timedelta(days=1, minutes=10)
         await engine.fire(schedule.id)
         assert len(rig.sender.posts) == 1
-        missed = await engine.schedules.delivery(schedule.id, slot_key(NINE + timedelta(days=1)))
+        missed = await engine.schedules.delivery(schedule.id, utc_slot(NINE + timedelta(days=1)))
         assert missed is not None
         assert missed.state == "missed"
     finally:
@@ -281,8 +281,8 @@ async def test_item11_a_resend_past_the_nonce_window_looks_in_the_channel_first(
     rig.clock.now = NINE
     await rig.engine.fire(schedule.id)
     assert len(rig.sender.posts) == 1
-    assert rig.sender.lookups == [marker_for(schedule.id, slot_key(NINE))]
-    delivery = await rig.engine.schedules.delivery(schedule.id, slot_key(NINE))
+    assert rig.sender.lookups == [marker_for(schedule.id, utc_slot(NINE))]
+    delivery = await rig.engine.schedules.delivery(schedule.id, utc_slot(NINE))
     assert delivery is not None
     assert (delivery.state, delivery.message_id) == ("sent", 1)
 
@@ -298,7 +298,7 @@ async def test_item11_a_resend_within_the_nonce_window_trusts_the_nonce(rig: Rig
 
 async def test_item11_recovery_of_an_old_claim_looks_before_resending(rig: Rig) -> None:
     schedule = await rig.schedule(time_of_day="09:00", timezone="UTC")
-    slot = slot_key(NINE)
+    slot = utc_slot(NINE)
     assert await rig.engine.schedules.claim(schedule.id, slot, late=False, now=NINE.isoformat())
     # not found in the channel: it is sent (once) and the attempt time is renewed
     rig.clock.now = NINE + timedelta(minutes=10)
@@ -352,7 +352,7 @@ async def test_item6_a_store_failure_after_posting_is_recorded_on_the_retry(
     rig.clock.now = retry
     await rig.engine.fire(schedule.id)
     assert len(rig.sender.posts) == 1  # the nonce returned the same post
-    delivery = await rig.engine.schedules.delivery(schedule.id, slot_key(NINE))
+    delivery = await rig.engine.schedules.delivery(schedule.id, utc_slot(NINE))
     assert delivery is not None
     assert (delivery.state, delivery.message_id) == ("sent", 1)
     assert rig.planned(schedule.id) == NINE + timedelta(days=1)

@@ -20,12 +20,13 @@ from typing import Any
 import pytest
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
-from bot.briefing_admin import BriefingAdmin, Request
-from bot.briefings import Briefing
+from bot.briefings.admin import BriefingAdmin, Request
+from bot.briefings.compose import Briefing
+from bot.briefings.engine import BriefingEngine
 from bot.local import Emulator
-from bot.lookup import Catalog
-from bot.scheduler import BriefingEngine
-from bot.store import MIGRATIONS, Store
+from bot.migrations import MIGRATIONS
+from bot.pledges.lookup import Catalog
+from bot.store import Store
 from tests.test_robustness_support import BotProcess, rows, wait_for, write_config
 
 pytestmark = pytest.mark.e2e

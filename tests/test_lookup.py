@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bot.errors import UserError
-from bot.lookup import Catalog
+from bot.pledges.lookup import Catalog
 
 CATALOG = Catalog(
     "pledge",

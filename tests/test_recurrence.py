@@ -1,4 +1,4 @@
-"""Tests for bot.recurrence: parsing moderator input, local slots, and instants across DST."""
+"""bot.briefings.recurrence: moderator input, local slots, and instants across DST."""
 
 from __future__ import annotations
 
@@ -10,8 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bot.errors import UserError
-from bot.recurrence import (
+from bot.briefings.recurrence import (
     MAX_MISSED,
     Recurrence,
     build_recurrence,
@@ -28,6 +27,7 @@ from bot.recurrence import (
     slot_key,
     timezone_choices,
 )
+from bot.errors import UserError
 
 SUN, MON, TUE, WED, THU, FRI, SAT = range(7)  # cron numbering
 

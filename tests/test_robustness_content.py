@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from bot.content import load_content
 from bot.local import Emulator
+from bot.pledges.content import load_content
 from bot.store import Store
 from tests.conftest import DATA_DIR
 from tests.test_robustness_support import BotProcess, run_cli, snapshot, write_config

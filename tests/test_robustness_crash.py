@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
+from bot.briefings.schedules import Schedules
 from bot.local import ChannelState, Emulator
-from bot.schedules import Schedules
 from bot.store import Store
 from tests.test_robustness_support import BotProcess, integrity, rows, wait_for, write_config
 

@@ -34,10 +34,10 @@ from typing import Any
 
 import pytest
 
-from bot.app import PledgeBot
-from bot.content import load_content
+from bot.client.app import PledgeBot
 from bot.local import Emulator
 from bot.local.interactions import InteractionResult
+from bot.pledges.content import load_content
 from bot.store import Store
 from tests.conftest import DATA_DIR
 from tests.e2e import World, embed_text, running_bot, with_config, world

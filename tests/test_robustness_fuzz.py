@@ -47,7 +47,7 @@ import pytest
 from hypothesis import HealthCheck, given, seed, settings
 from hypothesis import strategies as st
 
-from bot.app import PledgeBot
+from bot.client.app import PledgeBot
 from bot.local import CommandUsageError
 from bot.local.models import GUILD_ANNOUNCEMENT
 from tests.e2e import World, embed_text, running_bot, with_config, world

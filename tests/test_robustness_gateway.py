@@ -16,9 +16,9 @@ from typing import Any
 
 import pytest
 
-from bot.app import PledgeBot
+from bot.briefings.engine import BriefingEngine
+from bot.client.app import PledgeBot
 from bot.local import ChannelState, Emulator
-from bot.scheduler import BriefingEngine
 from tests.e2e import World, embed_text, running_bot, with_config, world
 from tests.test_robustness_support import wait_for
 

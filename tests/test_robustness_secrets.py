@@ -16,10 +16,10 @@ from pathlib import Path
 
 import pytest
 
+from bot.client.logredact import PLACEHOLDER, RedactTokens
 from bot.config import Config, ConfigError, load_config
 from bot.local import Emulator
-from bot.logredact import PLACEHOLDER, RedactTokens
-from bot.services import Services
+from bot.pledges.services import Services
 from tests.e2e import embed_text
 from tests.test_robustness_database import exclusive_lock, visible
 from tests.test_robustness_support import BotProcess, run_cli, wait_for, write_config
@@ -78,7 +78,9 @@ async def test_the_token_stays_out_of_debug_logs_when_things_fail(tmp_path: Path
     output = bot.output()
     assert "error id" in embed_text(failed.message)
     assert "was not posted" in visible(refused)
-    assert " DEBUG " in output and " ERROR bot.app: error " in output and "Traceback" in output
+    assert (
+        " DEBUG " in output and " ERROR bot.client.app: error " in output and "Traceback" in output
+    )
     assert "paused: Discord refused the post" in output
     assert_secret_absent(output)
     for message in (*emu.messages(guild.channels["general"]), failed.message, refused.message):

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from bot.scheduler import FailureKind, Shards, nonce_for
+from bot.briefings.engine import FailureKind, Shards, nonce_for
 from tests.engine_rig import Rig
 
 PLANS = [

@@ -7,14 +7,16 @@ from pathlib import Path
 
 import pytest
 
-from bot.store import MIGRATIONS, SCHEMA_VERSION, Store, StoreError, _split_sql, fts_query
+from bot.errors import StoreError
+from bot.migrations import MIGRATIONS, SCHEMA_VERSION, split_sql
+from bot.store import Store, fts_query
 
 
 def make_database_at_version(path: Path, version: int) -> None:
     """Build a database the way an older pledgebot left it."""
     conn = sqlite3.connect(path)
     for script in MIGRATIONS[:version]:
-        for statement in _split_sql(script):
+        for statement in split_sql(script):
             conn.execute(statement)
     conn.execute(f"PRAGMA user_version = {version}")
     if version >= 1:

@@ -105,9 +105,15 @@ def split_command(line: str) -> tuple[list[str], dict[str, str]]:
     return path, options
 
 
+# Builds the bot for a config already pointed at the emulator. Passed in by the runner,
+# so `bot.local` never imports the client that imports it.
+BotFactory = Callable[[Config], Any]
+
+
 class Console:
-    def __init__(self, config: Config, out: TextIO = sys.stdout) -> None:
+    def __init__(self, config: Config, make_bot: BotFactory, out: TextIO = sys.stdout) -> None:
         self.config = config
+        self.make_bot = make_bot
         self.out = out
         self.loop = asyncio.new_event_loop()
         self.emulator = Emulator(stable_ids=True)  # the demo server keeps its briefings
@@ -131,8 +137,6 @@ class Console:
         self.call(self._start())
 
     async def _start(self) -> None:
-        from bot.runner import make_bot
-
         emu = self.emulator
         await emu.start()
         self.guild = emu.add_guild("Demo server", channels=("general", "briefings"))
@@ -146,8 +150,7 @@ class Console:
             api_base_url=emu.base_url,
             gateway_url=emu.gateway_url,
         )
-        # The emulator starts empty every time, so the commands are always registered.
-        self.bot = make_bot(config, sync_mode="force", guild_ready_timeout=0.1)
+        self.bot = self.make_bot(config)
         self._bot_task = asyncio.create_task(self.bot.start(emu.token))
         waiter = asyncio.create_task(self.bot.engine_started.wait())
         done, _ = await asyncio.wait(
@@ -378,8 +381,13 @@ class Console:
         return sorted({n + " " for n in names if n.startswith(line.rstrip()) or n.startswith(line)})
 
 
-def run_console(config: Config, stdin: TextIO = sys.stdin, out: TextIO = sys.stdout) -> int:
-    console = Console(config, out)
+def run_console(
+    config: Config,
+    make_bot: BotFactory,
+    stdin: TextIO = sys.stdin,
+    out: TextIO = sys.stdout,
+) -> int:
+    console = Console(config, make_bot, out)
     print("Starting the local Discord and the bot…", file=out, flush=True)
     console.start()
     interactive = stdin.isatty()

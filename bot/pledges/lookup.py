@@ -14,8 +14,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from itertools import accumulate, islice
 
-from bot.cards import AUTOCOMPLETE_CHOICES, CHOICE_NAME_LIMIT, shorten
 from bot.errors import UserError
+from bot.pledges.cards import AUTOCOMPLETE_CHOICES, CHOICE_NAME_LIMIT, shorten
 
 _WORDS = re.compile(r"\w+")
 

@@ -16,17 +16,17 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot.briefing_admin import BriefingAdmin
+from bot.briefings.admin import BriefingAdmin
+from bot.briefings.engine import ALL_SHARDS, BriefingEngine, Shards
+from bot.client.delivery import DiscordSender
 from bot.config import Config
-from bot.delivery import DiscordSender
 from bot.errors import UserError
-from bot.scheduler import ALL_SHARDS, BriefingEngine, Shards
-from bot.services import Services
+from bot.pledges.services import Services
 
 log = logging.getLogger(__name__)
 
 SyncMode = Literal["auto", "force", "off"]
-CommandInstaller = Callable[[app_commands.CommandTree[Any], Services], None]
+CommandInstaller = Callable[[app_commands.CommandTree[Any], Services, BriefingAdmin], None]
 
 
 def bot_intents() -> discord.Intents:
@@ -167,13 +167,13 @@ class PledgeBot(commands.Bot):
             rate_per_second=self.config.global_rate_limit,
             shards=self.schedule_shards,
         )
-        self.services.briefings = BriefingAdmin(
+        briefings = BriefingAdmin(
             self.engine,
             self.services,
             limit=self.config.schedule_limit_per_guild,
             default_tz=self.config.default_timezone,
         )
-        self.install_commands(self.tree, self.services)
+        self.install_commands(self.tree, self.services, briefings)
         await self.sync_commands()
         # Planning runs while the gateway connects (it yields as it goes); catch-up posts
         # need the guild cache, which READY fills. A task started here runs once per

@@ -10,15 +10,15 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, Protocol
 
-from bot import cards
-from bot.briefings import CONTENT_KINDS, Briefing
-from bot.cards import Card, Field
+from bot.briefings.compose import CONTENT_KINDS, Briefing
+from bot.briefings.engine import BriefingEngine, recurrence_of
+from bot.briefings.recurrence import build_recurrence, next_slots, parse_timezone
+from bot.briefings.schedules import Schedule, Schedules
 from bot.errors import UserError
-from bot.lookup import Catalog
-from bot.recurrence import build_recurrence, next_slots, parse_timezone
-from bot.scheduler import BriefingEngine, recurrence_of
-from bot.schedules import Schedule, Schedules
-from bot.store import slot_at
+from bot.models import utc_slot_instant
+from bot.pledges import cards
+from bot.pledges.cards import Card, Field
+from bot.pledges.lookup import Catalog
 
 
 class Catalogs(Protocol):
@@ -53,7 +53,7 @@ def timestamp(instant: datetime, style: str = "F") -> str:
 def slot_text(slot: str) -> str:
     """A slot as each reader's own local time (Discord renders the timestamp)."""
     try:
-        return timestamp(slot_at(slot), "f")
+        return timestamp(utc_slot_instant(slot), "f")
     except ValueError:
         return "sent by hand" if slot.startswith("manual:") else slot
 

@@ -18,10 +18,10 @@ from datetime import datetime
 import aiohttp
 import discord
 
-from bot import cards
-from bot.briefings import Briefing
-from bot.cards import Card
-from bot.scheduler import DeliveryFailure, FailureKind
+from bot.briefings.compose import Briefing
+from bot.briefings.engine import DeliveryFailure, FailureKind
+from bot.pledges import cards
+from bot.pledges.cards import Card
 
 log = logging.getLogger(__name__)
 

@@ -29,14 +29,14 @@ from typing import Literal, Protocol
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.date import DateTrigger
 
-from bot import briefings
-from bot.briefings import Briefing
+from bot.briefings import compose
+from bot.briefings.compose import Briefing
+from bot.briefings.recurrence import Recurrence, build_recurrence, missed_slots, next_slots
+from bot.briefings.schedules import Schedule, Schedules
 from bot.errors import UserError
-from bot.models import Pledge, Power
+from bot.models import Pledge, Power, utc_slot, utc_slot_instant
 from bot.rate_budget import RateBudget
-from bot.recurrence import Recurrence, build_recurrence, missed_slots, next_slots
-from bot.schedules import Schedule, Schedules
-from bot.store import Store, slot_at, slot_key
+from bot.store import Store
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +84,7 @@ class DeliveryFailure(Exception):
 
 
 class Sender(Protocol):
-    """How the engine reaches Discord; `bot.delivery` implements it, tests fake it."""
+    """How the engine reaches Discord; `bot.client.delivery` implements it, tests fake it."""
 
     async def channel_problem(self, guild_id: int, channel_id: int) -> str | None: ...
 
@@ -135,7 +135,7 @@ def marker_for(schedule_id: int, slot: str) -> str:
 
 def is_scheduled(slot: str) -> bool:
     try:
-        slot_at(slot)
+        utc_slot_instant(slot)
     except ValueError:
         return False
     return True
@@ -299,12 +299,12 @@ class BriefingEngine:
     ) -> list[tuple[str, datetime]]:
         after = max(self.clock(), self._last_instant(last))
         found = next_slots(recurrence_of(schedule), schedule.timezone, after, count)
-        return [(slot_key(instant), instant) for _, instant in found]
+        return [(utc_slot(instant), instant) for _, instant in found]
 
     @staticmethod
     def _last_instant(last: str | None) -> datetime:
         try:
-            return slot_at(last) if last else datetime.min.replace(tzinfo=UTC)
+            return utc_slot_instant(last) if last else datetime.min.replace(tzinfo=UTC)
         except ValueError:  # a key from before slots were instants, left unmigrated
             return datetime.min.replace(tzinfo=UTC)
 
@@ -506,7 +506,7 @@ class BriefingEngine:
         schedules share it: a 09:00 fan-out of 10,000 digests reads the store once."""
         kind, _, target = schedule.content.partition(":")
         scheduled = is_scheduled(slot)
-        when = slot_at(slot) if scheduled else self.clock()
+        when = utc_slot_instant(slot) if scheduled else self.clock()
         since: str | None = None
         if kind == "changes" and schedule.cursor == 0:
             previous = await self.schedules.last_delivery(schedule.id, sent_only=True)
@@ -537,12 +537,12 @@ class BriefingEngine:
         store = self.store
         statements = {s.slug: s for s in await store.statements()}
         if kind == "digest":
-            return briefings.digest(
+            return compose.digest(
                 await store.pledges(), list(statements.values()), when, schedule.role_id
             )
         if kind == "spotlight":
             records: Sequence[Pledge | Power] = [*await store.pledges(), *await store.powers()]
-            return briefings.spotlight(records, statements, schedule.cursor, when, schedule.role_id)
+            return compose.spotlight(records, statements, schedule.cursor, when, schedule.role_id)
         if kind == "changes":
             # Bookmarked by what was composed, not by when a send finished: a change made
             # while this post waited or retried is in the next one.
@@ -551,7 +551,7 @@ class BriefingEngine:
             else:
                 changed = await store.status_history(since=since)
             titles = {p.slug: p.title for p in await store.pledges()}
-            found = briefings.changes(changed, titles, since, when, schedule.role_id)
+            found = compose.changes(changed, titles, since, when, schedule.role_id)
             if found is None:
                 return None
             return replace(found, next_cursor=max(c.id for c in changed))
@@ -559,13 +559,13 @@ class BriefingEngine:
             pledge = await store.pledge(target)
             if pledge is None:
                 raise DeliveryFailure(f"pledge {target!r} is no longer loaded", kind="pause")
-            return briefings.single(pledge, statements, when, schedule.role_id)
+            return compose.single(pledge, statements, when, schedule.role_id)
         if kind == "power":
             power = await store.power(target)
             if power is None:
                 raise DeliveryFailure(f"power {target!r} is no longer loaded", kind="pause")
             related = await store.pledges(slugs=power.pledges) if power.pledges else []
-            return briefings.single(power, statements, when, schedule.role_id, related)
+            return compose.single(power, statements, when, schedule.role_id, related)
         raise DeliveryFailure(f"unknown briefing content {schedule.content!r}", kind="pause")
 
     # -- downtime -----------------------------------------------------------------
@@ -574,7 +574,7 @@ class BriefingEngine:
         """Due slots (instant <= now) after the latest dealt with and after the rule began."""
         since = max(datetime.fromisoformat(schedule.active_since), self._last_instant(last))
         found = missed_slots(recurrence_of(schedule), schedule.timezone, since, self.clock())
-        return [(slot_key(instant), instant) for _, instant in found]
+        return [(utc_slot(instant), instant) for _, instant in found]
 
     async def handle_missed(self, schedule: Schedule, missed: list[tuple[str, datetime]]) -> None:
         """Post the newest due slot within the catch-up window; record the rest as missed."""

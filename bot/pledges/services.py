@@ -1,4 +1,7 @@
-"""What the commands depend on, built once at start-up and passed in."""
+"""What members' commands read: the store, name catalogs, statements and an answer cache.
+
+Built once at start-up and passed in.
+"""
 
 from __future__ import annotations
 
@@ -7,17 +10,13 @@ import math
 import time
 from collections.abc import Awaitable, Callable, Hashable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
-from bot.cards import Card
 from bot.config import Config
-from bot.content import load_content
-from bot.lookup import Catalog
 from bot.models import Statement
+from bot.pledges.cards import Card
+from bot.pledges.content import load_content
+from bot.pledges.lookup import Catalog
 from bot.store import Store
-
-if TYPE_CHECKING:
-    from bot.briefing_admin import BriefingAdmin
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +33,6 @@ class Services:
     pledges: Catalog
     powers: Catalog
     statements: dict[str, Statement]
-    briefings: BriefingAdmin | None = None  # set once the Discord client exists
     answers: dict[Hashable, list[Card]] = field(default_factory=dict)
     _signature: tuple[str | None, int | None] | None = None
     _checked_at: float = -math.inf

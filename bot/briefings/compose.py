@@ -10,9 +10,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from bot import cards
-from bot.cards import Card, Field
 from bot.models import STATUSES, Pledge, Power, Statement, StatusChange, status_of
+from bot.pledges import cards
+from bot.pledges.cards import Card, Field
 
 EMBEDS_PER_MESSAGE = 10
 DIGEST_PLEDGES_PER_CARD = 12

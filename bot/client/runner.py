@@ -12,12 +12,12 @@ from typing import Any
 import discord
 
 import commands
-from bot import logredact
-from bot.app import PledgeBot, ShardedPledgeBot, SyncMode
+from bot.briefings.engine import Shards
+from bot.client import logredact
+from bot.client.app import PledgeBot, ShardedPledgeBot, SyncMode
+from bot.client.endpoints import apply_endpoints
 from bot.config import Config
-from bot.endpoints import apply_endpoints
 from bot.errors import OperatorError
-from bot.scheduler import Shards
 
 log = logging.getLogger(__name__)
 
@@ -104,4 +104,10 @@ def console(config: Config) -> int:
         logging.getLogger().setLevel(logging.WARNING)
         logging.getLogger("discord.client").setLevel(logging.ERROR)  # "no voice" notices
     logredact.install(config.token)
-    return run_console(config)
+    return run_console(config, console_bot)
+
+
+def console_bot(local: Config) -> PledgeBot:
+    """The bot as the console runs it, on a config pointed at the local emulator."""
+    # The emulator starts empty every time, so the commands are always registered.
+    return make_bot(local, sync_mode="force", guild_ready_timeout=0.1)

@@ -8,12 +8,12 @@ from __future__ import annotations
 import functools
 from collections.abc import Awaitable, Callable
 
-from bot import cards
-from bot.cards import Card
-from bot.content import UPDATED_AT_KEY
 from bot.errors import UserError
 from bot.models import STATUS_BY_SLUG, Statement
-from bot.services import Services
+from bot.pledges import cards
+from bot.pledges.cards import Card
+from bot.pledges.content import UPDATED_AT_KEY
+from bot.pledges.services import Services
 
 Answer = Callable[..., Awaitable[list[Card]]]
 
