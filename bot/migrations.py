@@ -168,6 +168,31 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE TABLE rate_budget (name TEXT PRIMARY KEY, next_at REAL NOT NULL);
     """,
     "_slots_as_instants",
+    # 6 (issue 9): content members can trust: statement provenance (speaker, publisher,
+    # a pinned SHA-256 of the source text, the content's edition and date), who pledged
+    # a pledge and on what condition, claims with titles and attribution, the statement
+    # of each search hit. Old columns (author, actors) stay for processes still running
+    # the previous version. The content fingerprint is forgotten so the next start
+    # loads content again and rebuilds the search index.
+    """
+    ALTER TABLE statements ADD COLUMN publisher TEXT NOT NULL DEFAULT '';
+    UPDATE statements SET publisher = author;
+    ALTER TABLE statements ADD COLUMN speaker TEXT NOT NULL DEFAULT '';
+    ALTER TABLE statements ADD COLUMN source_sha256 TEXT NOT NULL DEFAULT '';
+    ALTER TABLE statements ADD COLUMN edition INTEGER NOT NULL DEFAULT 1;
+    ALTER TABLE statements ADD COLUMN edited TEXT NOT NULL DEFAULT '';
+    ALTER TABLE pledges ADD COLUMN pledged_by TEXT NOT NULL DEFAULT '';
+    ALTER TABLE pledges ADD COLUMN condition TEXT NOT NULL DEFAULT '';
+    ALTER TABLE pledges ADD COLUMN partners TEXT NOT NULL DEFAULT '[]';
+    ALTER TABLE claims ADD COLUMN title TEXT NOT NULL DEFAULT '';
+    ALTER TABLE claims ADD COLUMN attribution TEXT NOT NULL DEFAULT '';
+    DROP TABLE search_index;
+    CREATE VIRTUAL TABLE search_index USING fts5(
+        kind UNINDEXED, slug UNINDEXED, title, body, quotes, statement UNINDEXED,
+        tokenize = 'unicode61 remove_diacritics 2'
+    );
+    DELETE FROM meta WHERE key = 'content_fingerprint';
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
