@@ -148,7 +148,7 @@ async def run(
         async def report_engine() -> None:
             await engine_started.wait()
             engine = getattr(bot, "engine", None)
-            jobs = len(engine.scheduler.get_jobs()) if engine is not None else 0
+            jobs = engine.planned_count() if engine is not None else 0
             emit("engine_started", jobs=jobs, guilds=len(bot.guilds))
 
         watchers.append(asyncio.create_task(report_engine()))
@@ -158,8 +158,7 @@ async def run(
             while True:
                 engine = getattr(bot, "engine", None)
                 if engine is not None:
-                    jobs = engine.scheduler.get_jobs()
-                    emit("jobs", count=sum(j.id.startswith("briefing:") for j in jobs))
+                    emit("jobs", count=engine.planned_count())
                 await asyncio.sleep(0.5)
 
         watchers.append(asyncio.create_task(report_planned()))

@@ -108,8 +108,12 @@ class Rig:
         return found
 
     def planned(self, schedule_id: int) -> datetime | None:
-        job = self.engine.scheduler.get_job(f"briefing:{schedule_id}")
-        return None if job is None else job.trigger.run_date
+        """When the engine will look at the schedule next, checked against the real job."""
+        when = self.engine.planned_at(schedule_id)
+        if when is not None:
+            job = self.engine.scheduler.get_job(f"due:{when.isoformat()}")
+            assert job is not None and job.trigger.run_date == when
+        return when
 
     async def run_until(self, schedule_id: int, end: datetime, zone: str = "UTC") -> list[str]:
         """Fire the planned job again and again, moving the clock, until `end`; the local

@@ -98,9 +98,7 @@ async def test_bad_input_gets_a_clear_private_answer(
 async def test_moderators_manage_their_briefings(w: World) -> None:
     async with running_bot(w) as bot:
         briefing_id = await schedule(w)
-        job = f"briefing:{briefing_id}"
-        scheduler = engine(bot).scheduler
-        assert scheduler.get_job(job) is not None
+        assert engine(bot).planned_at(briefing_id) is not None
         for action, expected in [
             ("pause", "paused"),
             ("resume", "resumed"),
@@ -126,7 +124,7 @@ async def test_moderators_manage_their_briefings(w: World) -> None:
             w.guild, "briefing cancel", options={"id": briefing_id}, user=w.moderator
         )
         assert "cancelled" in embed_text(cancelled.message)
-        assert scheduler.get_job(job) is None
+        assert engine(bot).planned_at(briefing_id) is None
         changes = await engine(bot).schedules.changes(briefing_id)
         assert [c.action for c in changes] == [
             "created",
@@ -305,7 +303,7 @@ async def test_schedules_survive_a_restart(w: World, tmp_path: Path) -> None:
     async with running_bot(w):
         briefing_id = await schedule(w)
     async with running_bot(w, with_config(w)) as bot:
-        assert engine(bot).scheduler.get_job(f"briefing:{briefing_id}") is not None
+        assert engine(bot).planned_at(briefing_id) is not None
 
 
 async def test_a_member_is_refused_even_where_the_server_shows_the_command(w: World) -> None:
@@ -366,7 +364,7 @@ async def test_a_sharded_process_schedules_only_its_servers(w: World) -> None:
             ids[guild.id] = int(embed_text(result.message).split("#", 1)[1].split(" ", 1)[0])
     async with running_bot(w, **shard_options(2, [0])) as sharded:
         for guild_id, briefing_id in ids.items():
-            planned = engine(sharded).scheduler.get_job(f"briefing:{briefing_id}") is not None
+            planned = engine(sharded).planned_at(briefing_id) is not None
             assert planned is ((guild_id >> 22) % 2 == 0)
 
 
