@@ -9,6 +9,7 @@ import logging
 import sqlite3
 import sys
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,16 @@ from bot.client import logredact
 from bot.config import Config, ConfigError, load_config
 from bot.errors import OperatorError, StoreError
 from bot.models import STATUSES
-from bot.pledges.content import ContentError, export_content, load_content, verify_quotes
+from bot.pledges.content import (
+    ContentError,
+    export_content,
+    load_content,
+    read_content,
+    verify_quotes,
+    verify_source,
+)
+from bot.pledges.editorial import coverage_report, new_skeleton, statement_named
+from bot.pledges.ratings import rating_problem
 from bot.store import Store
 
 EXIT_USAGE = 2
@@ -66,6 +76,23 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--out", type=Path, required=True, metavar="DIR")
     db.add_parser("check", help="summarise what the store holds and verify every quote")
 
+    content = commands.add_parser("content", help="add a statement").add_subparsers(
+        dest="content_command", required=True, metavar="ACTION"
+    )
+    new = content.add_parser(
+        "new", help="copy a statement's text and write a content file to curate from it"
+    )
+    new.add_argument("--source", type=Path, required=True, metavar="FILE", help="its text")
+    new.add_argument("--slug", required=True, help="a short name, e.g. housing-plan")
+    new.add_argument("--dir", type=Path, metavar="DIR", help="content directory (default: config)")
+    covered = content.add_parser(
+        "coverage", help="each sentence of a statement and the records that quote it"
+    )
+    covered.add_argument("slug", nargs="?", help="one statement (default: all)")
+    covered.add_argument(
+        "--dir", type=Path, metavar="DIR", help="content directory (default: config)"
+    )
+
     status = commands.add_parser("status", help="track pledge status").add_subparsers(
         dest="status_command", required=True, metavar="ACTION"
     )
@@ -77,7 +104,12 @@ def build_parser() -> argparse.ArgumentParser:
     status_set.add_argument("slug", help="the pledge's slug")
     status_set.add_argument("status", choices=[s.slug for s in STATUSES], metavar="STATUS")
     status_set.add_argument("--note", required=True, help="why the status changed")
-    status_set.add_argument("--evidence", default="", metavar="URL", help="a link to evidence")
+    status_set.add_argument(
+        "--evidence",
+        default="",
+        metavar="URL",
+        help="an http(s) link to public evidence; needed for any status but not-yet-rated",
+    )
     status_set.add_argument("--by", default=None, help="who made the change (default: you)")
     return parser
 
@@ -125,11 +157,15 @@ async def db_check(config: Config) -> int:
         counts = await store.counts()
         print(f"database: {store.path} (schema version {await store.schema_version()})")
         failures: list[str] = []
+        sources_failed: list[str] = []
         for statement in await store.statements():
             content = await store.statement_content(statement.slug)
             assert content is not None
             failures += verify_quotes(content)
-            print(f"\nstatement {statement.slug}: {statement.title} ({statement.author})")
+            if problem := verify_source(statement):
+                sources_failed.append(problem)
+            print(f"\nstatement {statement.slug}: {statement.title} ({statement.publisher})")
+            print(f"  source  SHA-256 {statement.source_sha256}")
             for pledge in content.pledges:
                 print(f"  pledge  {pledge.slug:<36} [{pledge.status}] {pledge.title}")
             for power in content.powers:
@@ -145,15 +181,40 @@ async def db_check(config: Config) -> int:
         print(f"quotes verified against their statement: {verified}/{counts['quotes']}")
         for failure in failures:
             print(f"  NOT VERIFIED: {failure}", file=sys.stderr)
+        verified_sources = counts["statements"] - len(sources_failed)
+        print(f"source texts matching their SHA-256: {verified_sources}/{counts['statements']}")
+        for failure in sources_failed:
+            print(f"  NOT VERIFIED: {failure}", file=sys.stderr)
         if counts["statements"] == 0:
             print("the store is empty: run `pledgebot db load`", file=sys.stderr)
             return 1
-        return 1 if failures else 0
+        return 1 if failures or sources_failed else 0
 
     return await with_store(config, check)
 
 
+def content_new(config: Config, args: argparse.Namespace) -> int:
+    directory = args.dir or config.content_dir
+    written, source = new_skeleton(args.source, args.slug, directory, today=date.today())
+    print(f"copied the source text to {source}")
+    print(f"wrote {written}: curate it, then run `pledgebot content coverage {args.slug}`")
+    return 0
+
+
+def content_coverage(config: Config, args: argparse.Namespace) -> int:
+    contents = read_content(args.dir or config.content_dir)
+    chosen = [statement_named(contents, args.slug)] if args.slug else contents
+    for number, content in enumerate(chosen):
+        if number:
+            print()
+        print("\n".join(coverage_report(content)))
+    return 0
+
+
 async def status_set(config: Config, args: argparse.Namespace) -> int:
+    if problem := rating_problem(args.status, args.evidence):
+        raise OperatorError(f"status not recorded: {problem}")
+
     async def set_status(store: Store) -> int:
         change = await store.set_status(
             args.slug,
@@ -179,6 +240,8 @@ def dispatch(config: Config, args: argparse.Namespace) -> int:
         return asyncio.run(actions[args.db_command]())
     if args.command == "status":
         return asyncio.run(status_set(config, args))
+    if args.command == "content":
+        return (content_new if args.content_command == "new" else content_coverage)(config, args)
     from bot.client import runner  # imports discord: only for the commands that need it
 
     if args.command == "run":

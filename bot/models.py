@@ -41,13 +41,29 @@ def status_of(slug: str) -> Status:
 
 @dataclass(frozen=True)
 class Statement:
+    """Where the records come from, said no more precisely than we know it.
+
+    `date` and `url` stay empty when unknown (shown as "undated", never invented);
+    `edition` and `edited` say when the curated content last changed, which is not when
+    a database loaded it; `source_sha256` pins the source text so anyone can check it.
+    """
+
     slug: str
     title: str
-    author: str
+    publisher: str
     date: str
     url: str
     summary: str
     source_text: str
+    speaker: str = ""
+    source_sha256: str = ""
+    edition: int = 1
+    edited: str = ""
+
+    @property
+    def author(self) -> str:
+        """The name briefings credit (bot.briefings.compose): the publisher."""
+        return self.publisher
 
 
 @dataclass(frozen=True)
@@ -58,11 +74,16 @@ class Pledge:
     summary: str
     detail: str
     scope: str
-    actors: tuple[str, ...]
     quotes: tuple[str, ...]
+    pledged_by: str = ""  # the party, as the statement words it
+    condition: str = ""  # e.g. "in government", as the statement puts it
+    partners: tuple[str, ...] = ()  # partners the statement names, never who "delivers"
     status: str = DEFAULT_STATUS
     status_changed_at: str | None = None
-    status_note: str = ""  # the note of the latest status change
+    # the latest status change: its note, evidence link and who recorded it
+    status_note: str = ""
+    status_evidence: str = ""
+    status_changed_by: str = ""
 
 
 @dataclass(frozen=True)
@@ -84,10 +105,14 @@ class Power:
 
 @dataclass(frozen=True)
 class Claim:
+    """Something the statement asserts: always shown as the statement's, never as fact."""
+
     slug: str
     statement_slug: str
+    title: str  # in words, e.g. "The statement says convictions ... have plummeted"
     summary: str
     quotes: tuple[str, ...]
+    attribution: str = ""  # who makes the claim, as the text gives it
 
 
 @dataclass(frozen=True)
@@ -109,6 +134,7 @@ class SearchHit:
     title: str
     snippet: str
     rank: float
+    statement_slug: str = ""
 
 
 @dataclass(frozen=True)

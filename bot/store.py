@@ -46,6 +46,18 @@ MAX_QUERY_TOKENS = 16
 _WORD = re.compile(r"\w+")
 
 
+async def _connect_reader(path: Path) -> aiosqlite.Connection:
+    reader = await aiosqlite.connect(path, isolation_level=None)
+    try:
+        reader.row_factory = aiosqlite.Row
+        await reader.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        await reader.execute("PRAGMA query_only = ON")  # every write goes through one place
+    except BaseException:
+        await reader.close()
+        raise
+    return reader
+
+
 def utc_now() -> str:
     return datetime.now(UTC).isoformat(timespec="microseconds")
 
@@ -65,8 +77,18 @@ def fts_query(text: str, *, any_word: bool = False) -> str | None:
 
 
 class Store:
-    def __init__(self, conn: aiosqlite.Connection, path: Path) -> None:
+    """Writes go through one connection, reads through another.
+
+    With WAL, readers never wait for writers; a second connection keeps it so inside
+    this process too. A write waiting for another process's lock (SQLite's busy handler
+    sleeps in the connection's thread) would otherwise hold up every member's read.
+    """
+
+    def __init__(
+        self, conn: aiosqlite.Connection, path: Path, reader: aiosqlite.Connection | None = None
+    ) -> None:
         self._conn = conn
+        self._reader = reader or conn
         self.path = path
         self._write_lock = asyncio.Lock()
 
@@ -87,12 +109,15 @@ class Store:
             await conn.execute("PRAGMA foreign_keys = ON")
             await conn.execute("PRAGMA synchronous = NORMAL")
             await store._migrate()
+            store._reader = await _connect_reader(path)
         except BaseException:
             await conn.close()
             raise
         return store
 
     async def close(self) -> None:
+        if self._reader is not self._conn:
+            await self._reader.close()
         await self._conn.close()
 
     @property
@@ -123,7 +148,7 @@ class Store:
 
     async def rows(self, sql: str, params: Sequence[Any] = ()) -> list[aiosqlite.Row]:
         """All rows of a read, in one trip to aiosqlite's thread (reads are the hot path)."""
-        return list(await self._conn.execute_fetchall(sql, params))
+        return list(await self._reader.execute_fetchall(sql, params))
 
     # -- meta ---------------------------------------------------------------------
 
@@ -182,10 +207,12 @@ class Store:
             params.extend(slugs)
         rows = await self.rows(
             f"SELECT p.*, s.slug AS statement_slug, {_quotes_json('pledge', 'p')}, "
-            "(SELECT note FROM status_history h WHERE h.pledge_id = p.id "
-            "ORDER BY h.id DESC LIMIT 1) AS status_note "
-            f"FROM pledges p JOIN statements s ON s.id = p.statement_id WHERE {where} "
-            "ORDER BY s.id, p.position",
+            "h.note AS status_note, h.evidence_url AS status_evidence, "
+            "h.changed_by AS status_changed_by "
+            "FROM pledges p JOIN statements s ON s.id = p.statement_id "
+            "LEFT JOIN status_history h ON h.id = "
+            "(SELECT max(id) FROM status_history WHERE pledge_id = p.id) "
+            f"WHERE {where} ORDER BY s.id, p.position",
             params,
         )
         return [_pledge(r) for r in rows]
@@ -211,8 +238,8 @@ class Store:
         found = await self.powers(slug=slug)
         return found[0] if found else None
 
-    async def claims(self, *, statement: str | None = None) -> list[Claim]:
-        where, params = _where([("s.slug = ?", statement)])
+    async def claims(self, *, statement: str | None = None, slug: str | None = None) -> list[Claim]:
+        where, params = _where([("s.slug = ?", statement), ("c.slug = ?", slug)])
         rows = await self.rows(
             f"SELECT c.*, s.slug AS statement_slug, {_quotes_json('claim', 'c')} "
             f"FROM claims c JOIN statements s ON s.id = c.statement_id WHERE {where} "
@@ -220,9 +247,20 @@ class Store:
             params,
         )
         return [
-            Claim(r["slug"], r["statement_slug"], r["summary"], _json_list(r["quotes_json"]))
+            Claim(
+                slug=r["slug"],
+                statement_slug=r["statement_slug"],
+                title=r["title"],
+                summary=r["summary"],
+                quotes=_json_list(r["quotes_json"]),
+                attribution=r["attribution"],
+            )
             for r in rows
         ]
+
+    async def claim(self, slug: str) -> Claim | None:
+        found = await self.claims(slug=slug)
+        return found[0] if found else None
 
     async def content_signature(self) -> tuple[str | None, int | None]:
         """Changes whenever content is loaded or a status changes, by any process."""
@@ -309,7 +347,7 @@ class Store:
             if query is None:
                 return []
             rows = await self.rows(
-                "SELECT kind, slug, title, "
+                "SELECT kind, slug, title, statement, "
                 "snippet(search_index, -1, '**', '**', '…', 16) AS snippet, "
                 "bm25(search_index, 0, 0, 10.0, 3.0, 1.0) AS rank "
                 "FROM search_index WHERE search_index MATCH ? ORDER BY rank LIMIT ?",
@@ -318,7 +356,12 @@ class Store:
             if rows:
                 return [
                     SearchHit(
-                        cast(RecordKind, r["kind"]), r["slug"], r["title"], r["snippet"], r["rank"]
+                        cast(RecordKind, r["kind"]),
+                        r["slug"],
+                        r["title"],
+                        r["snippet"],
+                        r["rank"],
+                        r["statement"],
                     )
                     for r in rows
                 ]
@@ -345,7 +388,17 @@ def _json_list(value: str) -> tuple[str, ...]:
 
 def _statement(r: aiosqlite.Row) -> Statement:
     return Statement(
-        r["slug"], r["title"], r["author"], r["date"], r["url"], r["summary"], r["source_text"]
+        slug=r["slug"],
+        title=r["title"],
+        publisher=r["publisher"],
+        date=r["date"],
+        url=r["url"],
+        summary=r["summary"],
+        source_text=r["source_text"],
+        speaker=r["speaker"],
+        source_sha256=r["source_sha256"],
+        edition=r["edition"],
+        edited=r["edited"],
     )
 
 
@@ -366,11 +419,15 @@ def _pledge(r: aiosqlite.Row) -> Pledge:
         summary=r["summary"],
         detail=r["detail"],
         scope=r["scope"],
-        actors=_json_list(r["actors"]),
         quotes=_json_list(r["quotes_json"]),
+        pledged_by=r["pledged_by"],
+        condition=r["condition"],
+        partners=_json_list(r["partners"]),
         status=r["status"],
         status_changed_at=r["status_changed_at"],
         status_note=r["status_note"] or "",
+        status_evidence=r["status_evidence"] or "",
+        status_changed_by=r["status_changed_by"] or "",
     )
 
 
@@ -426,12 +483,17 @@ async def _upsert_statement_content(conn: aiosqlite.Connection, content: Stateme
     statement_values = {
         "slug": s.slug,
         "title": s.title,
-        "author": s.author,
+        "publisher": s.publisher,
+        "author": s.publisher,  # read by processes still running an older pledgebot
+        "speaker": s.speaker,
         "date": s.date,
         "url": s.url,
         "summary": s.summary,
         "source_path": content.source_path,
         "source_text": s.source_text,
+        "source_sha256": s.source_sha256,
+        "edition": s.edition,
+        "edited": s.edited,
     }
     statement_id = await _upsert(conn, "statements", statement_values, list(statement_values)[1:])
     pledge_ids: dict[str, int] = {}
@@ -444,7 +506,9 @@ async def _upsert_statement_content(conn: aiosqlite.Connection, content: Stateme
             "summary": p.summary,
             "detail": p.detail,
             "scope": p.scope,
-            "actors": json.dumps(list(p.actors)),
+            "pledged_by": p.pledged_by,
+            "condition": p.condition,
+            "partners": json.dumps(list(p.partners)),
         }
         pledge_ids[p.slug] = await _upsert(conn, "pledges", values, list(values)[1:])
         await _set_quotes(conn, "pledge", pledge_ids[p.slug], p.quotes)
@@ -477,7 +541,9 @@ async def _upsert_statement_content(conn: aiosqlite.Connection, content: Stateme
             "slug": c.slug,
             "statement_id": statement_id,
             "position": position,
+            "title": c.title,
             "summary": c.summary,
+            "attribution": c.attribution,
         }
         claim_id = await _upsert(conn, "claims", values, list(values)[1:])
         await _set_quotes(conn, "claim", claim_id, c.quotes)
@@ -490,21 +556,23 @@ async def _rebuild_search_index(conn: aiosqlite.Connection) -> None:
         "(SELECT group_concat(text, ' ') FROM quotes q "
         "WHERE q.record_kind = '{kind}' AND q.record_id = t.id)"
     )
+    statement = "(SELECT slug FROM statements s WHERE s.id = t.statement_id)"
     await conn.execute(
-        "INSERT INTO search_index(rowid, kind, slug, title, body, quotes) "
+        "INSERT INTO search_index(rowid, kind, slug, title, body, quotes, statement) "
         "SELECT t.id * 4 + 1, 'pledge', t.slug, t.title, "
-        "t.summary || ' ' || t.detail || ' ' || t.scope || ' ' || t.actors, "
-        f"{quotes.format(kind='pledge')} FROM pledges t"
+        "t.summary || ' ' || t.detail || ' ' || t.scope || ' ' || t.pledged_by || ' ' "
+        "|| t.condition || ' ' || t.partners, "
+        f"{quotes.format(kind='pledge')}, {statement} FROM pledges t"
     )
     await conn.execute(
-        "INSERT INTO search_index(rowid, kind, slug, title, body, quotes) "
+        "INSERT INTO search_index(rowid, kind, slug, title, body, quotes, statement) "
         "SELECT t.id * 4 + 2, 'power', t.slug, t.name || ' ' || t.abbreviation, "
         "t.summary || ' ' || t.detail || ' ' || t.who_applies || ' ' || t.routes || ' ' "
         "|| t.restrictions || ' ' || t.history || ' ' || t.change_pledged, "
-        f"{quotes.format(kind='power')} FROM powers t"
+        f"{quotes.format(kind='power')}, {statement} FROM powers t"
     )
     await conn.execute(
-        "INSERT INTO search_index(rowid, kind, slug, title, body, quotes) "
-        "SELECT t.id * 4 + 3, 'claim', t.slug, '', t.summary, "
-        f"{quotes.format(kind='claim')} FROM claims t"
+        "INSERT INTO search_index(rowid, kind, slug, title, body, quotes, statement) "
+        "SELECT t.id * 4 + 3, 'claim', t.slug, t.title, t.summary || ' ' || t.attribution, "
+        f"{quotes.format(kind='claim')}, {statement} FROM claims t"
     )

@@ -10,6 +10,7 @@ from bot.briefings.admin import BriefingAdmin
 from bot.pledges.services import Services
 from commands.about import about_command
 from commands.briefing import BriefingCommands
+from commands.claim import ClaimCommands
 from commands.operator import OperatorCommands
 from commands.pledge import PledgeCommands
 from commands.power import PowerCommands
@@ -20,6 +21,7 @@ def install(
 ) -> None:
     tree.add_command(PledgeCommands(services))
     tree.add_command(PowerCommands(services))
+    tree.add_command(ClaimCommands(services))
     tree.add_command(about_command(services))
     tree.add_command(OperatorCommands(services))
     tree.add_command(BriefingCommands(briefings))

@@ -9,14 +9,26 @@ from discord import app_commands
 
 from bot.pledges import answers
 from bot.pledges.services import Services
-from commands.pledge import PRIVATE
+from commands.pledge import PRIVATE, statement_choices
 from commands.ui import answer
 
 
 def about_command(services: Services) -> app_commands.Command[Any, Any, None]:
-    @app_commands.command(name="about", description="What pledgebot is and how it works")
-    @app_commands.describe(private=PRIVATE)
-    async def about(interaction: discord.Interaction[Any], private: bool = False) -> None:
-        await answer(interaction, answers.about(services), private=private)
+    @app_commands.command(
+        name="about", description="What pledgebot is, its sources, and how it rates pledges"
+    )
+    @app_commands.describe(statement="One statement's provenance and full text", private=PRIVATE)
+    async def about(
+        interaction: discord.Interaction[Any],
+        statement: str | None = None,
+        private: bool = False,
+    ) -> None:
+        await answer(interaction, answers.about(services, statement), private=private)
+
+    @about.autocomplete("statement")
+    async def statement_autocomplete(
+        interaction: discord.Interaction[Any], current: str
+    ) -> list[app_commands.Choice[str]]:
+        return await statement_choices(services, current)
 
     return about

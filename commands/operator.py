@@ -36,7 +36,7 @@ class OperatorCommands(app_commands.Group):
         pledge="The pledge",
         status="Its new status",
         note="Why it changed (shown in the history)",
-        evidence="A link to evidence",
+        evidence="An http(s) link to public evidence; needed for any status but Not yet rated",
     )
     @app_commands.choices(
         status=[app_commands.Choice(name=s.label, value=s.slug) for s in STATUSES]

@@ -15,6 +15,12 @@ from commands.ui import answer, autocomplete
 PRIVATE = "Only you see the answer"
 
 
+async def statement_choices(services: Services, current: str) -> list[app_commands.Choice[str]]:
+    """The statements carried, for any command's `statement` option."""
+    await services.fresh()
+    return autocomplete(services.statement_names.choices, current)
+
+
 class PledgeCommands(app_commands.Group):
     def __init__(self, services: Services) -> None:
         super().__init__(name="pledge", description="Pledges made in the statements we carry")
@@ -43,17 +49,7 @@ class PledgeCommands(app_commands.Group):
     async def statement_autocomplete(
         self, interaction: discord.Interaction[Any], current: str
     ) -> list[app_commands.Choice[str]]:
-        await self.services.fresh()
-        statements = self.services.statements.values()
-        folded = current.casefold()
-        return autocomplete(
-            lambda _: [
-                (s.title, s.slug)
-                for s in statements
-                if folded in s.title.casefold() or folded in s.slug
-            ],
-            current,
-        )
+        return await statement_choices(self.services, current)
 
     @app_commands.command(name="show", description="One pledge in full, with quotes")
     @app_commands.describe(pledge="Start typing a pledge's name", private=PRIVATE)

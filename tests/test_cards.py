@@ -25,8 +25,9 @@ def pledge_from(title: str, summary: str, detail: str, quotes: list[str]) -> Ple
         summary=summary,
         detail=detail,
         scope="In the UK",
-        actors=("NCA",),
         quotes=tuple(quotes) or ("q",),
+        pledged_by="Labour",
+        partners=("Europol",),
     )
 
 
@@ -43,6 +44,8 @@ def test_pledge_pages_are_always_within_embed_limits(
         status="broken",
         status_changed_at="2026-01-01T00:00:00+00:00",
         status_note=detail,
+        status_evidence="https://example.org/" + "e" * 300,
+        status_changed_by="operator:" + title,
     )
     pages = paginate(cards.pledge_card(pledge, STATEMENT))
     assert pages
@@ -98,20 +101,38 @@ def test_escape_markdown_neutralises_formatting() -> None:
 
 def test_list_pages_hold_every_pledge() -> None:
     pledges = [pledge_from(f"Pledge {i}", "s" * 300, "d", ["q"]) for i in range(40)]
-    pages = cards.pledge_list_pages(pledges, "Pledges")
+    pages = cards.pledge_list_pages([(STATEMENT, pledges)])
     assert len(pages) == 7
     assert sum(len(p.fields) for p in pages) == 40
-    assert pages[0].title == "Pledges (1/7)"
+    assert pages[0].title == "Pledges by Labour: Labour statement on criminal smuggling gangs (1/7)"
     assert all(p.within_limits() for p in pages)
+    assert all(p.footer.startswith("Source: Labour statement on") for p in pages)
+
+
+def test_list_pages_name_each_statement_and_party() -> None:
+    """Issue 9, item 3: with two statements, every page says whose pledges it shows."""
+    other = replace(STATEMENT, slug="other", title="Green statement on trees", publisher="Greens")
+    greens = [replace(pledge_from("Plant trees", "s", "d", ["q"]), pledged_by="The Greens")]
+    labour = [pledge_from(f"Pledge {i}", "s", "d", ["q"]) for i in range(7)]
+    pages = cards.pledge_list_pages([(STATEMENT, labour), (other, greens)], "🔵 In progress")
+    assert [p.title for p in pages] == [
+        "Pledges by Labour: Labour statement on criminal smuggling gangs — 🔵 In progress (1/3)",
+        "Pledges by Labour: Labour statement on criminal smuggling gangs — 🔵 In progress (2/3)",
+        "Pledges by The Greens: Green statement on trees — 🔵 In progress (3/3)",
+    ]
+    assert "Green statement on trees (Greens, undated)" in pages[2].footer
+    assert "Labour statement on criminal smuggling gangs (Labour, undated)" in pages[0].footer
 
 
 def test_search_card_echoes_the_query_escaped() -> None:
     card = cards.search_card("@everyone **x**", [])
     assert r"\*\*x\*\*" in card.description
-    hit = SearchHit("claim", "c", "", "**profits** soaring", -1.0)
-    found = cards.search_card("profits", [hit])
-    assert found.fields[0].name.startswith("Claim:")
+    hit = SearchHit("claim", "c", "The statement says", "**profits** soaring", -1.0, "s")
+    found = cards.search_card("profits", [hit], {"s": STATEMENT})
+    assert found.fields[0].name == "Claim: The statement says"
+    assert "Open it: `/claim show claim:c`" in found.fields[0].value
     assert "not established fact" in found.footer
+    assert found.footer.startswith("Source: Labour statement on criminal smuggling gangs")
 
 
 def test_power_card_shows_everything_with_attribution() -> None:
@@ -119,10 +140,46 @@ def test_power_card_shows_everything_with_attribution() -> None:
     (power,) = content.powers
     card = cards.power_card(power, content.statement, content.pledges[-1:])
     names = [f.name for f in card.fields]
-    for expected in ("Who can apply", "Routes", "Restrictions it can impose", "History"):
+    for expected in (
+        "Who can apply (according to the statement)",
+        "Routes",
+        "Restrictions it can impose",
+        "History",
+        "The change pledged",
+    ):
         assert expected in names
+    assert "Related pledges" not in names  # the change pledged links its pledge instead
+    change = next(f.value for f in card.fields if f.name == "The change pledged")
+    assert f"/pledge show pledge:{content.pledges[-1].slug}" in change
+    text = " ".join(f.value for f in card.fields) + card.description
+    assert text.count("highest-harm") == 1  # the change pledged, said once
     assert card.footer.startswith("Source: Labour statement on criminal smuggling gangs")
     assert all(p.within_limits() for p in paginate(card))
+
+
+def test_pledge_card_credits_who_pledged_and_shows_the_rating() -> None:
+    """Issue 9, items 2 and 5: pledged by, partners, condition; rated when, by whom, on what."""
+    (content,) = read_content(DATA_DIR)
+    pledge = next(p for p in content.pledges if p.slug == "europol-partnership")
+    rated = replace(
+        pledge,
+        status="in-progress",
+        status_changed_at="2026-01-01T00:00:00+00:00",
+        status_note="Talks opened",
+        status_evidence="https://example.org/talks",
+        status_changed_by="discord:42",
+    )
+    card = cards.pledge_card(rated, content.statement)
+    fields = {f.name: f.value for f in card.fields}
+    assert "Who delivers it" not in fields
+    assert fields["Pledged by"] == "Labour"
+    assert fields["Partners named"] == "European partners, Europol"
+    assert "the next Labour government" in fields["Condition"]
+    assert "Rated <t:1767225600:D> by <@42>" in fields["Status"]
+    assert "Evidence: https://example.org/talks" in fields["Status"]
+    assert "(Labour, undated)" in card.footer
+    unrated = dict((f.name, f.value) for f in cards.pledge_card(pledge, content.statement).fields)
+    assert unrated["Status"] == "⚪ Not yet rated (no rating recorded yet)"
 
 
 def test_discord_date_uses_a_timestamp_tag() -> None:
@@ -136,3 +193,40 @@ def test_about_card_lists_the_vocabulary() -> None:
     vocabulary = next(f.value for f in card.fields if f.name == "Status vocabulary")
     assert "Partly delivered" in vocabulary
     assert card.within_limits()
+
+
+def test_about_card_states_provenance_and_the_rating_method_honestly() -> None:
+    """Issue 9, items 4 and 5: undated, never a date we don't have; who rates, on what."""
+    (content,) = read_content(DATA_DIR)
+    card = cards.about_card([content.statement], content.claims, "2026-01-01T00:00:00+00:00")
+    fields = {f.name: f.value for f in card.fields}
+    provenance = fields["Statement: Labour statement on criminal smuggling gangs"]
+    assert "Date: undated" in provenance
+    assert "Link: none recorded" in provenance
+    assert "Speaker: An unnamed speaker for Labour" in provenance
+    assert "Content edition 2, edited 2026-12-03" in provenance
+    assert "Content last updated" not in fields
+    assert fields["Loaded into this bot's database"] == "<t:1767225600:D>"
+    method = fields["How statuses are rated"]
+    for promise in ("operators", "evidence", "http or https", "cannot be edited or deleted"):
+        assert promise in method
+    assert (
+        "Every record (pledge, power and claim) carries verbatim quotes"
+        in (fields["How summaries are written"])
+    )
+
+
+def test_claim_card_attributes_the_claim() -> None:
+    (content,) = read_content(DATA_DIR)
+    claim = next(c for c in content.claims if c.slug == "smuggling-convictions-plummeting")
+    card = cards.claim_card(claim, content.statement)
+    fields = {f.name: f.value for f in card.fields}
+    assert card.title == "The statement says convictions for people smuggling are plummeting"
+    assert fields["Who says so"].startswith("The statement, for Labour")
+    assert (
+        "> “On the Prime Minister and the Home Secretary’s watch,"
+        in (fields["What the statement says"])
+    )
+    assert "not established fact" in fields["Checked?"]
+    assert card.footer.endswith("/claim show claim:smuggling-convictions-plummeting")
+    assert all(p.within_limits() for p in paginate(card))

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+import shutil
+import sqlite3
 from pathlib import Path
 
 import pytest
 
 from bot.__main__ import main
+from bot.store import Store
 from tests.conftest import DATA_DIR
 
 
@@ -45,7 +49,28 @@ def test_init_load_check(capsys: pytest.CaptureFixture[str], config_file: Path) 
         "serious-crime-prevention-orders",
     ):
         assert slug in out
-    assert "quotes verified against their statement: 20/20" in out
+    assert "quotes verified against their statement: 23/23" in out
+    assert "source texts matching their SHA-256: 1/1" in out
+    assert "SHA-256 495fd07c9b0219265ed5ac9607c9aca6126d3b9c78189dbf889d4d650b1bd82c" in out
+
+
+def test_check_finds_a_source_text_changed_in_the_database(
+    capsys: pytest.CaptureFixture[str], config_file: Path, tmp_path: Path
+) -> None:
+    """Issue 9, item 4: the statement record pins its text's SHA-256; `db check` verifies it."""
+    cfg = ("--config", str(config_file))
+    run(capsys, *cfg, "db", "load")
+    conn = sqlite3.connect(tmp_path / "cli.db")
+    with conn:
+        conn.execute(
+            "UPDATE statements SET source_text = replace(source_text, 'This week', 'Today')"
+        )
+    conn.close()
+    code, out, err = run(capsys, *cfg, "db", "check")
+    assert code == 1
+    assert "quotes verified against their statement: 23/23" in out  # no quote was touched
+    assert "source texts matching their SHA-256: 0/1" in out
+    assert "NOT VERIFIED: statement 'smuggling-gangs': source text SHA-256 is" in err
 
 
 def test_check_on_an_empty_store_fails_clearly(
@@ -60,11 +85,20 @@ def test_status_set_and_errors(capsys: pytest.CaptureFixture[str], config_file: 
     cfg = ("--config", str(config_file))
     run(capsys, *cfg, "db", "load")
     code, out, _ = run(
-        capsys, *cfg, "status", "set", "europol-partnership", "in-progress", "--note", "begun"
+        capsys,
+        *cfg,
+        "status",
+        "set",
+        "europol-partnership",
+        "in-progress",
+        "--note",
+        "begun",
+        "--evidence",
+        "https://example.org/begun",
     )
     assert code == 0
     assert "not-yet-rated -> in-progress" in out
-    code, _, err = run(capsys, *cfg, "status", "set", "nope", "delivered", "--note", "x")
+    code, _, err = run(capsys, *cfg, "status", "set", "nope", "not-yet-rated", "--note", "x")
     assert code == 1
     assert "no pledge with slug 'nope'" in err
     assert "Traceback" not in err
@@ -138,3 +172,106 @@ def test_run_refuses_clearly(
     assert code == 1
     assert message in err
     assert "pledgebot console" in err or "shard" in err
+
+
+@pytest.mark.parametrize(
+    ("status", "evidence", "message"),
+    [
+        ("in-progress", None, "needs an evidence link"),
+        ("delivered", "javascript:alert(1)", "only http:// and https:// links are accepted"),
+        ("broken", "ftp://example.org/x", "only http:// and https:// links are accepted"),
+        ("stalled", "https://", "the link names no web site"),
+        ("not-yet-rated", "file:///etc/passwd", "only http:// and https:// links are accepted"),
+    ],
+)
+def test_a_rating_needs_a_web_evidence_link(
+    capsys: pytest.CaptureFixture[str],
+    config_file: Path,
+    tmp_path: Path,
+    status: str,
+    evidence: str | None,
+    message: str,
+) -> None:
+    """Issue 9, item 5: any status but not-yet-rated needs evidence; http(s) only."""
+    cfg = ("--config", str(config_file))
+    run(capsys, *cfg, "db", "load")
+    link = [] if evidence is None else ["--evidence", evidence]
+    argv = ["status", "set", "europol-partnership", status, "--note", "n", *link]
+    code, _, err = run(capsys, *cfg, *argv)
+    assert code == 1
+    assert f"status not recorded: {message}" in err or message in err
+    assert "Traceback" not in err
+    history = asyncio.run(status_history(tmp_path / "cli.db"))
+    assert history == []
+
+
+async def status_history(path: Path) -> list[str]:
+    store = await Store.open(path)
+    try:
+        return [c.to_status for c in await store.status_history("europol-partnership")]
+    finally:
+        await store.close()
+
+
+def test_back_to_not_yet_rated_needs_no_evidence(
+    capsys: pytest.CaptureFixture[str], config_file: Path, tmp_path: Path
+) -> None:
+    cfg = ("--config", str(config_file))
+    run(capsys, *cfg, "db", "load")
+    argv = ("status", "set", "europol-partnership")
+    assert (
+        run(capsys, *cfg, *argv, "delivered", "--note", "d", "--evidence", "http://e.org")[0] == 0
+    )
+    assert run(capsys, *cfg, *argv, "not-yet-rated", "--note", "withdrawn")[0] == 0
+    assert asyncio.run(status_history(tmp_path / "cli.db")) == ["delivered", "not-yet-rated"]
+
+
+def test_coverage_would_have_shown_the_missing_claim(
+    capsys: pytest.CaptureFixture[str], config_file: Path, content_dir: Path
+) -> None:
+    """Issue 9, item 7: without the climate claim, coverage flags its sentence."""
+    cfg = ("--config", str(config_file))
+    path = content_dir / "smuggling-gangs.toml"
+    text = path.read_text("utf-8")
+    start = text.index('[[claims]]\nslug = "smashing-gangs')
+    end = text.index("[[claims]]", start + 1)
+    path.write_text(text[:start] + text[end:], "utf-8")
+    code, out, _ = run(
+        capsys, *cfg, "content", "coverage", "smuggling-gangs", "--dir", str(content_dir)
+    )
+    assert code == 0
+    lines = out.splitlines()
+    belief = next(i for i, line in enumerate(lines) if "I believe that smashing" in line)
+    assert "NOT QUOTED" in lines[belief + 1]
+    assert "14 sentences, 12 quoted, 2 quoted by no record" in lines[0]
+    code, out, _ = run(capsys, *cfg, "content", "coverage")  # today's content, all statements
+    lines = out.splitlines()
+    belief = next(i for i, line in enumerate(lines) if "I believe that smashing" in line)
+    assert "claim smashing-gangs-as-important-as-climate-and-terrorism" in lines[belief + 1]
+
+
+def test_coverage_of_an_unknown_statement_fails_clearly(
+    capsys: pytest.CaptureFixture[str], config_file: Path
+) -> None:
+    code, _, err = run(capsys, "--config", str(config_file), "content", "coverage", "nope")
+    assert code == 1
+    assert "no statement 'nope'" in err and "smuggling-gangs" in err
+
+
+def test_content_new_refuses_to_overwrite(
+    capsys: pytest.CaptureFixture[str], config_file: Path, content_dir: Path
+) -> None:
+    cfg = ("--config", str(config_file), "content", "new", "--dir", str(content_dir))
+    source = content_dir / "sources" / "smuggling-gangs.txt"
+    before = {p: p.read_bytes() for p in content_dir.rglob("*") if p.is_file()}
+    code, _, err = run(capsys, *cfg, "--source", str(source), "--slug", "smuggling-gangs")
+    assert code == 1
+    assert "already exists" in err
+    code, _, err = run(capsys, *cfg, "--source", str(source), "--slug", "Bad Slug")
+    assert code == 1
+    assert "lowercase letters" in err
+    assert before == {p: p.read_bytes() for p in content_dir.rglob("*") if p.is_file()}
+    shutil.rmtree(content_dir / "sources")
+    code, _, err = run(capsys, *cfg, "--source", str(source), "--slug", "again")
+    assert code == 1
+    assert "cannot read the source" in err

@@ -8,14 +8,18 @@ from pathlib import Path
 
 import pytest
 
-from bot.pledges.content import ContentError, export_content, load_content, read_content
+from bot.pledges.content import (
+    ContentError,
+    export_content,
+    load_content,
+    read_content,
+    verify_source,
+)
 from bot.store import Store
-from tests.conftest import DATA_DIR, REPO
+from tests.conftest import DATA_DIR
 
-# The statement as published to us. A clone has nothing beside it, so the copy in data/
-# is checked against the digest taken when it was compared with the seed, and against the
-# seed itself wherever the seed is beside the checkout (as in CI).
-SEED = REPO.parent / "shared" / "seeds" / "000_3f011282d69bbf78.txt"
+# The statement as published to us, by the digest taken when the copy in data/ was
+# compared with it byte for byte. Nothing outside the checkout is read.
 SEED_SHA256 = "495fd07c9b0219265ed5ac9607c9aca6126d3b9c78189dbf889d4d650b1bd82c"
 
 
@@ -42,21 +46,23 @@ def edit(path: Path, old: str, new: str) -> None:
 
 
 def test_source_text_is_the_seed_byte_for_byte() -> None:
+    """The copy in data/, the digest its content file pins, and the seed's all agree."""
     copy = (DATA_DIR / "sources" / "smuggling-gangs.txt").read_bytes()
     assert hashlib.sha256(copy).hexdigest() == SEED_SHA256
-    if SEED.exists():
-        assert copy == SEED.read_bytes()
+    (content,) = read_content(DATA_DIR)
+    assert content.statement.source_sha256 == SEED_SHA256
+    assert verify_source(content.statement) is None
 
 
 def test_the_first_statement_is_curated_whole() -> None:
     (content,) = read_content(DATA_DIR)
     pledges = {p.slug: p for p in content.pledges}
     assert len(pledges) == 6
-    assert {"Europol"} <= set(pledges["europol-partnership"].actors)
+    assert set(pledges["europol-partnership"].partners) == {"European partners", "Europol"}
     assert {p.scope for p in content.pledges} == {"With European partners", "In the UK"}
     (power,) = content.powers
     assert power.abbreviation == "SCPO"
-    assert any("NCA" in who for who in power.who_applies)
+    assert power.who_applies == ("The NCA",)
     assert len(power.routes) == 2
     assert any("High Court" in route for route in power.routes)
     restrictions = " ".join(power.restrictions).lower()
@@ -65,9 +71,65 @@ def test_the_first_statement_is_curated_whole() -> None:
     assert "2007" in power.history
     assert set(power.pledges) <= set(pledges)
     claims = " ".join(c.summary for c in content.claims).lower()
-    for topic in ("profit", "conviction", "taxpayer", "security"):
+    for topic in ("profit", "conviction", "taxpayer", "security", "climate change"):
         assert topic in claims
     assert all(c.summary.startswith("The statement says") for c in content.claims)
+    assert all(c.title and c.attribution for c in content.claims)
+
+
+def test_pledges_are_credited_only_as_the_statement_does() -> None:
+    """Issue 9, item 2: who pledged it and partners named, each in the statement's words."""
+    (content,) = read_content(DATA_DIR)
+    text = content.statement.source_text.casefold()
+    for pledge in content.pledges:
+        assert pledge.pledged_by == "Labour", pledge.slug
+        assert pledge.condition, pledge.slug
+        for partner in pledge.partners:
+            assert partner.casefold() in text, (pledge.slug, partner)
+        assert not {"NCA", "Cross-Border Police", "UK police"} & set(pledge.partners)
+    police = next(p for p in content.pledges if p.slug == "police-officers-to-europol")
+    assert "a body the statement proposes, not an existing force" in police.detail
+    first = next(p for p in content.pledges if p.slug == "europe-security-agreement")
+    assert "in government" in first.condition.casefold()
+
+
+def test_claims_are_titled_attributed_and_keep_their_lead_in() -> None:
+    """Issue 9, item 1: every claim is in words, attributed, with its lead-in quoted."""
+    (content,) = read_content(DATA_DIR)
+    claims = {c.slug: c for c in content.claims}
+    belief = claims["smashing-gangs-as-important-as-climate-and-terrorism"]
+    assert "climate change and terrorism" in belief.title
+    assert "I believe" in belief.attribution
+    assert belief.quotes[0].startswith("I believe that smashing the smuggler gangs")
+    watch = "On the Prime Minister and the Home Secretary’s watch"
+    for slug in (
+        "smuggling-gang-profits-soaring",
+        "smuggling-convictions-plummeting",
+        "taxpayer-cash-seeping-away",
+        "uk-security-under-threat",
+    ):
+        assert all(q.startswith(watch) for q in claims[slug].quotes), slug
+    assert claims["smuggling-convictions-plummeting"].title == (
+        "The statement says convictions for people smuggling are plummeting"
+    )
+
+
+def test_line_by_line_wording_fixes() -> None:
+    """Issue 9, item 6, each checked against the statement."""
+    (content,) = read_content(DATA_DIR)
+    pledges = {p.slug: p for p in content.pledges}
+    scpo = pledges["scpo-organised-immigration-crime"]
+    assert "organised immigration crime" in scpo.title
+    assert "only an application before a conviction is made to the High Court" in scpo.detail
+    (power,) = content.powers
+    assert power.pledges == ("scpo-organised-immigration-crime",)
+    # the change pledged is said once: in its own field, not in the detail or quotes too
+    assert "highest-harm" in power.change_pledged
+    assert "highest-harm" not in power.detail
+    assert not any("highest-harm" in q for q in power.quotes)
+    civil = pledges["strengthened-civil-orders"]
+    assert civil.quotes[0].startswith("In the UK, Labour will introduce a new Serious")
+    assert "strengthened civil orders" in civil.quotes[0]
 
 
 def test_every_record_quotes_its_statement_verbatim() -> None:
@@ -114,7 +176,8 @@ BAD_EDITS = [
         "quote not found in the statement's text",
     ),
     ('slug = "europol-partnership"', 'slug = "europe-security-agreement"', "duplicate pledge slug"),
-    ("schema = 1", "schema = 1\nsurprise = true", "unknown top-level key 'surprise'"),
+    ("schema = 2", "schema = 2\nsurprise = true", "unknown top-level key 'surprise'"),
+    ("schema = 2", "schema = 3", "'schema' must be 2"),
     ('scope = "In the UK"', 'scope = "In the UK"\ncolour = "red"', "unknown field 'colour'"),
     ('scope = "In the UK"', "scope = 7", "'scope' must be a string"),
     ('slug = "europol-partnership"', 'slug = "Europol Partnership"', "slug must be lowercase"),
@@ -153,7 +216,7 @@ async def test_a_bad_quote_is_named_with_its_record(store: Store, content_dir: P
 
 
 async def test_a_power_cannot_link_an_unknown_pledge(store: Store, content_dir: Path) -> None:
-    edit(content_dir / "smuggling-gangs.toml", '"strengthened-civil-orders"]', '"nope"]')
+    edit(content_dir / "smuggling-gangs.toml", '["scpo-organised-immigration-crime"]', '["nope"]')
     with pytest.raises(ContentError, match="unknown pledge 'nope'"):
         await load_content(store, content_dir)
 
@@ -194,3 +257,57 @@ async def test_export_then_load_round_trips(store: Store, tmp_path: Path) -> Non
     assert {k: v for k, v in dump(tmp_path / "second.db").items() if k != "meta"} == {
         k: v for k, v in dump(store.path).items() if k != "meta"
     }
+
+
+async def test_a_changed_source_text_is_refused(store: Store, content_dir: Path) -> None:
+    """The pinned SHA-256: a source edited after curation cannot load unnoticed."""
+    edit(content_dir / "sources" / "smuggling-gangs.txt", "plummet", "rise")
+    with pytest.raises(ContentError, match="does not match its source_sha256"):
+        await load_content(store, content_dir)
+    assert (await store.counts())["statements"] == 0
+
+
+PROVENANCE_EDITS = [
+    ('date = ""', 'date = "last week"', "'date' must be YYYY-MM-DD"),
+    ('url = ""', 'url = "javascript:alert(1)"', "only http:// and https:// links"),
+    ('edited = "2026-12-03"', 'edited = "03/12/2026"', "'edited' must be a date"),
+    ("edition = 2", "edition = 0", "'edition' must be a whole number"),
+    ('source_sha256 = "495f', 'source_sha256 = "zz5f', "64 hexadecimal digits"),
+]
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "message"), PROVENANCE_EDITS, ids=[m for *_, m in PROVENANCE_EDITS]
+)
+def test_provenance_is_checked(content_dir: Path, old: str, new: str, message: str) -> None:
+    edit(content_dir / "smuggling-gangs.toml", old, new)
+    with pytest.raises(ContentError, match=message):
+        read_content(content_dir)
+
+
+def test_a_known_date_and_link_are_kept(content_dir: Path) -> None:
+    edit(content_dir / "smuggling-gangs.toml", 'date = ""', 'date = "2023-04"')
+    edit(content_dir / "smuggling-gangs.toml", 'url = ""', 'url = "https://example.org/s"')
+    (content,) = read_content(content_dir)
+    assert (content.statement.date, content.statement.url) == ("2023-04", "https://example.org/s")
+
+
+async def test_schema_1_files_still_load(store: Store, content_dir: Path) -> None:
+    """Files written before issue 9: `author` is the publisher; `actors` is dropped."""
+    (content_dir / "sources" / "old.txt").write_text("We will plant trees.", "utf-8")
+    (content_dir / "old.toml").write_text(
+        'schema = 1\n[statement]\nslug = "old"\ntitle = "T"\nauthor = "Tree Party"\n'
+        'source = "sources/old.txt"\nsummary = "S"\n'
+        '[[pledges]]\nslug = "plant-trees"\ntitle = "Plant trees"\nsummary = "s"\n'
+        'detail = "d"\nscope = "Everywhere"\nactors = ["Foresters"]\nquotes = ["plant trees"]\n'
+        '[[claims]]\nslug = "trees-good"\nsummary = "The statement says trees."\n'
+        'quotes = ["trees"]\n',
+        "utf-8",
+    )
+    await load_content(store, content_dir)
+    (old,) = [s for s in await store.statements() if s.slug == "old"]
+    assert old.publisher == "Tree Party"
+    assert old.source_sha256 == hashlib.sha256(b"We will plant trees.").hexdigest()
+    pledge = await store.pledge("plant-trees")
+    assert pledge is not None and pledge.partners == ()
+    assert [c.title for c in await store.claims(statement="old")] == ["The statement says trees."]

@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from bot.client.runner import console_bot
 from bot.config import Config
 from bot.local.console import Console
-from bot.pledges.content import load_content
+from bot.pledges.content import load_content, read_content
 from bot.pledges.services import FRESHNESS_SECONDS
 from bot.store import Store
 from commands import ui
@@ -35,6 +35,9 @@ MEMBER_COMMANDS = [
     ("power list", {}, "Serious Crime Prevention Orders"),
     ("power show", {"power": "serious-crime-prevention-orders"}, "High Court"),
     ("about", {}, "Status vocabulary"),
+    ("about", {"statement": "smuggling-gangs"}, "The full text, verbatim"),
+    ("claim list", {}, "convictions for people smuggling are plummeting"),
+    ("claim show", {"claim": "uk-security-under-threat"}, "UK security is under threat"),
 ]
 
 
@@ -66,7 +69,7 @@ async def test_commands_sync_once_and_not_again_on_restart(w: World) -> None:
         pass
     assert command_puts() == 1
     names = {c["name"] for c in w.emu.commands()}
-    assert names == {"pledge", "power", "about", "briefing", "operator"}
+    assert names == {"pledge", "power", "claim", "about", "briefing", "operator"}
     async with running_bot(w):
         pass
     assert command_puts() == 1
@@ -196,7 +199,12 @@ async def test_only_operators_record_status_from_discord(w: World) -> None:
     admin = w.emu.add_user("admin", permissions=administrator)
     config = with_config(w, operator_ids=frozenset({operator.id}))
     async with running_bot(w, config) as bot:
-        options = {"pledge": "europol-partnership", "status": "in-progress", "note": "Talks"}
+        options = {
+            "pledge": "europol-partnership",
+            "status": "in-progress",
+            "note": "Talks",
+            "evidence": "https://example.org/talks",
+        }
         refused = await w.emu.run_command(w.guild, "operator status", options=options, user=admin)
         done = await w.emu.run_command(w.guild, "operator status", options=options, user=operator)
         assert bot.services is not None
@@ -357,3 +365,194 @@ async def test_pledgebot_sync_registers_the_commands(w: World, tmp_path: Path) -
     assert f"synced commands (guild:{w.guild.id})" in out.decode()
     assert {c["name"] for c in w.emu.commands(w.guild)} >= {"pledge", "power", "briefing"}
     assert w.emu.identify_count == 0  # HTTP only: no gateway session, no engine
+
+
+def footer(result: Any) -> str:
+    assert result.message is not None
+    return str(result.message["embeds"][0].get("footer", {}).get("text", ""))
+
+
+async def test_every_pledge_power_and_claim_opens_with_quotes_and_source(w: World) -> None:
+    """Issue 9: a member can open every record; each shows its quotes and names its source."""
+    (content,) = read_content(DATA_DIR)
+    records = [
+        *(("pledge show", "pledge", r) for r in content.pledges),
+        *(("power show", "power", r) for r in content.powers),
+        *(("claim show", "claim", r) for r in content.claims),
+    ]
+    async with running_bot(w):
+        for command, option, record in records:
+            result = await w.emu.run_command(
+                w.guild, command, options={option: record.slug}, user=w.member
+            )
+            text = embed_text(result.message)
+            for quote in record.quotes:
+                assert f"“{quote}”" in text, (record.slug, quote)
+            assert footer(result).startswith(
+                "Source: Labour statement on criminal smuggling gangs (Labour, undated)."
+            ), record.slug
+    assert w.emu.violations == []
+
+
+async def test_pledge_cards_say_who_pledged_it_and_lists_say_whose_pledges(w: World) -> None:
+    """Issue 9, items 2 and 3: Pledged by and Partners named from content; list headings."""
+    async with running_bot(w):
+        shown = await w.emu.run_command(
+            w.guild, "pledge show", options={"pledge": "police-officers-to-europol"}, user=w.member
+        )
+        scpo = await w.emu.run_command(
+            w.guild,
+            "pledge show",
+            options={"pledge": "scpo-organised-immigration-crime"},
+            user=w.member,
+        )
+        listing = await w.emu.run_command(
+            w.guild, "pledge list", options={"statement": "smuggling-gangs"}, user=w.member
+        )
+        unknown = await w.emu.run_command(
+            w.guild, "pledge list", options={"statement": "housing"}, user=w.member
+        )
+        choices = await w.emu.autocomplete(
+            w.guild, "pledge list", focused="statement", value="smug", user=w.member
+        )
+    assert shown.message is not None
+    fields = {f["name"]: f["value"] for f in shown.message["embeds"][0]["fields"]}
+    assert "Who delivers it" not in fields
+    assert fields["Pledged by"] == "Labour"
+    assert fields["Partners named"] == "European partners, Europol"
+    assert "Cross-Border Police" not in fields["Partners named"]
+    assert "a body the statement proposes, not an existing force" in fields["In detail"]
+    assert "the next Labour government" in fields["Condition"]
+    assert scpo.message is not None
+    scpo_fields = {f["name"]: f["value"] for f in scpo.message["embeds"][0]["fields"]}
+    assert "Partners named" not in scpo_fields  # the NCA applies for orders; no partner
+    assert listing.message is not None
+    assert listing.message["embeds"][0]["title"] == (
+        "Pledges by Labour: Labour statement on criminal smuggling gangs"
+    )
+    assert "Source: Labour statement on criminal smuggling gangs (Labour, undated)" in footer(
+        listing
+    )
+    assert unknown.ephemeral
+    assert "No statement called “housing”" in embed_text(unknown.message)
+    assert [c["value"] for c in choices] == ["smuggling-gangs"]
+
+
+async def test_claims_are_listed_opened_and_found_by_search(w: World) -> None:
+    """Issue 9, item 1: /claim list and show, autocomplete, and search says how to open one."""
+    async with running_bot(w):
+        listing = await w.emu.run_command(
+            w.guild, "claim list", options={"statement": "smuggling-gangs"}, user=w.member
+        )
+        choices = await w.emu.autocomplete(
+            w.guild, "claim show", focused="claim", value="convictions", user=w.member
+        )
+        every = await w.emu.autocomplete(
+            w.guild, "claim show", focused="claim", value="", user=w.member
+        )
+        found = await w.emu.run_command(
+            w.guild, "pledge search", options={"query": "climate change"}, user=w.member
+        )
+        opened = await w.emu.run_command(
+            w.guild,
+            "claim show",
+            options={"claim": "smashing-gangs-as-important-as-climate-and-terrorism"},
+            user=w.member,
+        )
+        typo = await w.emu.run_command(
+            w.guild, "claim show", options={"claim": "uk-security-under-threet"}, user=w.member
+        )
+    listed = embed_text(listing.message)
+    assert "The statement says convictions for people smuggling are plummeting" in listed
+    assert "/claim show claim:smuggling-convictions-plummeting" in listed
+    assert "not established fact" in listed
+    assert [c["value"] for c in choices] == ["smuggling-convictions-plummeting"]
+    assert len(every) == 8
+    assert all(1 <= len(c["name"]) <= 100 for c in every)
+    hits = embed_text(found.message)
+    assert "Claim: The statement's speaker believes smashing the smuggling gangs" in hits
+    assert (
+        "Open it: `/claim show claim:smashing-gangs-as-important-as-climate-and-terrorism`" in hits
+    )
+    shown = embed_text(opened.message)
+    assert "I believe that smashing the smuggler gangs should be seen as important" in shown
+    assert "Who says so" in shown and "as their own belief" in shown
+    assert typo.ephemeral
+    assert "No claim called" in embed_text(typo.message)
+    assert "uk-security-under-threat" in embed_text(typo.message)
+    assert w.emu.violations == []
+
+
+async def test_about_explains_sources_dates_and_ratings(w: World) -> None:
+    """Issue 9, items 4 and 5: undated, the load time labelled as such, the rating method,
+    and the statement's full text for members to check."""
+    source = (DATA_DIR / "sources" / "smuggling-gangs.txt").read_text("utf-8")
+    async with running_bot(w):
+        about = await w.emu.run_command(w.guild, "about", user=w.member)
+        statement = await w.emu.run_command(
+            w.guild, "about", options={"statement": "smuggling"}, user=w.member
+        )
+        pages = [statement.message]
+        while (page := pages[-1]) is not None and any(
+            b.get("label") == "Next ▶" and not b.get("disabled")
+            for row in page.get("components", [])
+            for b in row["components"]
+        ):
+            turned = await w.emu.click_button(page, label="Next ▶", user=w.member)
+            pages.append(turned.message)
+    text = embed_text(about.message)
+    assert "Date: undated (the text gives no date)" in text
+    assert "Content edition 2, edited 2026-12-03" in text
+    assert "Loaded into this bot's database" in text
+    assert "Content last updated" not in text
+    assert "pledgebot's operators rate each pledge's status" in text
+    assert "needs a note and a link to public evidence (http or https)" in text
+    assert "the history cannot be edited or deleted" in text
+    full = " ".join(embed_text(p) for p in pages)
+    assert (
+        "SHA-256 of the text: `495fd07c9b0219265ed5ac9607c9aca6126d3b9c78189dbf889d4d650b1bd82c`"
+        in full
+    )
+    for sentence in source.split("\n"):
+        assert " ".join(sentence.split()) in " ".join(full.split()), sentence
+    assert w.emu.violations == []
+
+
+async def test_operator_ratings_need_evidence_and_cards_show_them(w: World) -> None:
+    """Issue 9, item 5: from /operator status as from the CLI; cards say when, who, evidence."""
+    operator = w.emu.add_user("operator", permissions=1 << 3)
+    config = with_config(w, operator_ids=frozenset({operator.id}))
+    base = {"pledge": "europol-partnership", "status": "in-progress", "note": "Talks opened"}
+    async with running_bot(w, config) as bot:
+        missing = await w.emu.run_command(w.guild, "operator status", options=base, user=operator)
+        scripted = await w.emu.run_command(
+            w.guild,
+            "operator status",
+            options={**base, "evidence": "javascript:alert(1)"},
+            user=operator,
+        )
+        done = await w.emu.run_command(
+            w.guild,
+            "operator status",
+            options={**base, "evidence": "https://example.org/talks"},
+            user=operator,
+        )
+        shown = await w.emu.run_command(
+            w.guild, "pledge show", options={"pledge": "europol-partnership"}, user=w.member
+        )
+        history = await w.emu.run_command(
+            w.guild, "pledge history", options={"pledge": "europol-partnership"}, user=w.member
+        )
+        assert bot.services is not None
+        recorded = await bot.services.store.status_history("europol-partnership")
+    assert missing.ephemeral and scripted.ephemeral
+    assert "needs an evidence link" in embed_text(missing.message)
+    assert "only http:// and https:// links are accepted" in embed_text(scripted.message)
+    assert [c.evidence_url for c in recorded] == ["https://example.org/talks"]
+    assert "In progress" in embed_text(done.message)
+    status = embed_text(shown.message)
+    assert f"by <@{operator.id}>" in status
+    assert re.search(r"Rated <t:\d+:D> by", status)
+    assert "Evidence: https://example.org/talks" in status
+    assert f"Rated by <@{operator.id}>" in embed_text(history.message)
+    assert "Source: Labour statement on criminal smuggling gangs" in footer(history)

@@ -12,7 +12,8 @@ from bot.errors import UserError
 from bot.models import STATUS_BY_SLUG, Statement
 from bot.pledges import cards
 from bot.pledges.cards import Card
-from bot.pledges.content import UPDATED_AT_KEY
+from bot.pledges.content import LOADED_AT_KEY
+from bot.pledges.ratings import rating_problem
 from bot.pledges.services import Services
 
 Answer = Callable[..., Awaitable[list[Card]]]
@@ -39,19 +40,21 @@ def _statement(services: Services, slug: str) -> Statement:
 
 @cached_answer
 async def pledge_list(services: Services, statement: str | None, status: str | None) -> list[Card]:
-    heading = "Pledges"
-    if statement:
-        found = services.statements.get(statement)
-        if found is None:
-            names = ", ".join(f"`{slug}`" for slug in services.statements)
-            raise UserError(f"No statement called “{cards.shorten(statement, 80)}”. Try: {names}")
-        heading = f"Pledges: {found.title}"
+    slugs = (
+        [services.statement_names.resolve(statement)] if statement else list(services.statements)
+    )
+    label = ""
     if status:
         if status not in STATUS_BY_SLUG:
             raise UserError("Unknown status. Pick one from the list.")
-        heading += f" — {cards.status_label(status)}"
-    pledges = await services.store.pledges(statement=statement, status=status)
-    return cards.pledge_list_pages(pledges, heading)
+        label = cards.status_label(status)
+    pledges = await services.store.pledges(statement=slugs[0] if statement else None, status=status)
+    groups = [
+        (services.statements[slug], [p for p in pledges if p.statement_slug == slug])
+        for slug in slugs
+        if slug in services.statements
+    ]
+    return cards.pledge_list_pages([(s, ps) for s, ps in groups if ps or statement], label)
 
 
 @cached_answer
@@ -67,7 +70,8 @@ async def pledge_show(services: Services, query: str) -> list[Card]:
 async def pledge_search(services: Services, query: str) -> list[Card]:
     if not query.strip():
         raise UserError("Type some words to search for.")
-    return cards.paginate(cards.search_card(query, await services.store.search(query)))
+    hits = await services.store.search(query)
+    return cards.paginate(cards.search_card(query, hits, services.statements))
 
 
 @cached_answer
@@ -75,14 +79,15 @@ async def pledge_history(services: Services, query: str) -> list[Card]:
     pledge = await services.store.pledge(services.pledges.resolve(query))
     if pledge is None:
         raise UserError("That pledge was removed a moment ago; try again.")
-    return cards.paginate(
-        cards.history_card(pledge, await services.store.status_history(pledge.slug))
-    )
+    changes = await services.store.status_history(pledge.slug)
+    statement = _statement(services, pledge.statement_slug)
+    return cards.paginate(cards.history_card(pledge, changes, statement))
 
 
 @cached_answer
 async def power_list(services: Services) -> list[Card]:
-    return cards.paginate(cards.power_list_card(await services.store.powers()))
+    powers = await services.store.powers()
+    return cards.paginate(cards.power_list_card(powers, services.statements))
 
 
 @cached_answer
@@ -96,13 +101,42 @@ async def power_show(services: Services, query: str) -> list[Card]:
 
 
 @cached_answer
-async def about(services: Services) -> list[Card]:
+async def claim_list(services: Services, statement: str | None) -> list[Card]:
+    slug = services.statement_names.resolve(statement) if statement else None
+    claims = await services.store.claims(statement=slug)
+    return cards.claim_list_pages(claims, services.statements)
+
+
+@cached_answer
+async def claim_show(services: Services, query: str) -> list[Card]:
+    claim = await services.store.claim(services.claims.resolve(query))
+    if claim is None:
+        raise UserError("That claim was removed a moment ago; try again.")
+    statement = _statement(services, claim.statement_slug)
+    return cards.paginate(cards.claim_card(claim, statement))
+
+
+@cached_answer
+async def about(services: Services, statement: str | None = None) -> list[Card]:
     store = services.store
+    if statement:
+        found = _statement(services, services.statement_names.resolve(statement))
+        content = await store.statement_content(found.slug)
+        counts = (
+            {}
+            if content is None
+            else {
+                "pledges": len(content.pledges),
+                "powers": len(content.powers),
+                "claims": len(content.claims),
+            }
+        )
+        return cards.paginate(cards.statement_card(found, counts))
     return cards.paginate(
         cards.about_card(
             list(services.statements.values()),
             await store.claims(),
-            await store.get_meta(UPDATED_AT_KEY),
+            await store.get_meta(LOADED_AT_KEY),
         )
     )
 
@@ -110,11 +144,15 @@ async def about(services: Services) -> list[Card]:
 async def set_status(
     services: Services, query: str, status: str, note: str, evidence: str, by: str
 ) -> list[Card]:
-    if evidence and not evidence.startswith(("https://", "http://")):
-        raise UserError("Evidence must be a link starting with https://.")
+    """An operator's rating from Discord, under the same rule as the CLI's."""
     slug = services.pledges.resolve(query)
+    if status not in STATUS_BY_SLUG:
+        raise UserError("Unknown status. Pick one from the list.")
+    problem = rating_problem(status, evidence.strip())
+    if problem:
+        raise UserError(f"Not recorded: {problem}.")
     change = await services.store.set_status(
-        slug, status, note=note, evidence_url=evidence, changed_by=by
+        slug, status, note=note, evidence_url=evidence.strip(), changed_by=by
     )
     services.changed()
     pledge = await services.store.pledge(slug)
@@ -124,5 +162,6 @@ async def set_status(
             title=f"Status recorded: {pledge.title}",
             description=f"{cards.status_label(change.from_status)} → "
             f"{cards.status_label(change.to_status)}\n{note}",
+            fields=(cards.Field("Rating as members see it", cards.rating_text(pledge)),),
         )
     ]

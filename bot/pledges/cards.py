@@ -8,11 +8,20 @@ into cards that each fit an embed, at paragraph or sentence boundaries.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 
-from bot.models import STATUSES, Claim, Pledge, Power, SearchHit, Statement, StatusChange
+from bot.models import (
+    DEFAULT_STATUS,
+    STATUSES,
+    Claim,
+    Pledge,
+    Power,
+    SearchHit,
+    Statement,
+    StatusChange,
+)
 from bot.models import status_of as status_record
 
 # Discord's documented limits for one embed and one message.
@@ -34,6 +43,8 @@ PLEDGES_PER_PAGE = 6
 
 COLOUR = 0x2B6CB0
 ATTRIBUTION = "Summaries are pledgebot's own words; quotes are verbatim from the statement."
+NOT_FACT = "Claims are what the statement says, not established fact."
+UNDATED = "undated"
 
 
 @dataclass(frozen=True)
@@ -178,8 +189,20 @@ def quote_block(quotes: Iterable[str]) -> str:
     return "\n".join(f"> “{q}”" for q in quotes)
 
 
+def source_line(statement: Statement) -> str:
+    """The statement as a reader would cite it: title, publisher, date or "undated"."""
+    return f"{statement.title} ({statement.publisher}, {statement.date or UNDATED})"
+
+
 def source_footer(statement: Statement) -> str:
-    return f"Source: {statement.title} ({statement.author}). {ATTRIBUTION}"
+    return f"Source: {source_line(statement)}. {ATTRIBUTION}"
+
+
+def sources_footer(statements: Iterable[Statement], tail: str) -> str:
+    """One footer naming every statement a card draws on, then `tail`."""
+    lines = "; ".join(dict.fromkeys(source_line(s) for s in statements))
+    prefix = f"Source: {lines}. " if lines else ""
+    return shorten(f"{prefix}{tail}", FOOTER_LIMIT)
 
 
 def status_label(slug: str) -> str:
@@ -187,17 +210,51 @@ def status_label(slug: str) -> str:
     return f"{status.emoji} {status.label}"
 
 
+def rater(changed_by: str) -> str:
+    """Who recorded a rating: a Discord user as a mention (embeds never ping), else the name."""
+    kind, _, name = changed_by.partition(":")
+    if kind == "discord" and name.isdigit():
+        return f"<@{name}>"
+    if kind == "operator" and name:
+        return f"{escape_markdown(name)} (operator)"
+    return escape_markdown(changed_by) or "an operator"
+
+
+def rating_text(pledge: Pledge) -> str:
+    """The status, and for a rating: when, by whom, why and on what evidence."""
+    text = status_label(pledge.status)
+    if not pledge.status_changed_at:
+        return text + " (no rating recorded yet)"
+    by = rater(pledge.status_changed_by)
+    text += f"\nRated {discord_date(pledge.status_changed_at)} by {by}"
+    if pledge.status_note:
+        text += f"\nNote: {pledge.status_note}"
+    if pledge.status_evidence:
+        text += f"\nEvidence: {pledge.status_evidence}"
+    elif pledge.status != DEFAULT_STATUS:
+        text += "\nEvidence: none recorded (rated before evidence was required)"
+    return shorten(text, FIELD_VALUE_LIMIT)
+
+
+def open_command(kind: str, slug: str) -> str:
+    """The command that opens a record in full, as a member would type it."""
+    return f"/{kind} show {kind}:{slug}"
+
+
 # -- renderers ---------------------------------------------------------------------
 
 
 def pledge_card(pledge: Pledge, statement: Statement) -> Card:
-    status = status_label(pledge.status)
-    if pledge.status_changed_at:
-        status += f" — since {discord_date(pledge.status_changed_at)}: {pledge.status_note}"
     fields = [
-        Field("Status", status),
+        Field("Status", rating_text(pledge)),
+        Field("Pledged by", pledge.pledged_by or "Not recorded", inline=True),
+    ]
+    if pledge.condition:
+        fields.append(Field("Condition", pledge.condition, inline=True))
+    if pledge.partners:
+        fields.append(Field("Partners named", ", ".join(pledge.partners), inline=True))
+    fields += [
         Field("Scope", pledge.scope, inline=True),
-        Field("Who delivers it", ", ".join(pledge.actors) or "Not named in the statement", True),
         Field("In detail", pledge.detail),
         Field("What the statement says", quote_block(pledge.quotes)),
     ]
@@ -205,139 +262,269 @@ def pledge_card(pledge: Pledge, statement: Statement) -> Card:
         title=pledge.title,
         description=pledge.summary,
         fields=tuple(fields),
-        footer=source_footer(statement) + f" · /pledge show {pledge.slug}",
+        footer=source_footer(statement) + f" · {open_command('pledge', pledge.slug)}",
+        url=statement.url,
     )
 
 
-def pledge_list_pages(pledges: Sequence[Pledge], heading: str) -> list[Card]:
-    if not pledges:
-        return [Card(title=heading, description="No pledges match.")]
-    pages = []
-    chunks = [pledges[i : i + PLEDGES_PER_PAGE] for i in range(0, len(pledges), PLEDGES_PER_PAGE)]
-    for number, chunk in enumerate(chunks, 1):
-        fields = tuple(
-            Field(
-                shorten(f"{status_record(p.status).emoji} {p.title}", FIELD_NAME_LIMIT),
-                shorten(f"{p.summary}\n`{p.slug}`", FIELD_VALUE_LIMIT),
-            )
-            for p in chunk
-        )
-        suffix = f" ({number}/{len(chunks)})" if len(chunks) > 1 else ""
-        pages.append(
-            Card(
-                title=shorten(heading, TITLE_LIMIT - len(suffix)) + suffix,
-                fields=fields,
-                footer=f"{len(pledges)} pledges · /pledge show <pledge> for one in full",
-            )
-        )
-    return pages
+def pledged_by(pledges: Iterable[Pledge]) -> str:
+    """Whose pledges these are, from the content (never assumed)."""
+    return ", ".join(dict.fromkeys(p.pledged_by for p in pledges if p.pledged_by))
 
 
-def search_card(query: str, hits: Sequence[SearchHit]) -> Card:
+def list_heading(statement: Statement, pledges: Sequence[Pledge]) -> str:
+    party = pledged_by(pledges)
+    return f"Pledges by {party}: {statement.title}" if party else f"Pledges: {statement.title}"
+
+
+def pledge_list_pages(
+    groups: Sequence[tuple[Statement, Sequence[Pledge]]], filter_label: str = ""
+) -> list[Card]:
+    """Pages of pledges, statement by statement; each heading names the statement and
+    party, and each footer its source."""
+    suffix_label = f" — {filter_label}" if filter_label else ""
+    drafts: list[Card] = []
+    for statement, pledges in groups:
+        heading = list_heading(statement, pledges) + suffix_label
+        footer = sources_footer(
+            [statement], f"{len(pledges)} pledges · /pledge show <pledge> for one in full"
+        )
+        chunks = [
+            pledges[i : i + PLEDGES_PER_PAGE] for i in range(0, len(pledges), PLEDGES_PER_PAGE)
+        ]
+        for chunk in chunks:
+            fields = tuple(
+                Field(
+                    shorten(f"{status_record(p.status).emoji} {p.title}", FIELD_NAME_LIMIT),
+                    shorten(f"{p.summary}\n`{p.slug}`", FIELD_VALUE_LIMIT),
+                )
+                for p in chunk
+            )
+            drafts.append(Card(title=heading, fields=fields, footer=footer))
+    if not drafts:
+        return [Card(title="Pledges" + suffix_label, description="No pledges match.")]
+    if len(drafts) == 1:
+        return [replace(drafts[0], title=shorten(drafts[0].title, TITLE_LIMIT))]
+    return [
+        replace(page, title=shorten(page.title, TITLE_LIMIT - len(counter)) + counter)
+        for number, page in enumerate(drafts, 1)
+        for counter in [f" ({number}/{len(drafts)})"]
+    ]
+
+
+KIND_LABELS = {"pledge": "Pledge", "power": "Power", "claim": "Claim"}
+
+
+def search_card(
+    query: str, hits: Sequence[SearchHit], statements: Mapping[str, Statement] | None = None
+) -> Card:
     shown = escape_markdown(shorten(query, 100))
     if not hits:
         return Card(
             title="No matches",
             description=f"Nothing matched “{shown}”. Try fewer or different words.",
         )
-    kinds = {"pledge": "Pledge", "power": "Power", "claim": "Claim"}
     fields = tuple(
         Field(
-            shorten(f"{kinds[h.kind]}: {h.title or h.slug}", FIELD_NAME_LIMIT),
-            shorten(f"{h.snippet}\n`{h.slug}`", FIELD_VALUE_LIMIT),
+            shorten(f"{KIND_LABELS[h.kind]}: {h.title or h.slug}", FIELD_NAME_LIMIT),
+            shorten(f"{h.snippet}\nOpen it: `{open_command(h.kind, h.slug)}`", FIELD_VALUE_LIMIT),
         )
         for h in hits
     )
+    known = statements or {}
+    sources = [known[h.statement_slug] for h in hits if h.statement_slug in known]
     return Card(
         title=f"Search: {shown}",
         fields=fields,
-        footer="Ranked by relevance. Claims are what the statement says, not established fact.",
+        footer=sources_footer(sources, f"Ranked by relevance. {NOT_FACT}"),
     )
 
 
-def history_card(pledge: Pledge, changes: Sequence[StatusChange]) -> Card:
+def history_card(pledge: Pledge, changes: Sequence[StatusChange], statement: Statement) -> Card:
+    footer = sources_footer([statement], open_command("pledge", pledge.slug))
     if not changes:
         description = f"No status changes recorded. Current status: {status_label(pledge.status)}."
-        return Card(title=f"History: {pledge.title}", description=description)
+        return Card(title=f"History: {pledge.title}", description=description, footer=footer)
     fields = tuple(
         Field(
             f"{discord_date(c.changed_at)}: {status_label(c.from_status)} → "
             f"{status_label(c.to_status)}",
             shorten(
-                c.note + (f"\nEvidence: {c.evidence_url}" if c.evidence_url else ""),
+                f"Rated by {rater(c.changed_by)}\n{c.note}"
+                + (f"\nEvidence: {c.evidence_url}" if c.evidence_url else ""),
                 FIELD_VALUE_LIMIT,
             ),
         )
         for c in changes
     )
-    return Card(
-        title=f"History: {pledge.title}", fields=fields, footer=f"/pledge show {pledge.slug}"
-    )
+    return Card(title=f"History: {pledge.title}", fields=fields, footer=footer)
+
+
+def power_name(power: Power) -> str:
+    return f"{power.name} ({power.abbreviation})" if power.abbreviation else power.name
 
 
 def power_card(power: Power, statement: Statement, related: Sequence[Pledge]) -> Card:
-    name = f"{power.name} ({power.abbreviation})" if power.abbreviation else power.name
+    change = power.change_pledged
+    if related:
+        change += "\n" + bullet(f"{open_command('pledge', p.slug)}" for p in related)
     fields = [
-        Field("Who can apply", bullet(power.who_applies)),
+        Field("Who can apply (according to the statement)", bullet(power.who_applies)),
         Field("Routes", bullet(power.routes)),
         Field("Restrictions it can impose", bullet(power.restrictions)),
         Field("History", power.history),
-        Field("The change pledged", power.change_pledged),
+        Field("The change pledged", change),
         Field("In detail", power.detail),
+        Field("What the statement says", quote_block(power.quotes)),
     ]
-    if related:
-        fields.append(Field("Related pledges", bullet(f"{p.title} (`{p.slug}`)" for p in related)))
-    fields.append(Field("What the statement says", quote_block(power.quotes)))
     return Card(
-        title=name,
+        title=power_name(power),
         description=power.summary,
         fields=tuple(fields),
-        footer=source_footer(statement) + f" · /power show {power.slug}",
+        footer=source_footer(statement) + f" · {open_command('power', power.slug)}",
+        url=statement.url,
     )
 
 
-def power_list_card(powers: Sequence[Power]) -> Card:
+def power_list_card(powers: Sequence[Power], statements: Mapping[str, Statement]) -> Card:
     if not powers:
         return Card(title="Legal powers", description="No powers are loaded.")
     fields = tuple(
         Field(
-            shorten(f"{p.name} ({p.abbreviation})" if p.abbreviation else p.name, FIELD_NAME_LIMIT),
+            shorten(power_name(p), FIELD_NAME_LIMIT),
             shorten(f"{p.summary}\n`{p.slug}`", FIELD_VALUE_LIMIT),
         )
         for p in powers
     )
-    return Card(title="Legal powers", fields=fields, footer="/power show <power> for one in full")
+    sources = [statements[p.statement_slug] for p in powers if p.statement_slug in statements]
+    return Card(
+        title="Legal powers",
+        fields=fields,
+        footer=sources_footer(sources, "/power show <power> for one in full"),
+    )
+
+
+def claim_card(claim: Claim, statement: Statement) -> Card:
+    attribution = claim.attribution or f"The statement ({statement.publisher})"
+    return Card(
+        title=claim.title or claim.summary,
+        description=claim.summary,
+        fields=(
+            Field("Who says so", attribution),
+            Field("What the statement says", quote_block(claim.quotes)),
+            Field(
+                "Checked?",
+                "No: this is what the statement says, not established fact. pledgebot "
+                "shows it so you can see the case the statement makes.",
+            ),
+        ),
+        footer=source_footer(statement) + f" · {open_command('claim', claim.slug)}",
+        url=statement.url,
+    )
+
+
+def claim_list_pages(claims: Sequence[Claim], statements: Mapping[str, Statement]) -> list[Card]:
+    if not claims:
+        return [Card(title="Claims", description="No claims match.")]
+    by_statement = list(dict.fromkeys(c.statement_slug for c in claims))
+    title = (
+        f"Claims made in: {statements[by_statement[0]].title}"
+        if len(by_statement) == 1 and by_statement[0] in statements
+        else "Claims the statements make"
+    )
+    sources = [statements[slug] for slug in by_statement if slug in statements]
+    card = Card(
+        title=title,
+        description=NOT_FACT,
+        fields=tuple(
+            Field(
+                shorten(c.title or c.summary, FIELD_NAME_LIMIT),
+                shorten(f"`{open_command('claim', c.slug)}`", FIELD_VALUE_LIMIT),
+            )
+            for c in claims
+        ),
+        footer=sources_footer(sources, f"{len(claims)} claims · /claim show <claim> for one"),
+    )
+    return paginate(card)
+
+
+RATING_METHOD = (
+    "pledgebot's operators rate each pledge's status; server moderators cannot. Any status "
+    "other than Not yet rated needs a note and a link to public evidence (http or https), "
+    "and each card shows when it was rated, by whom, and the evidence. Every change is "
+    "kept: /pledge history shows them all, and the history cannot be edited or deleted."
+)
+
+
+def statement_provenance(statement: Statement) -> str:
+    """What we know of where a statement comes from, and nothing we don't."""
+    lines = [
+        f"Speaker: {statement.speaker or 'not recorded'}",
+        f"Publisher: {statement.publisher}",
+        f"Date: {statement.date or UNDATED + ' (the text gives no date)'}",
+        f"Link: {statement.url or 'none recorded'}",
+        f"Content edition {statement.edition}"
+        + (f", edited {statement.edited}" if statement.edited else ""),
+        f"Full text: `/about statement:{statement.slug}`",
+    ]
+    return "\n".join(lines)
 
 
 def about_card(
-    statements: Sequence[Statement], claims: Sequence[Claim], updated_at: str | None
+    statements: Sequence[Statement], claims: Sequence[Claim], loaded_at: str | None
 ) -> Card:
-    carried = bullet(
-        f"**{s.title}** ({s.author}{', ' + s.date if s.date else ''})" for s in statements
-    )
-    vocabulary = "\n".join(f"{s.emoji} **{s.label}**: {s.meaning}" for s in STATUSES)
     fields = [
-        Field("Statements carried", carried or "None loaded yet."),
+        Field(f"Statement: {shorten(s.title, 200)}", statement_provenance(s)) for s in statements
+    ] or [Field("Statements carried", "None loaded yet.")]
+    fields += [
         Field(
             "How summaries are written",
             "Summaries and details are written by pledgebot's editors in their own words and "
-            "say nothing the statement does not. Every record carries verbatim quotes so you "
-            "can check us. Factual claims are shown as what the statement says, never as "
-            "established fact.",
+            "say nothing the statement does not. Every record (pledge, power and claim) "
+            "carries verbatim quotes so you can check us. Factual claims are shown as what "
+            "the statement says, never as established fact.",
         ),
-        Field("Status vocabulary", vocabulary),
+        Field("How statuses are rated", RATING_METHOD),
+        Field(
+            "Status vocabulary",
+            "\n".join(f"{s.emoji} **{s.label}**: {s.meaning}" for s in STATUSES),
+        ),
     ]
     if claims:
-        fields.append(Field("Claims the statements make", str(len(claims)), inline=True))
-    if updated_at:
-        fields.append(Field("Content last updated", discord_date(updated_at), inline=True))
+        fields.append(
+            Field("Claims the statements make", f"{len(claims)} · /claim list", inline=True)
+        )
+    if loaded_at:
+        fields.append(
+            Field("Loaded into this bot's database", discord_date(loaded_at), inline=True)
+        )
     return Card(
         title="About pledgebot",
         description=(
             "pledgebot briefs this community on political pledges and the legal powers "
-            "behind them. Try /pledge list, /pledge search, /power list."
+            "behind them. Try /pledge list, /pledge search, /power list, /claim list."
         ),
         fields=tuple(fields),
+    )
+
+
+def statement_card(statement: Statement, counts: Mapping[str, int]) -> Card:
+    """A statement's provenance and its full text, word for word."""
+    carried = ", ".join(f"{n} {kind}" for kind, n in counts.items())
+    return Card(
+        title=statement.title,
+        description=statement.summary,
+        fields=(
+            Field("Where it comes from", statement_provenance(statement).rsplit("\n", 1)[0]),
+            Field("What pledgebot carries from it", carried or "Nothing yet"),
+            Field(
+                "Checking the text",
+                f"SHA-256 of the text: `{statement.source_sha256}`",
+            ),
+            Field("The full text, verbatim", statement.source_text),
+        ),
+        footer=source_footer(statement),
+        url=statement.url,
     )
 
 

@@ -2,6 +2,11 @@
 
 A content file holds one statement and the records we curated from it. Everything is
 validated before anything is written, so a bad file changes nothing.
+
+Schema 2 (issue 9) gave statements their provenance (speaker, publisher, a pinned SHA-256
+of the source, the content's edition and date), pledges who pledged them and partners
+named, and claims a title and attribution. Schema 1 files still load: `author` is read
+as the publisher and `actors` ("who delivers it", which statements rarely say) is dropped.
 """
 
 from __future__ import annotations
@@ -11,28 +16,37 @@ import re
 import tomllib
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import date
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 import tomli_w
 
 from bot.models import Claim, Pledge, Power, Statement, StatementContent
+from bot.pledges.ratings import link_problem
 from bot.store import CONTENT_FINGERPRINT_KEY as FINGERPRINT_KEY
 from bot.store import Store, utc_now
 
-FORMAT_VERSION = 1
-UPDATED_AT_KEY = "content_updated_at"
+FORMAT_VERSION = 2
+READABLE_VERSIONS = (1, 2)
+# When this database last loaded content: not when the content itself changed (that is
+# each statement's `edition` and `edited`).
+LOADED_AT_KEY = "content_updated_at"
 
 # Field order here is the order `export` writes. `True` marks a required field.
-_STR, _LIST = str, list
+_STR, _LIST, _INT = str, list, int
 RECORD_FIELDS: dict[str, dict[str, tuple[type, bool]]] = {
     "statement": {
         "slug": (_STR, True),
         "title": (_STR, True),
-        "author": (_STR, True),
+        "speaker": (_STR, False),
+        "publisher": (_STR, True),
         "date": (_STR, False),
         "url": (_STR, False),
+        "edition": (_INT, False),
+        "edited": (_STR, False),
         "source": (_STR, True),
+        "source_sha256": (_STR, True),
         "summary": (_STR, True),
     },
     "pledges": {
@@ -41,7 +55,9 @@ RECORD_FIELDS: dict[str, dict[str, tuple[type, bool]]] = {
         "summary": (_STR, True),
         "detail": (_STR, True),
         "scope": (_STR, True),
-        "actors": (_LIST, False),
+        "pledged_by": (_STR, False),
+        "condition": (_STR, False),
+        "partners": (_LIST, False),
         "quotes": (_LIST, True),
     },
     "powers": {
@@ -60,10 +76,15 @@ RECORD_FIELDS: dict[str, dict[str, tuple[type, bool]]] = {
     },
     "claims": {
         "slug": (_STR, True),
+        "title": (_STR, True),
+        "attribution": (_STR, False),
         "summary": (_STR, True),
         "quotes": (_LIST, True),
     },
 }
+# Fields schema 1 files lack; `_upgrade_schema_1` fills them.
+ADDED_IN_SCHEMA_2 = {"statement": {"source_sha256"}, "claims": {"title"}}
+_DATE = re.compile(r"\d{4}(-\d{2}(-\d{2})?)?")
 _SLUG = re.compile(r"[a-z0-9][a-z0-9-]{0,63}")
 SINGULAR = {"pledges": "pledge", "powers": "power", "claims": "claim"}
 
@@ -130,7 +151,7 @@ async def load_content(
     unchanged = await store.get_meta(FINGERPRINT_KEY) == new_print
     skipped = skip_if_unchanged and unchanged
     if not skipped:
-        meta = {} if unchanged else {FINGERPRINT_KEY: new_print, UPDATED_AT_KEY: utc_now()}
+        meta = {} if unchanged else {FINGERPRINT_KEY: new_print, LOADED_AT_KEY: utc_now()}
         await store.replace_content(contents, meta=meta)
     return LoadReport(
         files=files,
@@ -156,6 +177,15 @@ async def export_content(store: Store, directory: Path) -> list[Path]:
         path.write_text(tomli_w.dumps(_to_document(content), multiline_strings=True), "utf-8")
         written.append(path)
     return written
+
+
+def verify_source(statement: Statement) -> str | None:
+    """A problem if the stored source text no longer has the SHA-256 its record pins."""
+    digest = source_digest(statement.source_text)
+    if digest == statement.source_sha256:
+        return None
+    pinned = statement.source_sha256 or "(none recorded)"
+    return f"statement {statement.slug!r}: source text SHA-256 is {digest}, recorded {pinned}"
 
 
 def verify_quotes(content: StatementContent) -> list[str]:
@@ -193,15 +223,20 @@ def _read_file(path: Path, problems: list[str]) -> StatementContent | None:
 def _parse_document(
     path: Path, document: Mapping[str, Any], problems: list[str]
 ) -> StatementContent | None:
-    if document.get("schema") != FORMAT_VERSION:
+    schema = document.get("schema")
+    if schema not in READABLE_VERSIONS:
         problems.append(f"'schema' must be {FORMAT_VERSION}")
+    elif schema == 1:
+        document = _upgrade_schema_1(document)
     for key in document.keys() - {"schema", *RECORD_FIELDS}:
         problems.append(f"unknown top-level key {key!r}")
     raw_statement = document.get("statement")
     if not isinstance(raw_statement, dict):
         problems.append("missing [statement] table")
         return None
-    statement_fields = _fields("statement", "statement", raw_statement, problems)
+    older = schema == 1
+    statement_fields = _fields("statement", "statement", raw_statement, problems, older)
+    _check_provenance(statement_fields, problems)
     records: dict[str, list[dict[str, Any]]] = {}
     for kind in SINGULAR:
         raw = document.get(kind, [])
@@ -211,22 +246,35 @@ def _parse_document(
         records[kind] = []
         for index, record in enumerate(raw):
             label = f"{SINGULAR[kind]} {record.get('slug', f'#{index + 1}')!r}"
-            records[kind].append(_fields(kind, label, record, problems))
+            records[kind].append(_fields(kind, label, record, problems, older))
     if problems:
         return None
     source_path = statement_fields["source"]
-    source_text = _read_source(path, source_path, problems)
-    if source_text is None:
+    source = _read_source(path, source_path, problems)
+    if source is None:
+        return None
+    source_text, digest = source
+    pinned = statement_fields["source_sha256"] or digest  # schema 1 pinned nothing
+    if pinned.lower() != digest:
+        problems.append(
+            f"statement source {source_path!r} does not match its source_sha256: the text "
+            f"changed since it was curated (its SHA-256 is now {digest}). Re-check every "
+            "quote against it, then update source_sha256."
+        )
         return None
     statement_slug = statement_fields["slug"]
     statement = Statement(
         slug=statement_slug,
         title=statement_fields["title"],
-        author=statement_fields["author"],
-        date=statement_fields.get("date", ""),
-        url=statement_fields.get("url", ""),
+        publisher=statement_fields["publisher"],
+        date=statement_fields["date"],
+        url=statement_fields["url"],
         summary=statement_fields["summary"],
         source_text=source_text,
+        speaker=statement_fields["speaker"],
+        source_sha256=digest,
+        edition=statement_fields["edition"],
+        edited=statement_fields["edited"],
     )
     return StatementContent(
         statement=statement,
@@ -237,23 +285,51 @@ def _parse_document(
     )
 
 
+def _upgrade_schema_1(document: Mapping[str, Any]) -> dict[str, Any]:
+    """A schema 1 document in schema 2's terms (its source digest is taken on reading)."""
+    upgraded = dict(document)
+    statement = document.get("statement")
+    if isinstance(statement, dict):
+        statement = dict(statement)
+        if "author" in statement and "publisher" not in statement:
+            statement["publisher"] = statement.pop("author")
+        upgraded["statement"] = statement
+    pledges = document.get("pledges")
+    if isinstance(pledges, list):
+        upgraded["pledges"] = [
+            {k: v for k, v in p.items() if k != "actors"} if isinstance(p, dict) else p
+            for p in pledges
+        ]
+    claims = document.get("claims")
+    if isinstance(claims, list):
+        upgraded["claims"] = [
+            {"title": c.get("summary", ""), **c} if isinstance(c, dict) else c for c in claims
+        ]
+    return upgraded
+
+
 def _fields(
-    kind: str, label: str, record: Mapping[str, Any], problems: list[str]
+    kind: str, label: str, record: Mapping[str, Any], problems: list[str], older: bool = False
 ) -> dict[str, Any]:
-    """Check one record's keys and types against RECORD_FIELDS."""
+    """Check one record's keys and types against RECORD_FIELDS (`older`: schema 1)."""
     spec = RECORD_FIELDS[kind]
+    added = ADDED_IN_SCHEMA_2.get(kind, set()) if older else set()
     for key in record.keys() - spec.keys():
         problems.append(f"{label}: unknown field {key!r}")
     values: dict[str, Any] = {}
     for key, (expected, required) in spec.items():
         if key not in record:
-            if required:
+            if required and key not in added:
                 problems.append(f"{label}: missing field {key!r}")
             else:
-                values[key] = () if expected is list else ""
+                values[key] = {list: (), int: 1}.get(expected, "")
             continue
         value = record[key]
-        if expected is list:
+        if expected is int:
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                problems.append(f"{label}: {key!r} must be a whole number, 1 or more")
+                continue
+        elif expected is list:
             if not isinstance(value, list) or not all(
                 isinstance(v, str) and v.strip() for v in value
             ):
@@ -278,20 +354,48 @@ def _is_slug(text: str) -> bool:
     return _SLUG.fullmatch(text) is not None
 
 
+def _check_provenance(fields: Mapping[str, Any], problems: list[str]) -> None:
+    """Dates as the editors know them (never filled in), a link a reader can open."""
+    when = fields.get("date", "")
+    if when and not _DATE.fullmatch(when):
+        problems.append(
+            "statement: 'date' must be YYYY-MM-DD, YYYY-MM or YYYY (leave it empty if unknown)"
+        )
+    edited = fields.get("edited", "")
+    if edited:
+        try:
+            date.fromisoformat(edited)
+        except ValueError:
+            problems.append("statement: 'edited' must be a date, YYYY-MM-DD")
+    url = fields.get("url", "")
+    if url and (problem := link_problem(url)):
+        problems.append(f"statement: 'url' {url!r} refused: {problem}")
+    digest = fields.get("source_sha256", "")
+    if digest and not re.fullmatch(r"[0-9a-fA-F]{64}", digest):
+        problems.append("statement: 'source_sha256' must be 64 hexadecimal digits")
+
+
 def _build(
     record_type: Callable[..., Pledge | Power | Claim], statement_slug: str, values: dict[str, Any]
 ) -> Any:
     return record_type(statement_slug=statement_slug, **values)
 
 
-def _read_source(path: Path, source: str, problems: list[str]) -> str | None:
+def source_digest(text: str) -> str:
+    """The SHA-256 of a source text as stored: its UTF-8 bytes, exactly as in the file."""
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def _read_source(path: Path, source: str, problems: list[str]) -> tuple[str, str] | None:
+    """The source text, byte for byte (no newline translation), and its SHA-256."""
     relative = PurePosixPath(source)
     if relative.is_absolute() or ".." in relative.parts:
         problems.append(f"statement source {source!r} must be a path inside the content directory")
         return None
     source_file = path.parent / relative
     try:
-        return source_file.read_text(encoding="utf-8")
+        raw = source_file.read_bytes()
+        return raw.decode("utf-8"), hashlib.sha256(raw).hexdigest()
     except (OSError, UnicodeDecodeError) as exc:
         problems.append(f"statement source {source!r} cannot be read: {exc}")
         return None
@@ -330,13 +434,8 @@ def _check_power_links(
 def _to_document(content: StatementContent) -> dict[str, Any]:
     s = content.statement
     statement = {
-        "slug": s.slug,
-        "title": s.title,
-        "author": s.author,
-        "date": s.date,
-        "url": s.url,
-        "source": content.source_path,
-        "summary": s.summary,
+        key: content.source_path if key == "source" else getattr(s, key)
+        for key in RECORD_FIELDS["statement"]
     }
     document: dict[str, Any] = {"schema": FORMAT_VERSION, "statement": statement}
     for kind, records in _records_by_kind(content):

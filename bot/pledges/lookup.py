@@ -1,4 +1,4 @@
-"""Finding a pledge or power from what a member typed: autocomplete and name resolution.
+"""Finding a record from what a member typed: autocomplete and name resolution.
 
 Kept in memory (a few bytes per record) so autocomplete answers in microseconds even
 with thousands of pledges, far inside Discord's 3-second window.
@@ -36,8 +36,11 @@ class Catalog:
     answer takes microseconds, not milliseconds.
     """
 
-    def __init__(self, kind: str, records: Iterable[tuple[str, str]]) -> None:
+    def __init__(
+        self, kind: str, records: Iterable[tuple[str, str]], *, listed_by: str = ""
+    ) -> None:
         self.kind = kind
+        self.listed_by = listed_by or f"/{kind} list"  # where a member sees them all
         self._entries = [
             Entry(
                 slug, title, title.casefold(), tuple(_WORDS.findall(f"{slug} {title}".casefold()))
@@ -164,7 +167,7 @@ class Catalog:
         hint = (
             "Closest matches:\n" + _suggestion_lines(suggestions)
             if suggestions
-            else f"Pick one from the list as you type, or use /{self.kind} list."
+            else f"Pick one from the list as you type, or use {self.listed_by}."
         )
         raise UserError(f"No {self.kind} called “{shown}”. {hint}")
 

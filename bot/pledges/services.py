@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 from bot.config import Config
 from bot.models import Statement
-from bot.pledges.cards import Card
+from bot.pledges.cards import Card, power_name
 from bot.pledges.content import load_content
 from bot.pledges.lookup import Catalog
 from bot.store import Store
@@ -33,6 +33,8 @@ class Services:
     pledges: Catalog
     powers: Catalog
     statements: dict[str, Statement]
+    claims: Catalog = field(default_factory=lambda: Catalog("claim", []))
+    statement_names: Catalog = field(default_factory=lambda: Catalog("statement", []))
     answers: dict[Hashable, list[Card]] = field(default_factory=dict)
     _signature: tuple[str | None, int | None] | None = None
     _checked_at: float = -math.inf
@@ -96,12 +98,12 @@ class Services:
         """Re-read what changes only when content is loaded: names and statements."""
         self.statements = {s.slug: s for s in await self.store.statements()}
         self.pledges = Catalog("pledge", [(p.slug, p.title) for p in await self.store.pledges()])
-        self.powers = Catalog(
-            "power",
-            [
-                (p.slug, f"{p.name} ({p.abbreviation})" if p.abbreviation else p.name)
-                for p in await self.store.powers()
-            ],
+        self.powers = Catalog("power", [(p.slug, power_name(p)) for p in await self.store.powers()])
+        self.claims = Catalog("claim", [(c.slug, c.title) for c in await self.store.claims()])
+        self.statement_names = Catalog(
+            "statement",
+            [(s.slug, s.title) for s in self.statements.values()],
+            listed_by="/about",
         )
 
     async def close(self) -> None:
