@@ -60,7 +60,7 @@ SEED = os.environ.get("PLEDGEBOT_FUZZ_SEED", "")
 
 GROUPS = {
     "pledge": ["pledge list", "pledge show", "pledge search", "pledge history"],
-    "power-about": ["power list", "power show", "about"],
+    "power-about": ["power list", "power show", "claim list", "claim show", "about"],
     # schedule first and cancel last, so the commands in between find briefings to act on
     "briefing": [
         "briefing schedule",
@@ -254,7 +254,12 @@ class Fuzzer:
         self.loop = asyncio.get_running_loop()
         assert bot.services is not None and bot.engine is not None
         bot.engine.scheduler.pause()  # no briefing fires mid-test and writes
-        for kind, catalog in (("pledge", bot.services.pledges), ("power", bot.services.powers)):
+        services = bot.services
+        for kind, catalog in (
+            ("pledge", services.pledges),
+            ("power", services.powers),
+            ("claim", services.claims),
+        ):
             pairs = catalog.choices("")
             values = [v for _, v in pairs] + [n for n, _ in pairs]
             self.meaningful[kind] = [*values, kind[:4], values[0].upper(), f" {values[0]} "]
