@@ -15,6 +15,7 @@ from typing import Any
 
 from bot.client import logredact
 from bot.config import Config, ConfigError, load_config
+from bot.database_file import backup, in_use, restore
 from bot.errors import OperatorError, StoreError
 from bot.models import STATUSES
 from bot.pledges.content import (
@@ -75,6 +76,12 @@ def build_parser() -> argparse.ArgumentParser:
     export = db.add_parser("export", help="write the stored content as TOML that load reads back")
     export.add_argument("--out", type=Path, required=True, metavar="DIR")
     db.add_parser("check", help="summarise what the store holds and verify every quote")
+    db.add_parser(
+        "backup", help="copy the database safely while the bot runs (SQLite online backup)"
+    ).add_argument("file", type=Path, metavar="FILE")
+    db.add_parser(
+        "restore", help="replace the database with a backup (the bot must be stopped)"
+    ).add_argument("file", type=Path, metavar="FILE")
 
     content = commands.add_parser("content", help="add a statement").add_subparsers(
         dest="content_command", required=True, metavar="ACTION"
@@ -115,11 +122,30 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 async def with_store(config: Config, action: Callable[[Store], Awaitable[int]]) -> int:
-    store = await Store.open(config.database_path)
-    try:
-        return await action(store)
-    finally:
-        await store.close()
+    # Held while the store is open: `db restore` refuses meanwhile.
+    with in_use(config.database_path):
+        store = await Store.open(config.database_path)
+        try:
+            return await action(store)
+        finally:
+            await store.close()
+
+
+def db_backup(config: Config, target: Path) -> int:
+    copied = backup(config.database_path, target)
+    print(
+        f"backup written: {copied.path} ({copied.size / 2**20:.1f} MiB, schema version "
+        f"{copied.schema_version}, {copied.deliveries} deliveries); integrity_check ok"
+    )
+    return 0
+
+
+def db_restore(config: Config, source: Path) -> int:
+    done = restore(source, config.database_path)
+    print(f"restored {done.database} from {source}")
+    if done.replaced is not None:
+        print(f"the database it replaced is kept as {done.replaced}")
+    return 0
 
 
 async def db_init(config: Config) -> int:
@@ -230,6 +256,8 @@ async def status_set(config: Config, args: argparse.Namespace) -> int:
 
 
 def dispatch(config: Config, args: argparse.Namespace) -> int:
+    if args.command == "db" and args.db_command in ("backup", "restore"):
+        return (db_backup if args.db_command == "backup" else db_restore)(config, args.file)
     if args.command == "db":
         actions: dict[str, Callable[[], Coroutine[Any, Any, int]]] = {
             "init": lambda: db_init(config),
@@ -266,9 +294,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         code = dispatch(config, args)
     except (OperatorError, ContentError, StoreError) as exc:
         print(f"pledgebot: {exc}", file=sys.stderr)
-        code = 1
+        code = getattr(exc, "exit_code", 1)  # e.g. 78 for a refused token
     except sqlite3.Error as exc:
-        print(f"pledgebot: database error: {exc}", file=sys.stderr)
+        print(f"pledgebot: database error on {config.database_path}: {exc}", file=sys.stderr)
         code = 1
     except KeyboardInterrupt:
         code = 130

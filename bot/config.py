@@ -44,6 +44,12 @@ class Config:
     dev_guild_id: int | None = None  # [bot] dev_guild_id: guild for fast command sync; 0 = none
     api_base_url: str | None = None  # [discord] api_base_url: local emulator / rate-limit proxy
     gateway_url: str | None = None  # [discord] gateway_url
+    # Start-up: how many times to try reaching Discord before giving up; 0 = keep trying.
+    connect_attempts: int = 0  # [discord] connect_attempts, 0..1000
+    # Delivery rows older than this are pruned daily (each schedule's latest is kept); 0 = never.
+    retention_days: int = 180  # [retention] deliveries_days, 0..36500
+    # Where /metrics and /healthz are served, as (host, port); None = off (the default).
+    metrics_listen: tuple[str, int] | None = None  # [metrics] listen, "HOST:PORT"
     # Secret: only ever from the environment, and kept out of repr()/str() and thus out of logs.
     token: str | None = field(default=None, repr=False)
     source: Path | None = None  # the file these settings came from; None = built-in defaults
@@ -191,6 +197,18 @@ def _url(*schemes: str) -> _Parser:
     return parse
 
 
+def _listen_address(value: object) -> tuple[str, int] | None:
+    """An address as "HOST:PORT" ("[::1]:9108" for IPv6); "" means off; port 0, any free one."""
+    text = _string(value).strip()
+    if not text:
+        return None
+    host, colon, port = text.rpartition(":")
+    host = host.removeprefix("[").removesuffix("]")
+    if not colon or not host or not port.isdigit() or int(port) > 65535:
+        raise _Invalid(f'must be "HOST:PORT" such as "127.0.0.1:9108", got {value!r}')
+    return host, int(port)
+
+
 class _Setting(NamedTuple):
     attr: str  # the Config field it sets
     parse: _Parser  # validates the TOML value and converts it to the field's type
@@ -214,7 +232,10 @@ _SPEC: dict[str, dict[str, _Setting]] = {
     "discord": {
         "api_base_url": _Setting("api_base_url", _url("http", "https")),
         "gateway_url": _Setting("gateway_url", _url("ws", "wss")),
+        "connect_attempts": _Setting("connect_attempts", _int_between(0, 1000)),
     },
+    "retention": {"deliveries_days": _Setting("retention_days", _int_between(0, 36500))},
+    "metrics": {"listen": _Setting("metrics_listen", _listen_address)},
 }
 
 _TOKEN_KEYS = frozenset({"token", "discord_token"})

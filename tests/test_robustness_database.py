@@ -54,6 +54,7 @@ from tests.test_robustness_support import (
 )
 
 ADMINISTRATOR = 1 << 3
+EVIDENCE = "https://example.org/evidence"  # a rated status needs an evidence link
 LONG_NOTE = "n" * 490
 
 
@@ -151,7 +152,16 @@ async def loaded_database(path: Path) -> Path:
 def status_set(config: Path, **options: Any) -> subprocess.CompletedProcess[str]:
     note = "disk test " + "x" * 3000
     return run_cli(
-        "status", "set", "europol-partnership", "stalled", "--note", note, config=config, **options
+        "status",
+        "set",
+        "europol-partnership",
+        "stalled",
+        "--note",
+        note,
+        "--evidence",
+        EVIDENCE,
+        config=config,
+        **options,
     )
 
 
@@ -164,7 +174,7 @@ async def test_cli_on_a_read_only_database_fails_in_one_line(tmp_path: Path) -> 
     before = snapshot(database)
     with read_only(database):
         for args in (("db", "load"), ("status", "set", "europol-partnership", "stalled")):
-            extra = ("--note", "x") if args[0] == "status" else ()
+            extra = ("--note", "x", "--evidence", EVIDENCE) if args[0] == "status" else ()
             done = await asyncio.to_thread(run_cli, *args, *extra, config=config)
             assert_one_line_error(done, "readonly database")
         check = await asyncio.to_thread(run_cli, "db", "check", config=config)
@@ -227,7 +237,7 @@ async def test_cli_on_a_full_disk_fails_in_one_line(tmp_path: Path) -> None:
             config = write_config(tmp_path / "c.toml", database=database)
             before = snapshot(database)
             done = await asyncio.to_thread(status_set, config, preexec_fn=no_file_growth)
-        assert_one_line_error(done, "database error:")
+        assert_one_line_error(done, f"database error on {database}: ")
         assert snapshot(database) == before
         assert integrity(database) == "ok"
         check = await asyncio.to_thread(run_cli, "db", "check", config=config)
@@ -309,7 +319,9 @@ async def test_the_bot_refuses_to_start_on_a_read_only_new_database(tmp_path: Pa
                 await bot.stop()
     assert code == 1, bot.tail()
     lines = [line for line in bot.stderr().splitlines() if line.startswith("pledgebot:")]
-    assert lines == ["pledgebot: database error: attempt to write a readonly database"]
+    assert lines == [
+        f"pledgebot: database error on {database}: attempt to write a readonly database"
+    ]
     assert "Traceback" not in bot.output()
     assert snapshot(database) == before
     assert integrity(database) == "ok"
@@ -329,6 +341,7 @@ LOCKED_COMMANDS = {
         "pledge": "europol-partnership",
         "status": "stalled",
         "note": "locked test",
+        "evidence": EVIDENCE,
     },
     # the moderator command that creates a schedule
     "briefing schedule": {"time": "09:00", "content": "digest"},
@@ -387,6 +400,7 @@ async def test_bot_on_a_full_database_apologises_and_recovers(w: World) -> None:
                 "pledge": "europol-partnership",
                 "status": statuses[attempt % 2],
                 "note": f"{attempt} {LONG_NOTE}",
+                "evidence": EVIDENCE,
             }
             result = await w.emu.run_command(
                 w.guild, "operator status", options=options, user=operator

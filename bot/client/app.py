@@ -7,6 +7,7 @@ import hashlib
 import json
 import logging
 import secrets
+import sqlite3
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any, Literal
@@ -18,8 +19,18 @@ from discord.ext import commands
 
 from bot.briefings.admin import BriefingAdmin
 from bot.briefings.engine import ALL_SHARDS, BriefingEngine, Shards
+from bot.briefings.retention import prune_daily
 from bot.client.delivery import DiscordSender
+from bot.client.metrics import (
+    BotMetrics,
+    BriefingOutcomes,
+    GatewayStatus,
+    MonitoringServer,
+    WriteProbe,
+    latency_or_nan,
+)
 from bot.config import Config
+from bot.database_file import DatabaseInUse
 from bot.errors import UserError
 from bot.pledges.services import Services
 
@@ -27,6 +38,14 @@ log = logging.getLogger(__name__)
 
 SyncMode = Literal["auto", "force", "off"]
 CommandInstaller = Callable[[app_commands.CommandTree[Any], Services, BriefingAdmin], None]
+
+
+def silence_voice_warnings() -> None:
+    """The bot never joins voice, so discord.py's notices that voice libraries are missing
+    (PyNaCl, davey) only alarm a host. These are discord.py's own switches for those two
+    notices; every other warning still shows."""
+    discord.VoiceClient.warn_nacl = False
+    discord.VoiceClient.warn_dave = False
 
 
 def bot_intents() -> discord.Intents:
@@ -100,6 +119,10 @@ class PledgeTree(app_commands.CommandTree[Any]):
     async def on_error(
         self, interaction: discord.Interaction[Any], error: app_commands.AppCommandError
     ) -> None:
+        if isinstance(self.client, PledgeBot):
+            name = interaction.command.qualified_name if interaction.command else "unknown"
+            outcome = "refused" if user_message(error) is not None else "failed"
+            self.client.metrics.command_finished(name, outcome)
         await report_error(interaction, error)
 
 
@@ -123,6 +146,8 @@ class PledgeBot(commands.Bot):
         run_engine: bool = True,
         **options: Any,
     ) -> None:
+        silence_voice_warnings()
+        self.metrics = BotMetrics()
         super().__init__(
             command_prefix=commands.when_mentioned,
             help_command=None,
@@ -143,6 +168,12 @@ class PledgeBot(commands.Bot):
         self._engine_start: asyncio.Task[None] | None = None
         self.schedule_shards = schedule_shards
         self.synced_scope: str | None = None
+        self.gateway = GatewayStatus(list(getattr(self, "shard_ids", None) or [0]))
+        self.monitoring: MonitoringServer | None = None
+        self._database_hold = DatabaseInUse(config.database_path)
+        self._briefing_outcomes: BriefingOutcomes | None = None
+        self._write_probe: WriteProbe | None = None
+        self._retention: asyncio.Task[None] | None = None
 
     def _rate_budget_trace(self) -> aiohttp.TraceConfig:
         """Every REST request, discord.py's own retries included, counts against the
@@ -154,12 +185,22 @@ class PledgeBot(commands.Bot):
             if self.engine is not None:
                 await self.engine.budget.on_request(params.method, params.url.path)
 
+        async def on_request_end(
+            _: aiohttp.ClientSession, __: object, params: aiohttp.TraceRequestEndParams
+        ) -> None:
+            headers = params.response.headers
+            self.metrics.response_received(params.response.status, headers.get("X-RateLimit-Scope"))
+
         trace = aiohttp.TraceConfig()
         trace.on_request_start.append(on_request_start)
+        trace.on_request_end.append(on_request_end)
         return trace
 
     async def setup_hook(self) -> None:
+        # Held until close: `pledgebot db restore` refuses while any bot uses the file.
+        self._database_hold.acquire()
         self.services = await Services.start(self.config)
+        self.metrics.measure_writes(self.services.store)
         self.engine = BriefingEngine(
             self.services.store,
             DiscordSender(self),
@@ -167,6 +208,7 @@ class PledgeBot(commands.Bot):
             rate_per_second=self.config.global_rate_limit,
             shards=self.schedule_shards,
         )
+        self.metrics.measure_rate_budget(self.engine.budget)
         briefings = BriefingAdmin(
             self.engine,
             self.services,
@@ -180,6 +222,60 @@ class PledgeBot(commands.Bot):
         # process, unlike on_ready, which runs again on every reconnect.
         if self.run_engine:
             self._engine_start = asyncio.create_task(self._start_engine())
+            self._retention = asyncio.create_task(
+                prune_daily(self.services.store, self.config.retention_days)
+            )
+            if self.config.metrics_listen is not None:
+                await self._serve_monitoring(*self.config.metrics_listen)
+
+    async def _serve_monitoring(self, host: str, port: int) -> None:
+        assert self.services is not None
+        store = self.services.store
+        self._briefing_outcomes = BriefingOutcomes(store, self.schedule_shards.owns)
+        await self._briefing_outcomes.start()
+        self._write_probe = WriteProbe(store)
+        self.monitoring = MonitoringServer(
+            host, port, metrics=self.render_metrics, health=self.health_problem
+        )
+        await self.monitoring.start()
+
+    async def render_metrics(self) -> bytes:
+        """/metrics: gauges read now, briefing outcomes read from the store since the last look."""
+        metrics = self.metrics
+        metrics.gateway_latency.set(latency_or_nan(self.latency))
+        metrics.gateway_connected.set(0 if self.gateway.problem() else 1)
+        metrics.guilds.set(len(self.guilds))
+        if self._briefing_outcomes is not None:
+            try:
+                found = await self._briefing_outcomes.read()
+            except sqlite3.Error as error:
+                log.warning("metrics: could not read briefing outcomes (%s)", error)
+            else:
+                for outcome, count in found.items():
+                    metrics.briefings.labels(outcome).inc(count)
+        return metrics.render()
+
+    async def health_problem(self) -> str | None:
+        """/healthz: None when the gateway is connected and the database takes a write."""
+        problems = [self.gateway.problem()]
+        if self._write_probe is not None:
+            problems.append(await self._write_probe.problem())
+        return "; ".join(p for p in problems if p) or None
+
+    # Gateway state for /healthz, from discord.py's events (the sharded bot, per shard).
+    async def on_connect(self) -> None:
+        self.gateway.connected(0)
+
+    async def on_resumed(self) -> None:
+        self.gateway.connected(0)
+
+    async def on_disconnect(self) -> None:
+        self.gateway.disconnected(0)
+
+    async def on_app_command_completion(
+        self, interaction: discord.Interaction[Any], command: Any
+    ) -> None:
+        self.metrics.command_finished(command.qualified_name, "answered")
 
     async def _start_engine(self) -> None:
         assert self.engine is not None
@@ -217,15 +313,41 @@ class PledgeBot(commands.Bot):
         return True
 
     async def close(self) -> None:
-        if self._engine_start is not None:
-            self._engine_start.cancel()
+        for task in (self._engine_start, self._retention):
+            if task is not None:
+                task.cancel()
+        if self.monitoring is not None:
+            await self.monitoring.stop()
+            self.monitoring = None
+        if self._write_probe is not None:
+            await self._write_probe.close()
         if self.engine is not None:
             await self.engine.stop()
         await super().close()
         if self.services is not None:
             await self.services.close()
             self.services = None
+        self._database_hold.release()
 
 
 class ShardedPledgeBot(PledgeBot, commands.AutoShardedBot):
     """The same bot running several gateway shards in one process (`run --shard-ids`)."""
+
+    # The client-wide events fire for any one shard; health follows each shard instead.
+    async def on_connect(self) -> None:
+        pass
+
+    async def on_resumed(self) -> None:
+        pass
+
+    async def on_disconnect(self) -> None:
+        pass
+
+    async def on_shard_connect(self, shard_id: int) -> None:
+        self.gateway.connected(shard_id)
+
+    async def on_shard_resumed(self, shard_id: int) -> None:
+        self.gateway.connected(shard_id)
+
+    async def on_shard_disconnect(self, shard_id: int) -> None:
+        self.gateway.disconnected(shard_id)

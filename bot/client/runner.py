@@ -6,10 +6,14 @@ This is the composition root: the one place in `bot` that imports `commands`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import signal
 from typing import Any
 
+import aiohttp
 import discord
+import discord.http
 
 import commands
 from bot.briefings.engine import Shards
@@ -18,13 +22,41 @@ from bot.client.app import PledgeBot, ShardedPledgeBot, SyncMode
 from bot.client.endpoints import apply_endpoints
 from bot.config import Config
 from bot.errors import OperatorError
+from bot.store import Store
 
 log = logging.getLogger(__name__)
+
+# sysexits.h: the unit in deploy/ restarts on any failure except a refused token.
+EX_UNAVAILABLE = 69
+EX_CONFIG = 78
 
 BAD_TOKEN = (
     "Discord refused the token in DISCORD_TOKEN (401 Unauthorized): "
     "check that it is this bot's current token."
 )
+# Waits between tries to reach Discord at start-up: 1, 2, 4... seconds, at most a minute.
+FIRST_RETRY_SECONDS = 1.0
+LONGEST_RETRY_SECONDS = 60.0
+# What "Discord cannot be reached" looks like from discord.py and aiohttp.
+UNREACHABLE = (
+    OSError,
+    aiohttp.ClientError,
+    TimeoutError,
+    discord.GatewayNotFound,
+    discord.DiscordServerError,
+)
+
+
+class TokenRefused(OperatorError):
+    """Retrying cannot help: the host must fix DISCORD_TOKEN."""
+
+    exit_code = EX_CONFIG
+
+
+class DiscordUnreachable(OperatorError):
+    """Gave up after `[discord] connect_attempts` tries; a supervisor may start us again."""
+
+    exit_code = EX_UNAVAILABLE
 
 
 def make_bot(
@@ -55,12 +87,103 @@ def run(
 ) -> int:
     options = shard_options(shard_count, shard_ids)
     token = require_token(config)
-    bot = make_bot(config, **options)
-    try:
-        bot.run(token, log_handler=None)
-    except discord.LoginFailure:
-        raise OperatorError(BAD_TOKEN) from None
+    one_line_reconnects()
+    asyncio.run(serve(config, token, options))
     return 0
+
+
+async def serve(config: Config, token: str, options: dict[str, Any]) -> None:
+    """Open the database, reach Discord (retrying with backoff), then run until stopped.
+
+    The database comes first, so a bad path is reported at once even while Discord is
+    down. SIGTERM (systemd's stop) closes the bot cleanly, and the process exits 0.
+    """
+    store = await Store.open(config.database_path)
+    await store.close()
+    stopping = asyncio.Event()
+    current: list[PledgeBot] = []
+
+    def stop() -> None:
+        stopping.set()
+        for bot in current:
+            asyncio.get_running_loop().create_task(bot.close())
+
+    loop = asyncio.get_running_loop()
+    with contextlib.suppress(NotImplementedError):  # no signals on some platforms
+        loop.add_signal_handler(signal.SIGTERM, stop)
+    attempt = 0
+    while not stopping.is_set():
+        attempt += 1
+        bot = make_bot(config, **options)
+        current[:] = [bot]
+        async with bot:
+            try:
+                await bot.login(token)
+            except discord.LoginFailure:
+                raise TokenRefused(BAD_TOKEN) from None
+            except UNREACHABLE as error:
+                reason = network_reason(error)
+            else:
+                if not stopping.is_set():
+                    await bot.connect(reconnect=True)
+                return
+        where = discord.http.Route.BASE
+        limit = config.connect_attempts
+        if limit and attempt >= limit:
+            raise DiscordUnreachable(
+                f"cannot reach Discord at {where} ({reason}) after {attempt} attempts; giving up"
+            )
+        delay = min(FIRST_RETRY_SECONDS * 2 ** (attempt - 1), LONGEST_RETRY_SECONDS)
+        of = f" of {limit}" if limit else ""
+        log.warning(
+            "cannot reach Discord at %s (%s); attempt %d%s, trying again in %.0f s",
+            where,
+            reason,
+            attempt,
+            of,
+            delay,
+        )
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stopping.wait(), delay)
+
+
+def network_reason(error: BaseException) -> str:
+    """A network failure in a few words, for a log line (never a traceback)."""
+    if isinstance(error, aiohttp.ClientConnectorError):
+        return f"{error.host}:{error.port}: {error.os_error.strerror or error.os_error}"
+    if isinstance(error, TimeoutError):
+        return "timed out"
+    if isinstance(error, discord.ConnectionClosed):
+        return f"the gateway closed the connection (code {error.code})"
+    if isinstance(error, discord.HTTPException):
+        return f"HTTP {error.status} {error.response.reason or ''}".strip()
+    if isinstance(error, OSError) and error.strerror:
+        return error.strerror
+    return str(error) or "connection failed"
+
+
+RECONNECT_MESSAGES = ("Attempting a reconnect", "Failed to connect for shard_id")
+
+
+class OneLineReconnects(logging.Filter):
+    """discord.py logs each gateway reconnect with a full traceback; keep it to one line
+    that says why. Every other record passes unchanged."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and str(record.msg).startswith(RECONNECT_MESSAGES):
+            error = record.exc_info[1]
+            reason = network_reason(error) if error else "disconnected"
+            record.msg = f"{record.msg} ({reason.replace('%', '%%')})"
+            record.exc_info = None
+            record.exc_text = None
+        return True
+
+
+def one_line_reconnects() -> None:
+    for name in ("discord.client", "discord.shard"):
+        target = logging.getLogger(name)
+        if not any(isinstance(f, OneLineReconnects) for f in target.filters):
+            target.addFilter(OneLineReconnects())
 
 
 def shard_options(count: int | None, ids: list[int] | None) -> dict[str, Any]:
@@ -89,7 +212,11 @@ def sync(config: Config, guild_id: int | None) -> int:
             try:
                 await bot.login(token)  # runs setup_hook, which syncs
             except discord.LoginFailure:
-                raise OperatorError(BAD_TOKEN) from None
+                raise TokenRefused(BAD_TOKEN) from None
+            except UNREACHABLE as error:
+                raise DiscordUnreachable(
+                    f"cannot reach Discord at {discord.http.Route.BASE} ({network_reason(error)})"
+                ) from None
         print(f"synced commands ({bot.synced_scope})")
 
     asyncio.run(sync_once())
@@ -102,7 +229,6 @@ def console(config: Config) -> int:
     if config.log_level != "DEBUG":
         # The console's screen is for the conversation; only problems are logged.
         logging.getLogger().setLevel(logging.WARNING)
-        logging.getLogger("discord.client").setLevel(logging.ERROR)  # "no voice" notices
     logredact.install(config.token)
     return run_console(config, console_bot)
 
