@@ -121,6 +121,10 @@ def test_list_pages_name_each_statement_and_party() -> None:
         "Pledges by The Greens: Green statement on trees — 🔵 In progress (3/3)",
     ]
     assert "Green statement on trees (Greens, undated)" in pages[2].footer
+    (empty,) = cards.pledge_list_pages([(other, [])], "🔴 Broken")
+    assert empty.title == "Pledges: Green statement on trees — 🔴 Broken"
+    assert empty.description == "No pledges match."
+    assert "Green statement on trees (Greens, undated)" in empty.footer
     assert "Labour statement on criminal smuggling gangs (Labour, undated)" in pages[0].footer
 
 

@@ -289,6 +289,8 @@ def pledge_list_pages(
         footer = sources_footer(
             [statement], f"{len(pledges)} pledges · /pledge show <pledge> for one in full"
         )
+        if not pledges:
+            drafts.append(Card(title=heading, description="No pledges match.", footer=footer))
         chunks = [
             pledges[i : i + PLEDGES_PER_PAGE] for i in range(0, len(pledges), PLEDGES_PER_PAGE)
         ]
@@ -521,7 +523,8 @@ def statement_card(statement: Statement, counts: Mapping[str, int]) -> Card:
                 "Checking the text",
                 f"SHA-256 of the text: `{statement.source_sha256}`",
             ),
-            Field("The full text, verbatim", statement.source_text),
+            # each line its own paragraph, so pages break between lines, never inside
+            Field("The full text, verbatim", "\n\n".join(statement.source_text.split("\n"))),
         ),
         footer=source_footer(statement),
         url=statement.url,
