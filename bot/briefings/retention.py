@@ -25,27 +25,29 @@ log = logging.getLogger(__name__)
 BATCH_ROWS = 500
 PAUSE_BETWEEN_BATCHES = 0.05  # seconds: other writers take their turn
 DAY = timedelta(days=1)
+FIRST_PRUNE_SECONDS = 60.0
 # When the last prune ran, by any process: several processes on one database prune once.
 LAST_PRUNE_KEY = "retention_last_run"
 
 _FINISHED = "('sent', 'failed', 'missed', 'skipped')"
 # The newest old row: batches walk the table by id up to here and no further.
 _LAST_OLD = f"SELECT max(id) FROM deliveries WHERE state IN {_FINISHED} AND claimed_at < ?"
-# A batch of rows that may go, oldest first, after the id where the previous batch
-# stopped. `+d.state` keeps SQLite walking by id (the primary key) rather than
-# collecting every old row from the state index and sorting them for each batch.
-_PRUNABLE = f"""
-SELECT d.id FROM deliveries d
-WHERE d.id > :after AND d.id <= :last
-  AND +d.state IN {_FINISHED}
-  AND d.claimed_at < :cutoff
-  AND d.id != (SELECT max(id) FROM deliveries WHERE schedule_id = d.schedule_id)
-  AND d.id != coalesce(
-      (SELECT max(id) FROM deliveries WHERE schedule_id = d.schedule_id AND state = 'sent'), 0)
-  AND NOT (d.manual = 0 AND d.slot = (
-      SELECT max(slot) FROM deliveries WHERE schedule_id = d.schedule_id AND manual = 0))
-ORDER BY d.id
-LIMIT :limit
+# What the bot reads, per schedule: its latest row, latest sent post, latest scheduled
+# slot. Read once per prune: later rows only ever come after these, so they stay kept.
+_KEPT = """
+SELECT max(id) FROM deliveries GROUP BY schedule_id
+UNION SELECT max(id) FROM deliveries WHERE state = 'sent' GROUP BY schedule_id
+UNION SELECT d.id FROM deliveries d JOIN (
+    SELECT schedule_id, max(slot) AS slot FROM deliveries WHERE manual = 0 GROUP BY schedule_id
+) latest ON latest.schedule_id = d.schedule_id AND latest.slot = d.slot
+"""
+# The next batch of old finished rows, by id. `+state` keeps SQLite walking the primary
+# key from where the last batch stopped, rather than collecting every old row from the
+# state index and sorting them again for each batch.
+_OLD_ROWS = f"""
+SELECT id FROM deliveries
+WHERE id > ? AND id <= ? AND +state IN {_FINISHED} AND claimed_at < ?
+ORDER BY id LIMIT ?
 """
 
 
@@ -57,29 +59,33 @@ async def prune_deliveries(
     pause: float = PAUSE_BETWEEN_BATCHES,
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
 ) -> int:
-    """Delete prunable delivery rows claimed before `older_than`; returns how many."""
-    cutoff = older_than.astimezone(UTC).isoformat(timespec="microseconds")
+    """Delete prunable delivery rows claimed before `older_than`; returns how many.
+
+    The rows to keep are read first (a read, which takes no write lock); then each batch
+    looks at `batch_rows` old rows and deletes those not kept, in one short transaction.
+    """
+    cutoff = older_than.astimezone(UTC).isoformat()  # the form claims are stamped in
     (row,) = await store.rows(_LAST_OLD, (cutoff,))
     if row[0] is None:
         return 0
-    after, last, removed = 0, int(row[0]), 0
+    last = int(row[0])
+    kept = {int(r[0]) for r in await store.rows(_KEPT)}
+    after, removed = 0, 0
     while True:
         async with store.transaction() as conn:
-            ids = [
-                r[0]
-                for r in await conn.execute_fetchall(
-                    _PRUNABLE,
-                    {"after": after, "last": last, "cutoff": cutoff, "limit": batch_rows},
-                )
+            old = [
+                int(r[0])
+                for r in await conn.execute_fetchall(_OLD_ROWS, (after, last, cutoff, batch_rows))
             ]
-            if ids:
+            doomed = [i for i in old if i not in kept]
+            if doomed:
                 await conn.execute(
-                    f"DELETE FROM deliveries WHERE id IN ({','.join('?' * len(ids))})", ids
+                    f"DELETE FROM deliveries WHERE id IN ({','.join('?' * len(doomed))})", doomed
                 )
-        removed += len(ids)
-        if len(ids) < batch_rows:
+        removed += len(doomed)
+        if len(old) < batch_rows:
             return removed
-        after = ids[-1]
+        after = old[-1]
         await sleep(pause)
 
 
@@ -99,16 +105,16 @@ async def prune_daily(
     store: Store,
     days: int,
     *,
-    first_delay: float = 60.0,
     clock: Callable[[], datetime] = lambda: datetime.now(UTC),
 ) -> None:
-    """The bot's background task: the first prune a minute after start, then daily.
+    """The bot's background task: the first prune a minute after start (start-up and
+    catch-up come first), then daily.
 
     A failure (the database locked, say) is logged and tried again the next hour.
     """
     if days <= 0:
         return
-    delay = first_delay
+    delay = FIRST_PRUNE_SECONDS
     while True:
         await asyncio.sleep(delay)
         try:
