@@ -94,6 +94,11 @@ async def test_a_backup_during_a_200_server_fan_out_holds_every_earlier_delivery
         assert w.emu.violations == []
 
 
+def replaced_files(directory: Path) -> list[Path]:
+    """Databases a restore set aside."""
+    return sorted(directory.glob("*.replaced-*"))
+
+
 @pytest.fixture
 async def w(tmp_path: Path):  # type: ignore[no-untyped-def]
     async with world(tmp_path) as value:
@@ -142,7 +147,7 @@ async def test_restore_round_trip_keeps_the_replaced_file(w: World, tmp_path: Pa
     assert restored.returncode == 0, restored.stderr
     assert snapshot(database) == saved
     assert integrity(database) == "ok"
-    (kept,) = tmp_path.glob(f"{database.name}.replaced-*")
+    (kept,) = replaced_files(tmp_path)
     assert f"kept as {kept}" in restored.stdout
     assert snapshot(kept) == current  # the replaced file, its WAL folded in
     assert integrity(kept) == "ok"
@@ -183,7 +188,7 @@ async def test_restore_refuses_what_is_not_a_usable_backup(tmp_path: Path) -> No
     ):
         assert_one_line_error(await cli("db", "restore", str(source), config=config), problem)
     assert snapshot(database) == before
-    assert list(tmp_path.glob("*.replaced-*")) == []
+    assert replaced_files(tmp_path) == []
 
 
 async def test_backup_refuses_a_missing_database_and_itself(tmp_path: Path) -> None:

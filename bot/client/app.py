@@ -174,6 +174,7 @@ class PledgeBot(commands.Bot):
         self._briefing_outcomes: BriefingOutcomes | None = None
         self._write_probe: WriteProbe | None = None
         self._retention: asyncio.Task[None] | None = None
+        self._closing: asyncio.Future[None] | None = None
 
     def _rate_budget_trace(self) -> aiohttp.TraceConfig:
         """Every REST request, discord.py's own retries included, counts against the
@@ -313,6 +314,13 @@ class PledgeBot(commands.Bot):
         return True
 
     async def close(self) -> None:
+        """Once, however many callers (a SIGTERM while `async with bot` also closes):
+        every caller waits for the same clean-up to finish."""
+        if self._closing is None:
+            self._closing = asyncio.ensure_future(self._close_once())
+        await asyncio.shield(self._closing)
+
+    async def _close_once(self) -> None:
         for task in (self._engine_start, self._retention):
             if task is not None:
                 task.cancel()

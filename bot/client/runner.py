@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 from typing import Any
 
@@ -127,6 +128,10 @@ async def serve(config: Config, token: str, options: dict[str, Any]) -> None:
                 if not stopping.is_set():
                     await bot.connect(reconnect=True)
                 return
+            finally:
+                # discord.py's __aexit__ skips our close once its own has run (after a
+                # SIGTERM): wait for ours, so the store is closed before the loop ends.
+                await bot.close()
         where = discord.http.Route.BASE
         limit = config.connect_attempts
         if limit and attempt >= limit:
@@ -150,7 +155,9 @@ async def serve(config: Config, token: str, options: dict[str, Any]) -> None:
 def network_reason(error: BaseException) -> str:
     """A network failure in a few words, for a log line (never a traceback)."""
     if isinstance(error, aiohttp.ClientConnectorError):
-        return f"{error.host}:{error.port}: {error.os_error.strerror or error.os_error}"
+        cause = error.os_error
+        text = os.strerror(cause.errno) if cause.errno else cause.strerror or str(cause)
+        return f"{error.host}:{error.port}: {text}"
     if isinstance(error, TimeoutError):
         return "timed out"
     if isinstance(error, discord.ConnectionClosed):
