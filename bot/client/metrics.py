@@ -17,6 +17,7 @@ import contextlib
 import json
 import logging
 import math
+import os
 import time
 from collections import Counter as Tally
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -279,7 +280,7 @@ class MonitoringServer:
             await runner.cleanup()
             raise OperatorError(
                 f"cannot serve metrics on {self.host}:{self.requested_port} "
-                f"([metrics] listen): {error.strerror or error}"
+                f"([metrics] listen): {os.strerror(error.errno) if error.errno else error}"
             ) from None
         self._runner = runner
         self.port = runner.addresses[0][1]
