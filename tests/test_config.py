@@ -34,6 +34,12 @@ def problems_for(tmp_path: Path, text: str) -> list[str]:
 # --- choosing the file --------------------------------------------------------------------
 
 
+def test_hosting_defaults() -> None:
+    """Keep trying to reach Discord, keep 180 days of deliveries, no metrics server."""
+    config = Config()
+    assert (config.connect_attempts, config.retention_days, config.metrics_listen) == (0, 180, None)
+
+
 def test_defaults_without_a_file() -> None:
     config = load_config(environ={})
     assert config == Config()
@@ -173,6 +179,14 @@ def test_every_key_set(tmp_path: Path) -> None:
         ("discord", "api_base_url", '""', "api_base_url", None),
         ("discord", "api_base_url", '"HTTPS://proxy:3000"', "api_base_url", "HTTPS://proxy:3000"),
         ("discord", "gateway_url", '"ws://[::1]:8080"', "gateway_url", "ws://[::1]:8080"),
+        ("discord", "connect_attempts", "0", "connect_attempts", 0),
+        ("discord", "connect_attempts", "1000", "connect_attempts", 1000),
+        ("retention", "deliveries_days", "0", "retention_days", 0),
+        ("retention", "deliveries_days", "36500", "retention_days", 36500),
+        ("metrics", "listen", '""', "metrics_listen", None),
+        ("metrics", "listen", '"127.0.0.1:9108"', "metrics_listen", ("127.0.0.1", 9108)),
+        ("metrics", "listen", '"[::1]:0"', "metrics_listen", ("::1", 0)),
+        ("metrics", "listen", '"0.0.0.0:65535"', "metrics_listen", ("0.0.0.0", 65535)),
     ],
 )
 def test_boundary_and_special_values(
@@ -370,6 +384,16 @@ def test_unknown_or_misplaced(tmp_path: Path, text: str, problem: str) -> None:
         ("discord.api_base_url", '"ws://example.com"', "must start with http:// or https://"),
         ("discord.gateway_url", '"https://example.com"', "must start with ws:// or wss://"),
         ("discord.gateway_url", '"wss:/example.com"', "must start with ws:// or wss://"),
+        # start-up, retention, metrics
+        ("discord.connect_attempts", "-1", "must be between 0 and 1000"),
+        ("discord.connect_attempts", '"3"', "expected an integer, got string"),
+        ("retention.deliveries_days", "-5", "must be between 0 and 36500"),
+        ("retention.deliveries_days", "1.5", "expected an integer, got float"),
+        ("metrics.listen", '"9108"', 'must be "HOST:PORT"'),
+        ("metrics.listen", '":9108"', 'must be "HOST:PORT"'),
+        ("metrics.listen", '"localhost:http"', 'must be "HOST:PORT"'),
+        ("metrics.listen", '"localhost:70000"', 'must be "HOST:PORT"'),
+        ("metrics.listen", "9108", "expected a string, got integer"),
     ],
 )
 def test_invalid_value(tmp_path: Path, name: str, toml_value: str, problem: str) -> None:
