@@ -8,6 +8,7 @@ tests/test_engine_two_processes.py.
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
@@ -356,3 +357,26 @@ async def test_item6_a_store_failure_after_posting_is_recorded_on_the_retry(
     assert delivery is not None
     assert (delivery.state, delivery.message_id) == ("sent", 1)
     assert rig.planned(schedule.id) == NINE + timedelta(days=1)
+
+
+async def test_item18_briefings_due_together_wait_for_one_composition(
+    rig: Rig, monkeypatch: Any
+) -> None:
+    schedules = [
+        await rig.schedule(time_of_day="09:00", timezone="UTC", channel_id=200 + i)
+        for i in range(8)
+    ]
+    reads = 0
+    pledges = rig.store.pledges
+
+    async def slow_read(**kwargs: Any) -> Any:
+        nonlocal reads
+        reads += 1
+        await asyncio.sleep(0.05)  # others fall due while this one composes
+        return await pledges(**kwargs)
+
+    monkeypatch.setattr(rig.store, "pledges", slow_read)
+    rig.clock.now = NINE
+    await asyncio.gather(*(rig.engine.fire(s.id) for s in schedules))
+    assert len(rig.sender.posts) == 8
+    assert reads == 1

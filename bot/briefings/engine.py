@@ -196,7 +196,7 @@ class BriefingEngine:
         self._reconciler: asyncio.Task[None] | None = None
         self._fire_failures: dict[int, int] = {}
         self._preparing = asyncio.Semaphore(PREPARING_AT_ONCE)
-        self._composed: dict[tuple[object, ...], Briefing | None] = {}
+        self._composed: dict[tuple[object, ...], asyncio.Future[Briefing | None]] = {}
         self._content_state: tuple[object, ...] = ()
         self._content_state_at = -math.inf
 
@@ -580,14 +580,20 @@ class BriefingEngine:
             since = previous.finished_at if previous else schedule.created_at
         cursor = schedule.cursor if kind in ("spotlight", "changes") else 0
         key = (schedule.content, schedule.role_id, cursor, since, when, await self._state())
-        if scheduled and key in self._composed:
-            return self._composed[key]
-        briefing = await self._compose(kind, target, schedule, when, since)
-        if scheduled:
+        if not scheduled:
+            return await self._compose(kind, target, schedule, when, since)
+        composing = self._composed.get(key)
+        if composing is None:
+            # the first asker composes; every other schedule due then awaits the same work
             if len(self._composed) >= COMPOSED_KEPT:
                 self._composed.clear()
-            self._composed[key] = briefing
-        return briefing
+            composing = asyncio.ensure_future(self._compose(kind, target, schedule, when, since))
+            self._composed[key] = composing
+        try:
+            return await asyncio.shield(composing)
+        except Exception:
+            self._composed.pop(key, None)  # a failure is not remembered: the next one retries
+            raise
 
     async def _state(self) -> tuple[object, ...]:
         """The content's state (loads and status changes by any process), read at most
