@@ -49,12 +49,17 @@ from bench.common import (
     times,
 )
 from bench.fanout import Arrivals, route_of
-from bench.fixtures import prepare_database, temp_dir, write_config, write_content
+from bench.fixtures import (
+    Planned,
+    add_briefings,
+    prepare_database,
+    temp_dir,
+    write_config,
+    write_content,
+)
 from bench.procs import BotProcess
-from bot.briefings.schedules import Schedules
 from bot.local import ChannelState, Emulator, GuildState, RecordedRequest, UserState
 from bot.models import utc_slot
-from bot.store import Store
 
 log = logging.getLogger(__name__)
 
@@ -138,33 +143,6 @@ def due_minute(now: datetime, lead: float) -> datetime:
     while (due - now).total_seconds() < lead:
         due += timedelta(minutes=1)
     return due
-
-
-async def create_schedules(
-    database: Path, guilds: Sequence[GuildState], due: datetime
-) -> list[int]:
-    """One daily digest per server at `due`, through the store as any process would."""
-    store = await Store.open(database)
-    try:
-        schedules = Schedules(store)
-        ids = []
-        for guild in guilds:
-            created = await schedules.create(
-                guild_id=guild.id,
-                created_by=guild.owner_id,
-                limit=25,
-                fields={
-                    "channel_id": guild.channels["briefings"].id,
-                    "timezone": "UTC",
-                    "time_of_day": due.strftime("%H:%M"),
-                    "days": "daily",
-                    "content": "digest",
-                },
-            )
-            ids.append(created.id)
-        return ids
-    finally:
-        await store.close()
 
 
 async def wait_planned(procs: Sequence[BotProcess], wanted: int, until: float) -> list[int]:
@@ -355,7 +333,11 @@ async def run(settings: Settings) -> Report:
             due = due_minute(datetime.now(UTC), lead)
             setup_until = due.timestamp() - idle_seconds - IDLE_GAP
             everyone = [g for side in shard_guilds for g in side]
-            planned_ids = await create_schedules(database, everyone, due)
+            planned_ids = await add_briefings(
+                database,
+                [Planned(g, g.channels["briefings"], due.strftime("%H:%M")) for g in everyone],
+                limit=25,
+            )
             planned = await wait_planned(procs, per_shard, setup_until)
             if any(c != per_shard for c in planned):
                 raise RuntimeError(

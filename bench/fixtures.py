@@ -199,6 +199,15 @@ async def prepare_database(
     store = await Store.open(path)
     try:
         await load_content(store, content)
+    finally:
+        await store.close()
+    return await add_briefings(path, briefings, limit=limit)
+
+
+async def add_briefings(path: Path, briefings: Sequence[Planned], *, limit: int = 500) -> list[int]:
+    """Insert briefings (daily, digest, UTC) through the store, as any process would."""
+    store = await Store.open(path)
+    try:
         schedules = Schedules(store)
         ids = []
         for planned in briefings:
