@@ -82,3 +82,33 @@ def test_unknown_names_suggest_the_closest() -> None:
 def test_nothing_close_points_to_the_list() -> None:
     with pytest.raises(UserError, match="/pledge list"):
         CATALOG.resolve("zzzz")
+
+
+_VOCAB = ("cut", "coastal", "community", "border", "security", "checks", "gen", "flood", "fund")
+WIDE = Catalog(
+    "pledge",
+    [
+        (f"gen-{i:05d}", f"{_VOCAB[i % 9]} {_VOCAB[(i * 7) % 9]} commitment {i}".title())
+        for i in range(3_000)
+    ],
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.sampled_from(["c", "co", "gen", "b", "se", "fl", "fund", "17", "x"]),
+        min_size=1,
+        max_size=4,
+    )
+)
+def test_word_prefixes_find_the_first_records_whatever_the_words_spread(typed: list[str]) -> None:
+    """Rare and common words together (a word of every record beside one of a few) give
+    the records in display order, as testing each record would, wherever they lie."""
+    expected = [
+        entry.slug
+        for entry in WIDE._entries
+        if all(any(word.startswith(t) for word in entry.words) for t in typed)
+    ][:25]
+    found = [WIDE._entries[p].slug for p in WIDE._word_prefix_matches(typed, 25)]
+    assert found == expected

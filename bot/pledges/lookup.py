@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import bisect
 import difflib
-import heapq
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -18,6 +17,7 @@ from bot.errors import UserError
 from bot.pledges.cards import AUTOCOMPLETE_CHOICES, CHOICE_NAME_LIMIT, shorten
 
 _WORDS = re.compile(r"\w+")
+SORT_AT_MOST = 2_000  # a word's records this few are sorted; more are walked in order
 
 
 @dataclass(frozen=True)
@@ -116,12 +116,36 @@ class Catalog:
         return [self._entries[p] for p in positions]
 
     def _word_prefix_matches(self, words: list[str], limit: int) -> list[int]:
-        """Records where every typed word starts some word of the slug or title."""
-        found = [
-            {p for _, p in _prefixed(self._words, word)}
-            for word in sorted(set(words), key=len, reverse=True)
+        """Records where every typed word starts some word of the slug or title.
+
+        Walks the rarest typed word's records in display order, tests the other words on
+        each and stops at `limit`: a common word ("co", "gen") is never built into a set
+        of nearly every record.
+        """
+        spans = sorted((_span(self._words, w), w) for w in set(words))
+        spans.sort(key=lambda span: span[0][1] - span[0][0])
+        (low, high), rarest = spans[0]
+        candidates: Iterable[int]
+        if high - low <= SORT_AT_MOST:
+            candidates = sorted({p for _, p in self._words[low:high]})
+        else:
+            candidates = (p for p in range(len(self._entries)) if self._starts_words(p, [rarest]))
+        sets = [
+            {p for _, p in self._words[lo:hi]}
+            for (lo, hi), _ in spans[1:]
+            if hi - lo <= SORT_AT_MOST
         ]
-        return heapq.nsmallest(limit, set.intersection(*found))
+        common = [word for (lo, hi), word in spans[1:] if hi - lo > SORT_AT_MOST]
+        matching = (
+            p
+            for p in candidates
+            if all(p in s for s in sets) and (not common or self._starts_words(p, common))
+        )
+        return list(islice(matching, limit))
+
+    def _starts_words(self, position: int, typed: list[str]) -> bool:
+        words = self._entries[position].words
+        return all(any(w.startswith(t) for w in words) for t in typed)
 
     def _substring_matches(self, query: str, limit: int) -> list[int]:
         matched: list[int] = []
@@ -172,10 +196,15 @@ class Catalog:
         raise UserError(f"No {self.kind} called “{shown}”. {hint}")
 
 
+def _span(table: list[tuple[str, int]], prefix: str) -> tuple[int, int]:
+    """Where the rows of a sorted (text, position) table starting with `prefix` lie."""
+    low = bisect.bisect_left(table, (prefix, -1))
+    return low, bisect.bisect_left(table, (prefix + "\U0010ffff", -1), low)
+
+
 def _prefixed(table: list[tuple[str, int]], prefix: str) -> list[tuple[str, int]]:
     """The rows of a sorted (text, position) table whose text starts with `prefix`."""
-    low = bisect.bisect_left(table, (prefix, -1))
-    high = bisect.bisect_left(table, (prefix + "\U0010ffff", -1), low)
+    low, high = _span(table, prefix)
     return table[low:high]
 
 
