@@ -72,33 +72,37 @@ AUTOCOMPLETE_INPUTS = (
 
 
 def search_queries(count: int, seed: int = 11) -> list[str]:
-    """`SEARCH_QUERIES`, then words and phrases from the generated vocabulary, `count` in all.
-
-    Many different queries, so a result cache cannot make a benchmark look better than
-    members asking different things would.
-    """
+    """`SEARCH_QUERIES`, then words and phrases from the generated vocabulary: `count`
+    different queries, so none is a repeat the answer cache has seen."""
     rng = random.Random(seed)
-    queries = list(SEARCH_QUERIES)
-    while len(queries) < count:
+    queries = dict.fromkeys(SEARCH_QUERIES)
+    for _ in range(count * 50):
+        if len(queries) >= count:
+            break
         noun = rng.choice(_NOUNS)
-        queries.append(
-            rng.choice(
-                (
-                    noun,
-                    noun.split()[-1],
-                    f"{rng.choice(_VERBS)} {noun}",
-                    f"{noun} {rng.choice(_AREAS)}",
-                )
-            ).lower()
+        query = rng.choice(
+            (
+                noun,
+                noun.split()[-1],
+                f"{rng.choice(_VERBS)} {noun}",
+                f"{noun} {rng.choice(_AREAS)}",
+                f"{rng.choice(_VERBS)} {noun} {rng.choice(_AREAS)}",
+            )
         )
-    return queries[:count]
+        queries.setdefault(query.lower())
+    if len(queries) < count:
+        raise ValueError(f"only {len(queries)} different search queries, {count} asked")
+    return list(queries)[:count]
 
 
 def autocomplete_inputs(count: int, generated: int, seed: int = 13) -> list[str]:
-    """`AUTOCOMPLETE_INPUTS`, then what members type on the way to a name, `count` in all."""
+    """`AUTOCOMPLETE_INPUTS`, then what members type on the way to a name: `count`
+    different inputs."""
     rng = random.Random(seed)
-    inputs = list(AUTOCOMPLETE_INPUTS)
-    while len(inputs) < count:
+    inputs = dict.fromkeys(AUTOCOMPLETE_INPUTS)
+    for _ in range(count * 50):
+        if len(inputs) >= count:
+            break
         target = rng.choice(
             (
                 rng.choice(_NOUNS),
@@ -106,8 +110,10 @@ def autocomplete_inputs(count: int, generated: int, seed: int = 13) -> list[str]
                 f"gen-{rng.randrange(max(generated, 1)):05d}",
             )
         )
-        inputs.append(target[: rng.randint(1, len(target))])
-    return inputs[:count]
+        inputs.setdefault(target[: rng.randint(1, len(target))])
+    if len(inputs) < count:
+        raise ValueError(f"only {len(inputs)} different autocomplete inputs, {count} asked")
+    return list(inputs)[:count]
 
 
 @contextmanager
@@ -160,9 +166,9 @@ def write_content(directory: Path, generated: int) -> Path:
 
 
 def generated_slugs(count: int, picks: int, seed: int = 7) -> list[str]:
-    """`picks` slugs of generated pledges, spread over the whole set."""
+    """`picks` different slugs of generated pledges, spread over the whole set."""
     rng = random.Random(seed)
-    return [f"gen-{rng.randrange(count):05d}" for _ in range(picks)]
+    return [f"gen-{i:05d}" for i in rng.sample(range(count), picks)]
 
 
 def write_config(path: Path, *, database: Path, content: Path, emu: Emulator) -> Path:

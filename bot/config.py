@@ -34,6 +34,8 @@ class Config:
 
     database_path: Path = Path("data/pledgebot.db")  # [database] path
     content_dir: Path = Path("data")  # [content] directory
+    # Member answers kept per content state; 0 = answer every question afresh (benchmarks).
+    answer_cache: int = 1024  # [content] answer_cache, 0..100000
     log_level: str = "INFO"  # [logging] level, stored upper-case
     default_timezone: str = "UTC"  # [schedules] default_timezone, an IANA name
     schedule_limit_per_guild: int = 25  # [schedules] per_guild_limit, 1..500
@@ -217,7 +219,10 @@ class _Setting(NamedTuple):
 # The whole file format: section -> key -> setting. Defaults live on Config.
 _SPEC: dict[str, dict[str, _Setting]] = {
     "database": {"path": _Setting("database_path", _path)},
-    "content": {"directory": _Setting("content_dir", _path)},
+    "content": {
+        "directory": _Setting("content_dir", _path),
+        "answer_cache": _Setting("answer_cache", _int_between(0, 100_000)),
+    },
     "logging": {"level": _Setting("log_level", _choice(*LOG_LEVELS))},
     "schedules": {
         "default_timezone": _Setting("default_timezone", _timezone),

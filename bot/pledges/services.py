@@ -23,7 +23,6 @@ log = logging.getLogger(__name__)
 
 # How stale a member's answer may be after a change made by another process (the CLI).
 FRESHNESS_SECONDS = 1.0
-CACHED_ANSWERS = 1024
 
 
 @dataclass
@@ -89,9 +88,10 @@ class Services:
         found = self.answers.get(key)
         if found is None:
             found = await compute()
-            if len(self.answers) >= CACHED_ANSWERS:
-                self.answers.clear()
-            self.answers[key] = found
+            if self.config.answer_cache:
+                if len(self.answers) >= self.config.answer_cache:
+                    self.answers.clear()
+                self.answers[key] = found
         return found
 
     async def refresh(self) -> None:
