@@ -171,11 +171,16 @@ def generated_slugs(count: int, picks: int, seed: int = 7) -> list[str]:
     return [f"gen-{i:05d}" for i in rng.sample(range(count), picks)]
 
 
-def write_config(path: Path, *, database: Path, content: Path, emu: Emulator) -> Path:
+def write_config(
+    path: Path, *, database: Path, content: Path, emu: Emulator, answer_cache: int | None = None
+) -> Path:
     """A pledgebot config file pointing at the emulator (the token stays in the environment)."""
+    content_table: dict[str, Any] = {"directory": str(content)}
+    if answer_cache is not None:
+        content_table["answer_cache"] = answer_cache
     document = {
         "database": {"path": str(database)},
-        "content": {"directory": str(content)},
+        "content": content_table,
         "logging": {"level": "WARNING"},
         "discord": {"api_base_url": emu.base_url, "gateway_url": emu.gateway_url},
     }
