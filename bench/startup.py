@@ -73,7 +73,10 @@ async def run(settings: Settings) -> Report:
         f"guild_ready_timeout={GUILD_READY_TIMEOUT} s for both bots (the last "
         f"{GUILD_READY_TIMEOUT} s before on_ready is that wait). {repeats} starts per "
         "configuration, alternated, after one unmeasured start each. A third configuration, "
-        "pledgebot with no briefings, separates the cost of planning from the rest.",
+        "pledgebot with no briefings, separates the cost of planning from the rest. The "
+        f"target must hold in every one of the {repeats} starts: each start's "
+        "engine_started against the bare bot's median on_ready. The machine has 2 CPUs and "
+        "other work may run meanwhile, so single starts are noisy.",
     )
     with temp_dir("startup") as tmp:
         emu = Emulator()
@@ -161,13 +164,28 @@ def summarise(report: Report, runs: dict[str, list[dict[str, float]]]) -> None:
             rows,
         )
     )
-    full = Stats.of([m["engine_started"] for m in runs[labels[1]]])
-    measured = ratio(full.median, bare.median)
+    # The target holds in every start, not only in the median one: each start of the full
+    # pledgebot against the bare bot's median on_ready (measured in the same run).
+    started = [m["engine_started"] for m in runs[labels[1]]]
+    full = Stats.of(started)
+    each = [ratio(value, bare.median) for value in started]
+    worst = max(each)
+    report.tables.append(
+        Table(
+            "Each start of pledgebot with briefings",
+            ("start", "engine_started (s)", "ratio to bare median on_ready", "within target"),
+            [
+                (str(i), secs(value), times(r), "yes" if r <= TARGET else "NO")
+                for i, (value, r) in enumerate(zip(started, each, strict=True), 1)
+            ],
+        )
+    )
     report.targets.append(
         Target(
-            f"{labels[1]}: engine_started vs bare on_ready (median)",
-            f"{secs(full.median)} s = {times(measured)}",
-            f"<= {TARGET}x ({secs(bare.median * TARGET)} s)",
-            measured <= TARGET,
+            f"{labels[1]}: engine_started vs bare on_ready, every start (worst; median)",
+            f"worst {secs(full.max)} s = {times(worst)}; "
+            f"median {secs(full.median)} s = {times(ratio(full.median, bare.median))}",
+            f"<= {TARGET}x ({secs(bare.median * TARGET)} s) in all {len(started)}",
+            worst <= TARGET,
         )
     )

@@ -1,0 +1,228 @@
+"""Start-up planning (issue 11, item 4): `plan_all` is fast, overlaps the gateway connect,
+and a /briefing command arriving meanwhile is never undone by its older snapshot."""
+
+from __future__ import annotations
+
+import random
+import sqlite3
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+
+from bot.briefings import engine as engine_module
+from bot.briefings.admin import BriefingAdmin, Request
+from bot.briefings.engine import PLAN_QUERY, BriefingEngine, _parsed_rule, _slot_between
+from bot.briefings.recurrence import missed_slots
+from bot.pledges.lookup import Catalog
+from tests.engine_rig import GUILD, Rig
+
+NINE = datetime(2026, 10, 21, 9, 0, tzinfo=UTC)
+
+
+def admin(rig: Rig) -> BriefingAdmin:
+    catalogs = SimpleNamespace(pledges=Catalog("pledge", []), powers=Catalog("power", []))
+    return BriefingAdmin(rig.engine, catalogs, limit=25, default_tz="UTC")  # type: ignore[arg-type]
+
+
+def after_snapshot(rig: Rig, meanwhile: Callable[[], Awaitable[None]]) -> None:
+    """Run `meanwhile` just after plan_all has read its snapshot of the schedules, before
+    it plans any of them: a command arriving while start-up planning runs."""
+    rows = rig.store.rows
+
+    async def rows_then_meanwhile(sql: str, params: Any = ()) -> Any:
+        found = await rows(sql, params)
+        if sql == PLAN_QUERY:
+            await meanwhile()
+        return found
+
+    rig.store.rows = rows_then_meanwhile  # type: ignore[method-assign]
+
+
+def spy_plans(rig: Rig) -> dict[int, list[datetime]]:
+    """Every time the engine plans each schedule, in order."""
+    seen: dict[int, list[datetime]] = {}
+    plan_at = rig.engine._plan_at
+
+    def recording(schedule_id: int, when: datetime) -> None:
+        seen.setdefault(schedule_id, []).append(when)
+        plan_at(schedule_id, when)
+
+    rig.engine._plan_at = recording  # type: ignore[method-assign]
+    return seen
+
+
+async def test_an_edit_during_plan_all_is_not_undone_by_its_snapshot(rig: Rig) -> None:
+    schedule = await rig.schedule(time_of_day="09:00", timezone="UTC")
+    other = await rig.schedule(time_of_day="09:00", timezone="UTC")
+
+    async def moderator_edits() -> None:
+        await admin(rig).edit(GUILD, 1, schedule.id, Request(time="10:00"))
+
+    after_snapshot(rig, moderator_edits)
+    planned_times = spy_plans(rig)
+    await rig.engine.plan_all()
+    # the snapshot said 09:00; the edit (planned meanwhile) said 10:00, and stands:
+    # not even for a moment was the stale 09:00 put back
+    assert rig.planned(schedule.id) == NINE + timedelta(hours=1)
+    assert NINE not in planned_times[schedule.id]
+    assert planned_times[other.id] == [NINE]
+    assert rig.planned(other.id) == NINE
+    assert rig.engine._touched is None
+
+
+async def test_a_cancel_during_plan_all_stays_cancelled(rig: Rig) -> None:
+    schedule = await rig.schedule(time_of_day="09:00", timezone="UTC")
+
+    async def moderator_cancels() -> None:
+        await admin(rig).cancel(GUILD, 1, schedule.id)
+
+    after_snapshot(rig, moderator_cancels)
+    await rig.engine.plan_all()
+    assert rig.planned(schedule.id) is None
+    assert rig.engine.planned_count() == 0
+
+
+async def test_a_replan_that_failed_during_plan_all_is_planned_at_its_end(rig: Rig) -> None:
+    schedule = await rig.schedule(time_of_day="09:00", timezone="UTC")
+    by_id = rig.engine.schedules.by_id
+
+    async def locked(schedule_id: int) -> Any:
+        raise sqlite3.OperationalError("database is locked")
+
+    async def a_command_fails_to_replan() -> None:
+        rig.engine.schedules.by_id = locked  # type: ignore[method-assign]
+        with pytest.raises(sqlite3.OperationalError):
+            await rig.engine.plan(schedule.id)
+        rig.engine.schedules.by_id = by_id  # type: ignore[method-assign]
+
+    after_snapshot(rig, a_command_fails_to_replan)
+    await rig.engine.plan_all()
+    # skipped in the snapshot (touched), then planned from the store at the end
+    assert rig.planned(schedule.id) == NINE
+
+
+async def test_a_slot_missed_while_down_is_caught_up_even_if_replanned_meanwhile(
+    rig: Rig,
+) -> None:
+    schedule = await rig.schedule(time_of_day="09:00", timezone="UTC")
+    rig.clock.now = NINE + timedelta(minutes=5)  # the bot was down over 09:00
+
+    async def replanned_meanwhile() -> None:  # as reconcile or a command would
+        await rig.engine.plan(schedule.id)
+
+    after_snapshot(rig, replanned_meanwhile)
+    await rig.engine.plan_all()
+    assert rig.planned(schedule.id) == NINE + timedelta(days=1)
+    await rig.engine.catch_up()
+    assert len(rig.sender.posts) == 1
+    delivery = await rig.engine.schedules.delivery(schedule.id, "2026-10-21T09:00Z")
+    assert delivery is not None
+    assert (delivery.state, delivery.late) == ("sent", True)
+
+
+async def test_a_change_by_another_process_during_plan_all_converges_on_reconcile(
+    rig: Rig,
+) -> None:
+    schedule = await rig.schedule(time_of_day="09:00", timezone="UTC")
+
+    async def another_process_edits() -> None:  # no plan() here: only the change log
+        await rig.engine.schedules.update(
+            GUILD, schedule.id, {"time_of_day": "11:00"}, by=1, action="edited"
+        )
+
+    after_snapshot(rig, another_process_edits)
+    await rig.engine.plan_all()
+    # the change is after the change id plan_all started from: the next reconcile
+    # (every RECONCILE_SECONDS) replans it
+    await rig.engine.reconcile()
+    assert rig.planned(schedule.id) == NINE + timedelta(hours=2)
+
+
+async def test_plan_all_yields_and_plans_every_schedule(
+    rig: Rig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(engine_module, "PLAN_BATCH", 2)
+    made = [
+        await rig.schedule(time_of_day=f"{9 + i % 3:02d}:{i:02d}", timezone="UTC", guild_id=g)
+        for i, g in enumerate([GUILD, GUILD + (1 << 22)] * 4)
+    ]
+    await rig.engine.plan_all()
+    assert rig.engine.planned_count() == len(made)
+    for i, schedule in enumerate(made):
+        assert rig.planned(schedule.id) == NINE.replace(hour=9 + i % 3, minute=i)
+
+
+def restarted(rig: Rig) -> BriefingEngine:
+    """The engine of the next process start: same store, clock and Discord, nothing planned."""
+    scheduler = AsyncIOScheduler(timezone=UTC)
+    scheduler.start(paused=True)  # jobs fire only when the test says
+    return BriefingEngine(
+        rig.store,
+        rig.sender,
+        catch_up=timedelta(minutes=30),
+        rate_per_second=1000,
+        clock=rig.clock,
+        sleep=rig.engine.sleep,
+        scheduler=scheduler,
+    )
+
+
+async def test_plan_all_notes_missed_slots_after_the_hour_rounding(rig: Rig) -> None:
+    # created at 09:30 with a 09:20 rule: the 09:20 of that day is before it began
+    created = datetime(2026, 10, 20, 9, 30, tzinfo=UTC)
+    fresh = await rig.schedule(created=created, time_of_day="09:20", timezone="UTC")
+    rig.clock.now = datetime(2026, 10, 20, 10, 0, tzinfo=UTC)
+    await rig.engine.plan_all()
+    assert rig.engine._missed == []
+    assert rig.planned(fresh.id) == datetime(2026, 10, 21, 9, 20, tzinfo=UTC)
+    # down from before the next day's 09:20 until just after it: that one is caught up
+    rig.clock.now = datetime(2026, 10, 21, 9, 25, tzinfo=UTC)
+    engine = restarted(rig)
+    try:
+        await engine.plan_all()
+        assert engine._missed == [fresh.id]
+        await engine.catch_up()
+    finally:
+        await engine.stop()
+    assert len(rig.sender.posts) == 1
+    delivery = await rig.engine.schedules.delivery(fresh.id, "2026-10-21T09:20Z")
+    assert delivery is not None
+    assert (delivery.state, delivery.late) == ("sent", True)
+
+
+RULES = [
+    ("09:20", "daily", None, None),
+    ("00:00", "mon,wed", None, None),
+    ("23:59", "weekdays", None, None),
+    (None, None, "45 * * * *", None),
+    (None, None, "30 2 * * sun", None),
+    ("02:30", None, None, "2026-03-29"),
+    ("01:30", "daily", None, None),
+]
+ZONES = ["UTC", "Europe/London", "Asia/Kolkata", "Asia/Kathmandu", "Australia/Lord_Howe"]
+
+
+def test_slot_between_agrees_with_a_full_scan() -> None:
+    """The cached answer (rounded to the hour, fixed up) is the exact one, across DST
+    changes and zones whose offsets are not whole hours."""
+    chance = random.Random(4)
+    start = datetime(2026, 3, 20, tzinfo=UTC)
+    disagreements = []
+    asked = 0
+    for _ in range(3000):
+        rule = chance.choice(RULES)
+        zone = chance.choice(ZONES)
+        since = start + timedelta(seconds=chance.randrange(0, 20 * 86400))
+        if chance.random() < 0.5:  # exactly on a minute, as stored slots are
+            since = since.replace(second=0)
+        now = since + timedelta(seconds=chance.choice([0, 30, 60, 599, 3600, 86400, 3 * 86400]))
+        exact = bool(missed_slots(_parsed_rule(*rule), zone, since, now, limit=1))
+        asked += 1
+        if _slot_between(rule, zone, since, now) != exact:
+            disagreements.append((rule, zone, since, now, exact))
+    assert asked == 3000
+    assert disagreements == []
