@@ -193,6 +193,12 @@ MIGRATIONS: tuple[str, ...] = (
     );
     DELETE FROM meta WHERE key = 'content_fingerprint';
     """,
+    # 7 (issue 11): search index rowids follow document length (the bounded search ranks
+    # the first matches in rowid order); forget the content fingerprint so the next start
+    # loads content again and rebuilds the index in that order.
+    """
+    DELETE FROM meta WHERE key = 'content_fingerprint';
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -340,19 +340,20 @@ class Store:
     async def search(self, text: str, *, limit: int = 10) -> list[SearchHit]:
         """Ranked matches for any user text; never raises on what the user typed.
 
-        All words must match; when that finds nothing, any word may match.
+        All words must match; when that finds nothing, any word may match. Up to
+        `EXACT_RANK_WORDS` words must all match, so few rows match and every match is
+        ranked. A shorter query (or any-word matching) can match thousands, so only a
+        bounded candidate set is ranked (`_BOUNDED_SEARCH`).
         """
         for any_word in (False, True):
             query = fts_query(text, any_word=any_word)
             if query is None:
                 return []
-            rows = await self.rows(
-                "SELECT kind, slug, title, statement, "
-                "snippet(search_index, -1, '**', '**', '…', 16) AS snippet, "
-                "bm25(search_index, 0, 0, 10.0, 3.0, 1.0) AS rank "
-                "FROM search_index WHERE search_index MATCH ? ORDER BY rank LIMIT ?",
-                (query, limit),
-            )
+            if not any_word and len(_WORD.findall(text)) > EXACT_RANK_WORDS:
+                rows = await self.rows(_EXACT_SEARCH, (query, limit))
+            else:
+                window = max(SEARCH_WINDOW, 3 * limit)
+                rows = await self.rows(_BOUNDED_SEARCH, (query, limit, window))
             if rows:
                 return [
                     SearchHit(
@@ -366,6 +367,41 @@ class Store:
                     for r in rows
                 ]
         return []
+
+
+# Search. bm25 weights: kind and slug 0, title 10, body 3, quotes 1 (title matches first).
+_RANKED = (
+    "SELECT kind, slug, title, statement, "
+    "snippet(search_index, -1, '**', '**', '…', 16) AS snippet, "
+    "bm25(search_index, 0, 0, 10.0, 3.0, 1.0) AS rank FROM search_index "
+)
+# Every match ranked: for queries of many words, which few rows match. bm25's fixed cost
+# (a pass over each word's whole doclist) dominates there, and a candidate pass would
+# only add a second merge of the same doclists.
+EXACT_RANK_WORDS = 3
+_EXACT_SEARCH = _RANKED + "WHERE search_index MATCH ?1 ORDER BY rank LIMIT ?2"
+# Rank only what can make the page. Index rowids follow document length (shortest
+# first, `_rebuild_search_index`), and bm25 favours shorter documents, so the first
+# matches in rowid order (a window of ?3, at least `SEARCH_WINDOW`) are the likely
+# best; FTS5 stops after them instead of scoring (and snippeting) every match. Title
+# matches further on are added (the first ?3 of them), so a title match is never lost
+# among thousands of body matches. Only those candidates get bm25 and a snippet; the
+# ranking pass stops at the last candidate's rowid. When fewer than ?3 rows match,
+# all are candidates and the ranking is exact.
+SEARCH_WINDOW = 30
+_BOUNDED_SEARCH = (
+    "WITH window(id) AS ("
+    " SELECT rowid FROM search_index WHERE search_index MATCH ?1 LIMIT ?3), "
+    "bound(n, last) AS (SELECT count(*), max(id) FROM window), "
+    "candidates(id) AS ("
+    " SELECT id FROM window UNION ALL SELECT * FROM ("
+    "  SELECT rowid FROM search_index WHERE search_index MATCH ("
+    "   SELECT CASE WHEN n >= ?3 THEN '{title}: (' || ?1 || ')' ELSE '\"\"' END FROM bound)"
+    "  AND rowid > (SELECT last FROM bound) LIMIT ?3)) "
+    + _RANKED
+    + "WHERE search_index MATCH ?1 AND rowid <= (SELECT max(id) FROM candidates) "
+    "AND +rowid IN candidates ORDER BY rank LIMIT ?2"
+)
 
 
 def _where(conditions: Sequence[tuple[str, Any]]) -> tuple[str, list[Any]]:
@@ -550,29 +586,35 @@ async def _upsert_statement_content(conn: aiosqlite.Connection, content: Stateme
 
 
 async def _rebuild_search_index(conn: aiosqlite.Connection) -> None:
-    """Rebuild the index from the content tables; rowids are derived so it is stable."""
+    """Rebuild the index from the content tables.
+
+    Rowids follow document length, shortest first (ties by kind and slug, so a rebuild
+    of the same content gives the same rowids): the bounded search ranks the first
+    matches in rowid order, and bm25 favours short documents.
+    """
     await conn.execute("DELETE FROM search_index")
     quotes = (
         "(SELECT group_concat(text, ' ') FROM quotes q "
         "WHERE q.record_kind = '{kind}' AND q.record_id = t.id)"
     )
     statement = "(SELECT slug FROM statements s WHERE s.id = t.statement_id)"
-    await conn.execute(
-        "INSERT INTO search_index(rowid, kind, slug, title, body, quotes, statement) "
-        "SELECT t.id * 4 + 1, 'pledge', t.slug, t.title, "
+    records = (
+        "SELECT 'pledge' AS kind, t.slug, t.title AS title, "
         "t.summary || ' ' || t.detail || ' ' || t.scope || ' ' || t.pledged_by || ' ' "
-        "|| t.condition || ' ' || t.partners, "
-        f"{quotes.format(kind='pledge')}, {statement} FROM pledges t"
-    )
-    await conn.execute(
-        "INSERT INTO search_index(rowid, kind, slug, title, body, quotes, statement) "
-        "SELECT t.id * 4 + 2, 'power', t.slug, t.name || ' ' || t.abbreviation, "
+        "|| t.condition || ' ' || t.partners AS body, "
+        f"{quotes.format(kind='pledge')} AS quotes, {statement} AS statement FROM pledges t "
+        "UNION ALL "
+        "SELECT 'power', t.slug, t.name || ' ' || t.abbreviation, "
         "t.summary || ' ' || t.detail || ' ' || t.who_applies || ' ' || t.routes || ' ' "
         "|| t.restrictions || ' ' || t.history || ' ' || t.change_pledged, "
-        f"{quotes.format(kind='power')}, {statement} FROM powers t"
+        f"{quotes.format(kind='power')}, {statement} FROM powers t "
+        "UNION ALL "
+        "SELECT 'claim', t.slug, t.title, t.summary || ' ' || t.attribution, "
+        f"{quotes.format(kind='claim')}, {statement} FROM claims t"
     )
     await conn.execute(
         "INSERT INTO search_index(rowid, kind, slug, title, body, quotes, statement) "
-        "SELECT t.id * 4 + 3, 'claim', t.slug, t.title, t.summary || ' ' || t.attribution, "
-        f"{quotes.format(kind='claim')}, {statement} FROM claims t"
+        "SELECT row_number() OVER (ORDER BY length(title) + length(body) "
+        "+ length(coalesce(quotes, '')), kind, slug), kind, slug, title, body, quotes, "
+        f"statement FROM ({records})"
     )
