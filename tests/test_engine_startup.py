@@ -3,10 +3,12 @@ and a /briefing command arriving meanwhile is never undone by its older snapshot
 
 from __future__ import annotations
 
+import asyncio
 import random
 import sqlite3
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
@@ -17,7 +19,13 @@ from bot.briefings import engine as engine_module
 from bot.briefings.admin import BriefingAdmin, Request
 from bot.briefings.engine import PLAN_QUERY, BriefingEngine, _parsed_rule, _slot_between
 from bot.briefings.recurrence import missed_slots
+from bot.briefings.schedules import Schedules
+from bot.client import app as app_module
+from bot.client.app import PledgeBot
+from bot.client.runner import make_bot
 from bot.pledges.lookup import Catalog
+from bot.store import Store
+from tests.e2e import quick, world
 from tests.engine_rig import GUILD, Rig
 
 NINE = datetime(2026, 10, 21, 9, 0, tzinfo=UTC)
@@ -226,3 +234,103 @@ def test_slot_between_agrees_with_a_full_scan() -> None:
             disagreements.append((rule, zone, since, now, exact))
     assert asked == 3000
     assert disagreements == []
+
+
+# -- when the bot plans: in discord.py's idle wait before on_ready ----------------------
+
+
+async def test_the_bot_plans_once_its_servers_are_in_and_before_on_ready(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seen: dict[str, Any] = {}
+    plan_all = BriefingEngine.plan_all
+
+    async def watched_plan_all(engine: BriefingEngine) -> None:
+        bot = seen["bot"]
+        seen["at_plan"] = ([g.unavailable for g in bot.guilds], bot.is_ready())
+        await plan_all(engine)
+
+    monkeypatch.setattr(BriefingEngine, "plan_all", watched_plan_all)
+    async with world(tmp_path) as w:
+        store = await Store.open(w.config.database_path)
+        try:
+            made = [
+                await Schedules(store).create(
+                    guild_id=w.guild.id,
+                    created_by=w.moderator.id,
+                    limit=25,
+                    fields={
+                        "channel_id": w.briefings.id,
+                        "timezone": "UTC",
+                        "time_of_day": hhmm,
+                        "days": "daily",
+                        "content": "digest",
+                    },
+                )
+                for hhmm in hours_ahead(3, 3, 5)
+            ]
+        finally:
+            await store.close()
+        bot = make_bot(w.config, bot_class=quick(PledgeBot), guild_ready_timeout=1.0)
+        seen["bot"] = bot
+
+        async def on_ready() -> None:
+            assert bot.engine is not None
+            seen.setdefault("planned_at_ready", bot.engine.planned_count())
+
+        bot.add_listener(on_ready, "on_ready")
+        task = asyncio.create_task(bot.start(w.emu.token))
+        try:
+            await asyncio.wait_for(bot.engine_started.wait(), 20)
+        finally:
+            await bot.close()
+            await asyncio.gather(task, return_exceptions=True)
+    # planning began with both servers in and on_ready still a second away ...
+    assert seen["at_plan"] == ([False, False], False)
+    # ... and was over before it
+    assert seen["planned_at_ready"] == len(made) == 3
+
+
+def hours_ahead(*hours: int) -> list[str]:
+    """Times of day (UTC) that many hours from now: nothing falls due during a test."""
+    now = datetime.now(UTC)
+    return [(now + timedelta(hours=h, minutes=i)).strftime("%H:%M") for i, h in enumerate(hours)]
+
+
+class FakeGuild:
+    def __init__(self, unavailable: bool) -> None:
+        self.unavailable = unavailable
+
+
+class FakeBot:
+    """What `_servers_streamed` reads of the bot."""
+
+    def __init__(self) -> None:
+        self.guilds: list[FakeGuild] = []
+        self.ready = False
+
+    def is_ready(self) -> bool:
+        return self.ready
+
+    def is_closed(self) -> bool:
+        return False
+
+
+async def test_planning_waits_for_ready_or_every_server(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(app_module, "SERVERS_POLL_SECONDS", 0.001)
+    bot = FakeBot()
+    waiting = asyncio.create_task(PledgeBot._servers_streamed(bot))  # type: ignore[arg-type]
+    await asyncio.sleep(0.02)
+    assert not waiting.done()  # no READY yet: no servers known
+    bot.guilds = [FakeGuild(False), FakeGuild(True)]
+    await asyncio.sleep(0.02)
+    assert not waiting.done()  # one server still to come
+    bot.guilds[1].unavailable = False
+    await asyncio.wait_for(waiting, 1)
+    # a server that stays unavailable (an outage): planning waits for on_ready instead
+    bot.guilds = [FakeGuild(True)]
+    waiting = asyncio.create_task(PledgeBot._servers_streamed(bot))  # type: ignore[arg-type]
+    await asyncio.sleep(0.02)
+    assert not waiting.done()
+    bot.ready = True
+    await asyncio.wait_for(waiting, 1)

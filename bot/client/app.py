@@ -37,6 +37,8 @@ from bot.pledges.services import Services
 log = logging.getLogger(__name__)
 
 SyncMode = Literal["auto", "force", "off"]
+# How often start-up looks whether every server has streamed in (a glance at the cache).
+SERVERS_POLL_SECONDS = 0.02
 CommandInstaller = Callable[[app_commands.CommandTree[Any], Services, BriefingAdmin], None]
 
 
@@ -218,9 +220,10 @@ class PledgeBot(commands.Bot):
         )
         self.install_commands(self.tree, self.services, briefings)
         await self.sync_commands()
-        # Planning runs while the gateway connects (it yields as it goes); catch-up posts
-        # need the guild cache, which READY fills. A task started here runs once per
-        # process, unlike on_ready, which runs again on every reconnect.
+        # Planning runs once the servers have streamed in, in discord.py's idle wait before
+        # on_ready (see _servers_streamed); catch-up posts need the guild cache, so wait for
+        # on_ready. A task started here runs once per process, unlike on_ready, which runs
+        # again on every reconnect.
         if self.run_engine:
             self._engine_start = asyncio.create_task(self._start_engine())
             self._retention = asyncio.create_task(
@@ -281,6 +284,7 @@ class PledgeBot(commands.Bot):
     async def _start_engine(self) -> None:
         assert self.engine is not None
         try:
+            await self._servers_streamed()
             await self.engine.plan_all()
             await self.wait_until_ready()
             await self.engine.catch_up()
@@ -288,6 +292,21 @@ class PledgeBot(commands.Bot):
             log.exception("briefing engine failed to start; briefings may not post")
         else:
             self.engine_started.set()
+
+    async def _servers_streamed(self) -> None:
+        """Until every server that READY listed has arrived (GUILD_CREATE), or on_ready.
+
+        Planning is CPU work on this event loop: run while the servers stream in, it
+        slows the stream and so delays on_ready. Once they are in, discord.py still waits
+        `guild_ready_timeout` (2 s by default) for more before on_ready, and the process
+        is idle: planning then costs on_ready nothing. Servers that stay unavailable (an
+        outage) make this wait until on_ready, which is still before catch-up needs it.
+        """
+        while not self.is_ready() and not self.is_closed():
+            guilds = self.guilds
+            if guilds and all(not guild.unavailable for guild in guilds):
+                return
+            await asyncio.sleep(SERVERS_POLL_SECONDS)
 
     async def sync_commands(self) -> bool:
         """Sync when forced, or when the command schema differs from the last one synced.
