@@ -167,22 +167,31 @@ def paginate(card: Card) -> list[Card]:
         card, title=title, footer=shorten(card.footer, FOOTER_LIMIT), description="", fields=()
     )
     limit = PAGE_BUDGET - len(suffix)
-    description_limit = min(DESCRIPTION_LIMIT, max(500, limit - blank.size()))
-    descriptions = split_text(card.description, description_limit)
-    pages = [replace(blank, description=d) for d in descriptions if d] or [blank]
+    base = blank.size()
+    description_limit = min(DESCRIPTION_LIMIT, max(500, limit - base))
+    # Each page as [description, fields, size]; Cards are built once at the end.
+    pages: list[tuple[str, list[Field], list[int]]] = [
+        (d, [], [base + len(d)]) for d in split_text(card.description, description_limit) if d
+    ] or [("", [], [base])]
     for part in (part for f in card.fields for part in long_field(f.name, f.value)):
-        page = pages[-1]
-        full = (
-            len(page.fields) >= PAGE_FIELDS
-            or page.size() + len(part.name) + len(part.value) > limit
+        description, fields, size = pages[-1]
+        part_size = len(part.name) + len(part.value)
+        full = len(fields) >= PAGE_FIELDS or size[0] + part_size > limit
+        if full and (description or fields):
+            pages.append(("", [], [base]))
+            description, fields, size = pages[-1]
+        fields.append(part)
+        size[0] += part_size
+    numbered = len(pages) > 1
+    return [
+        replace(
+            blank,
+            title=f"{title} ({i}/{len(pages)})" if numbered else title,
+            description=description,
+            fields=tuple(fields),
         )
-        if full and page != blank:
-            page = blank
-            pages.append(page)
-        pages[-1] = replace(page, fields=(*page.fields, part))
-    if len(pages) > 1:
-        pages = [replace(p, title=f"{title} ({i}/{len(pages)})") for i, p in enumerate(pages, 1)]
-    return pages
+        for i, (description, fields, _) in enumerate(pages, 1)
+    ]
 
 
 def quote_block(quotes: Iterable[str]) -> str:
