@@ -199,6 +199,17 @@ MIGRATIONS: tuple[str, ...] = (
     """
     DELETE FROM meta WHERE key = 'content_fingerprint';
     """,
+    # 8 (issue 11): prefix indexes for the last word of a search, which is prefix-matched
+    # ("fund" finds funding): 2 to 5 characters, the lengths that expand to many words.
+    # The index is emptied; the next start loads content again and rebuilds it.
+    """
+    DROP TABLE search_index;
+    CREATE VIRTUAL TABLE search_index USING fts5(
+        kind UNINDEXED, slug UNINDEXED, title, body, quotes, statement UNINDEXED,
+        tokenize = 'unicode61 remove_diacritics 2', prefix = '2 3 4 5'
+    );
+    DELETE FROM meta WHERE key = 'content_fingerprint';
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -19,6 +19,7 @@ from tests.test_store import make_database_at_version
 
 DATA_DIR = Path(__file__).resolve().parent.parent / "data"
 
+BEFORE_ISSUE_11 = 6  # the schema version before length-ordered rowids and prefix indexes
 FULL_RANKING = (
     "SELECT slug, bm25(search_index, 0, 0, 10.0, 3.0, 1.0) AS rank FROM search_index "
     "WHERE search_index MATCH ? ORDER BY rank, slug"
@@ -133,17 +134,21 @@ async def test_index_rowids_follow_document_length(loaded_store: Store) -> None:
 
 async def test_an_older_database_reloads_content_and_still_searches(tmp_path: Path) -> None:
     path = tmp_path / "old.db"
-    make_database_at_version(path, SCHEMA_VERSION - 1)
+    make_database_at_version(path, BEFORE_ISSUE_11)
     conn = sqlite3.connect(path)
     conn.execute("INSERT INTO meta(key, value) VALUES ('content_fingerprint', 'old')")
     conn.commit()
     conn.close()
     store = await Store.open(path)
     try:
+        assert await store.schema_version() == SCHEMA_VERSION
         assert await store.get_meta("content_fingerprint") is None  # the next start reloads
+        (table,) = await store.rows("SELECT sql FROM sqlite_master WHERE name = 'search_index'")
+        assert "prefix = '2 3 4 5'" in table["sql"]
         await load_content(store, DATA_DIR)
         hits = await store.search("Security Agreement")
         assert hits[0].slug == "europe-security-agreement"
         assert any(h.slug == "europol-partnership" for h in await store.search("Euro"))
+        assert any(h.slug == "europol-partnership" for h in await store.search("partnership eu"))
     finally:
         await store.close()
