@@ -115,14 +115,31 @@ async def in_time(interaction: discord.Interaction[Any], work: Awaitable[T], *, 
 
     The clock starts at the interaction's first call here (its permission check, usually),
     not at each call: a slow check followed by slow work still defers by DEFER_AFTER.
+    A timer, not a task, watches the clock: most answers finish long before it, and run
+    inline at no extra cost.
     """
     loop = asyncio.get_running_loop()
     defer_at: float = interaction.extras.setdefault(DEFER_AT_KEY, loop.time() + DEFER_AFTER)
-    task = asyncio.ensure_future(work)
-    done, _ = await asyncio.wait({task}, timeout=max(0.0, defer_at - loop.time()))
-    if not done and not interaction.response.is_done():
-        await interaction.response.defer(ephemeral=private, thinking=True)
-    return await task
+    deferring: list[asyncio.Task[Any]] = []
+
+    def defer() -> None:
+        if not interaction.response.is_done():
+            deferring.append(
+                asyncio.ensure_future(interaction.response.defer(ephemeral=private, thinking=True))
+            )
+
+    timer = loop.call_at(defer_at, defer)
+    try:
+        result = await work
+    except BaseException:
+        timer.cancel()
+        # The error handler answers next: it must find the deferral done, not in flight.
+        await asyncio.gather(*deferring, return_exceptions=True)
+        raise
+    timer.cancel()
+    for task in deferring:
+        await task
+    return result
 
 
 async def answer(
