@@ -24,7 +24,7 @@ from pathlib import Path
 
 import discord
 
-from bench import fanout, fanout2, memory, roundtrip, search, startup
+from bench import envelope, fanout, fanout2, memory, roundtrip, search, startup
 from bench.common import REPO, Report, Settings
 
 RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
@@ -36,6 +36,7 @@ BENCHMARKS: dict[str, Benchmark] = {
     "search": search.run,
     "memory": memory.run,
     "startup": startup.run,
+    "envelope": envelope.run,
 }
 SECTION = re.compile(r"<!-- bench:(\w+) -->\n.*?<!-- /bench:\1 -->\n", re.DOTALL)
 

@@ -1,0 +1,315 @@
+"""Benchmark 7: the envelope of one process: 10,000 servers, 100,000 briefings.
+
+One emulator serves 10,000 servers (two text channels each) with a global limit of 50
+requests/s. The bare baseline (`bench/botproc.py bare`, guilds intent only) and pledgebot
+(`bench/botproc.py pledgebot`, the bot as `pledgebot run` builds it) each start once on it,
+one after the other. pledgebot's database holds the shipped content, 2,000 generated
+pledges and 99,000 daily briefings (9 or 10 per server) due 2 to 14 hours away; once it is
+up, 1,000 more (one in each of 1,000 servers) are created for the next whole minute through
+the store, as a moderator's command in any process would, and the bot plans them through
+its reconcile loop: 100,000 briefings in all.
+
+Figures, each against the bare bot in the same run:
+- start-up: spawn to on_ready (bare) and to `engine_started` (pledgebot);
+- memory: VmRSS once started and settled, and VmHWM (peak) at the end;
+- `/pledge show` p99, every 50 ms (open loop), each for a pledge not asked before: the bare
+  bot idle against pledgebot idle and while its 1,000 briefings fan out.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+from bench.common import (
+    Report,
+    Settings,
+    Stats,
+    Table,
+    Target,
+    mib,
+    ms,
+    ratio,
+    secs,
+    times,
+)
+from bench.fanout import Arrivals
+from bench.fanout2 import Member, Phase, deliveries, due_minute, inject, sleep_until
+from bench.fixtures import (
+    Planned,
+    add_briefings,
+    add_guilds,
+    prepare_database,
+    quiet_times,
+    temp_dir,
+    write_config,
+    write_content,
+)
+from bench.procs import BotProcess, Memory
+from bot.local import Emulator, GuildState, UserState
+from bot.models import utc_slot
+
+RATE = 50.0
+GENERATED = 2_000  # pledges, so every /pledge show asks something new
+SETTLE = 1.0
+IDLE_SECONDS = 10.0
+SETUP_SECONDS = 8.0  # to create the fan-out's briefings and let the reconcile loop plan them
+START_TIMEOUT = 300.0
+WARMUP = 10
+
+
+async def run(settings: Settings) -> Report:
+    guilds = 1_000 if settings.quick else 10_000
+    briefings = 10_000 if settings.quick else 100_000
+    fanning = 200 if settings.quick else 1_000
+    idle_seconds = 4.0 if settings.quick else IDLE_SECONDS
+    report = Report(
+        "envelope",
+        f"One process: {guilds:,} servers and {briefings:,} briefings",
+        f"One emulator serves {guilds:,} servers (two text channels each), global limit "
+        f"{RATE:g} requests/s. The bare baseline and pledgebot (`bench/botproc.py`, the bot as "
+        "`pledgebot run` builds it) start once each on it, one after the other. pledgebot's "
+        f"database holds the shipped content, {GENERATED:,} generated pledges and "
+        f"{briefings - fanning:,} daily briefings due 2 to 14 hours away; once it is up, "
+        f"{fanning:,} more (one per server in {fanning:,} servers) are created for the next "
+        "whole minute through the store and planned by its reconcile loop. Start-up is spawn "
+        "to on_ready (bare) or to `engine_started` (pledgebot). Memory is VmRSS once started "
+        f"and settled ({SETTLE:g} s) and VmHWM (peak) at the end. `/pledge show` runs every "
+        "50 ms (open loop), each for a pledge not asked before: the bare bot idle for "
+        f"{IDLE_SECONDS:g} s, pledgebot idle for {idle_seconds:g} s before the minute and "
+        "then until every briefing arrived. Each figure is a ratio to the bare bot in this run.",
+    )
+    with temp_dir("envelope") as tmp:
+        content = write_content(tmp / "content", GENERATED)
+        emu = Emulator(rate_limit_per_second=RATE)
+        await emu.start()
+        try:
+            servers = add_guilds(emu, guilds, ("general", "briefings"))
+            user = emu.add_user("member")
+            quiet = quiet_times(briefings - fanning)
+            planned = [
+                Planned(servers[i % guilds], servers[i % guilds].channels["briefings"], when)
+                for i, when in enumerate(quiet)
+            ]
+            bare_db, full_db = tmp / "bare.db", tmp / "full.db"
+            await prepare_database(bare_db, content)
+            made = time.monotonic()
+            await prepare_database(full_db, content, planned, limit=25)
+            report.notes.append(
+                f"Creating {len(planned):,} briefings through the store took "
+                f"{time.monotonic() - made:.0f} s (setup, not measured)."
+            )
+            slugs = [f"gen-{i:05d}" for i in range(GENERATED)]
+            random.Random(20261203).shuffle(slugs)
+
+            bare = await measure_bare(tmp, emu, bare_db, content, servers, user, slugs)
+            member = Member(emu, servers[0], user, slugs)
+            full = await measure_pledgebot(
+                tmp, emu, full_db, content, servers, member, fanning, idle_seconds
+            )
+        finally:
+            await emu.stop()
+    summarise(report, bare, full, guilds, briefings, fanning)
+    return report
+
+
+class Measured:
+    """What one bot showed: milestones, memory and /pledge show phases."""
+
+    def __init__(self) -> None:
+        self.ready = 0.0
+        self.started = 0.0
+        self.memory_started: Memory | None = None
+        self.memory_end: Memory | None = None
+        self.idle = Phase("idle")
+        self.fanout = Phase("during the fan-out")
+        self.delivered = 0.0
+        self.states: dict[str, int] = {}
+        self.limited_429 = 0
+
+
+async def measure_bare(
+    tmp: Path,
+    emu: Emulator,
+    database: Path,
+    content: Path,
+    servers: list[GuildState],
+    user: UserState,
+    slugs: list[str],
+) -> Measured:
+    measured = Measured()
+    config = write_config(tmp / "bare.toml", database=database, content=content, emu=emu)
+    async with BotProcess("bare", config, emu.token, tmp / "bare.log", sync=True) as proc:
+        ready = await proc.wait_for("ready", START_TIMEOUT)
+        if ready["guilds"] != len(servers):
+            raise RuntimeError(f"bare: ready with {ready['guilds']} of {len(servers)} guilds")
+        measured.ready = measured.started = proc.since_spawn("ready")
+        await asyncio.sleep(SETTLE)
+        measured.memory_started = proc.memory()
+        member = Member(emu, servers[0], user, slugs)
+        await inject(member, Phase("warm-up"), WARMUP, lambda: False)
+        until = time.time() + IDLE_SECONDS
+        await inject(member, measured.idle, None, lambda: time.time() >= until)
+        measured.memory_end = proc.memory()
+    return measured
+
+
+async def measure_pledgebot(
+    tmp: Path,
+    emu: Emulator,
+    database: Path,
+    content: Path,
+    servers: list[GuildState],
+    member: Member,
+    fanning: int,
+    idle_seconds: float,
+) -> Measured:
+    measured = Measured()
+    config = write_config(tmp / "full.toml", database=database, content=content, emu=emu)
+    async with BotProcess("pledgebot", config, emu.token, tmp / "full.log", sync=True) as proc:
+        ready = await proc.wait_for("ready", START_TIMEOUT)
+        if ready["guilds"] != len(servers):
+            raise RuntimeError(f"pledgebot: ready with {ready['guilds']} of {len(servers)}")
+        await proc.wait_for("engine_started", START_TIMEOUT)
+        measured.ready = proc.since_spawn("ready")
+        measured.started = proc.since_spawn("engine_started")
+        await asyncio.sleep(SETTLE)
+        measured.memory_started = proc.memory()
+        await inject(member, Phase("warm-up"), WARMUP, lambda: False)
+
+        due = due_minute(datetime.now(UTC), SETUP_SECONDS + idle_seconds + 2.0)
+        chosen = servers[:: max(1, len(servers) // fanning)][:fanning]
+        await add_briefings(
+            database,
+            [Planned(g, g.channels["briefings"], due.strftime("%H:%M")) for g in chosen],
+            limit=25,
+        )
+        arrivals = Arrivals([g.channels["briefings"] for g in chosen])
+        emu.on_message(arrivals)
+        await sleep_until(due.timestamp() - idle_seconds - 2.0)
+        idle_end = due.timestamp() - 2.0
+        await inject(member, measured.idle, None, lambda: time.time() >= idle_end)
+        limited_before = emu.rate_limited_count
+        await sleep_until(due.timestamp())
+        deadline = due.timestamp() + fanning / RATE * 3 + 60
+        await inject(
+            member,
+            measured.fanout,
+            None,
+            lambda: arrivals.all_arrived.is_set() or time.time() >= deadline,
+        )
+        last = max((max(t) for t in arrivals.times.values()), default=deadline)
+        measured.delivered = (
+            last - due.timestamp() if arrivals.all_arrived.is_set() else float("inf")
+        )
+        await asyncio.sleep(2.0)  # late duplicates would show up here
+        measured.limited_429 = emu.rate_limited_count - limited_before
+        measured.states = dict(deliveries(database, utc_slot(due)))
+        measured.memory_end = proc.memory()
+    return measured
+
+
+def summarise(
+    report: Report, bare: Measured, full: Measured, guilds: int, briefings: int, fanning: int
+) -> None:
+    assert bare.memory_started and bare.memory_end and full.memory_started and full.memory_end
+    bare_show = Stats.of(bare.idle.latencies())
+    idle_show = Stats.of(full.idle.latencies())
+    fan_show = Stats.of(full.fanout.latencies())
+    label = f"pledgebot, {guilds:,} servers, {briefings:,} briefings"
+    report.targets += [
+        Target(
+            f"start-up: {label}, engine_started vs bare on_ready",
+            f"{secs(full.started)} s = {times(ratio(full.started, bare.started))}",
+            "none set (figure)",
+            None,
+        ),
+        Target(
+            f"memory: {label}, VmRSS once started vs bare",
+            f"{mib(full.memory_started.rss_kib)} MiB = "
+            f"{times(ratio(full.memory_started.rss_kib, bare.memory_started.rss_kib))}",
+            "none set (figure)",
+            None,
+        ),
+        Target(
+            f"memory: {label}, VmHWM (peak, after the fan-out) vs bare",
+            f"{mib(full.memory_end.hwm_kib)} MiB = "
+            f"{times(ratio(full.memory_end.hwm_kib, bare.memory_end.hwm_kib))}",
+            "none set (figure)",
+            None,
+        ),
+        Target(
+            f"/pledge show p99 while {fanning:,} briefings fan out, vs the bare bot idle",
+            f"{ms(fan_show.p99)} ms = {times(ratio(fan_show.p99, bare_show.p99))}",
+            "none set (figure)",
+            None,
+        ),
+    ]
+    report.tables.append(
+        Table(
+            "Start-up and memory",
+            ("bot", "on_ready s", "engine_started s", "VmRSS started MiB", "VmHWM end MiB"),
+            [
+                (
+                    "bare discord.py",
+                    secs(bare.ready),
+                    "-",
+                    mib(bare.memory_started.rss_kib),
+                    mib(bare.memory_end.hwm_kib),
+                ),
+                (
+                    label,
+                    secs(full.ready),
+                    secs(full.started),
+                    mib(full.memory_started.rss_kib),
+                    mib(full.memory_end.hwm_kib),
+                ),
+            ],
+        )
+    )
+    rows = []
+    for name, stats in (
+        ("bare discord.py, idle", bare_show),
+        (f"{label}, idle", idle_show),
+        (f"{label}, during the fan-out", fan_show),
+    ):
+        rows.append(
+            (
+                name,
+                str(stats.count),
+                ms(stats.median),
+                ms(stats.p99),
+                ms(stats.max),
+                times(ratio(stats.median, bare_show.median)),
+                times(ratio(stats.p99, bare_show.p99)),
+            )
+        )
+    report.tables.append(
+        Table(
+            "/pledge show round trips",
+            ("bot and phase", "n", "median ms", "p99 ms", "max ms", "median ratio", "p99 ratio"),
+            rows,
+        )
+    )
+    bound = fanning / RATE
+    report.tables.append(
+        Table(
+            "The fan-out",
+            ("briefings", "delivered in", "vs bound", "429s", "deliveries by state"),
+            [
+                (
+                    f"{fanning:,}",
+                    f"{secs(full.delivered)} s",
+                    f"{times(ratio(full.delivered, bound))} of {bound:g} s",
+                    str(full.limited_429),
+                    ", ".join(f"{k} {v}" for k, v in sorted(full.states.items())) or "none",
+                )
+            ],
+        )
+    )
+    answered = [s for s in full.idle.samples + full.fanout.samples if not s.answered]
+    if answered:
+        report.notes.append(f"{len(answered)} /pledge show commands were never answered.")
