@@ -345,10 +345,12 @@ class Store:
         ranked. A shorter query (or any-word matching) can match thousands, so only a
         bounded candidate set is ranked (`_BOUNDED_SEARCH`).
         """
+        tried = None
         for any_word in (False, True):
             query = fts_query(text, any_word=any_word)
-            if query is None:
-                return []
+            if query is None or query == tried:
+                return []  # nothing to search, or one word: any-word is the same query
+            tried = query
             if not any_word and len(_WORD.findall(text)) > EXACT_RANK_WORDS:
                 rows = await self.rows(_EXACT_SEARCH, (query, limit))
             else:
