@@ -128,7 +128,12 @@ async def run(settings: Settings) -> Report:
         )
     )
     slowest = max(rows, key=lambda row: float(row[4]))
-    verdict = "p99 not met" if p99_ratio > TARGET else "p99 met"
+    if p99_ratio > TARGET:
+        verdict = "p99 not met"
+    elif p99_ratio > 0.85 * TARGET:
+        verdict = "p99 met narrowly (within 15% of the limit)"
+    else:
+        verdict = "p99 met"
     report.notes.append(
         f"{verdict}: FTS p99 {ms(fts.p99)} ms against a limit of {ms(like.p99 * TARGET)} ms. "
         f"The round trip alone (`SELECT 1` on the same connection, the thread hop aiosqlite "
