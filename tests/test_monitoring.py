@@ -8,6 +8,8 @@ from __future__ import annotations
 import asyncio
 import math
 import socket
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -211,3 +213,23 @@ async def test_a_metrics_port_in_use_is_one_clear_error(tmp_path: Path) -> None:
     assert str(raised.value) == (
         f"cannot serve metrics on 127.0.0.1:{port} ([metrics] listen): Address already in use"
     )
+
+
+def test_a_bot_without_metrics_never_loads_the_metrics_libraries() -> None:
+    """prometheus-client and aiohttp's server cost about 4 MiB: only a bot that serves
+    /metrics may import them (a separate interpreter, so no other test has loaded them)."""
+    script = (
+        "import sys, asyncio\n"
+        "from bot.client.runner import make_bot\n"
+        "from bot.config import Config\n"
+        "async def main():\n"
+        "    bot = make_bot(Config())\n"
+        "    assert bot.metrics is None\n"
+        "    await bot.close()\n"
+        "asyncio.run(main())\n"
+        "print(sorted(m for m in ('prometheus_client', 'aiohttp.web') if m in sys.modules))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert done.stdout.strip() == "[]"

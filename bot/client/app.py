@@ -124,7 +124,8 @@ class PledgeTree(app_commands.CommandTree[Any]):
         if isinstance(self.client, PledgeBot):
             name = interaction.command.qualified_name if interaction.command else "unknown"
             outcome = "refused" if user_message(error) is not None else "failed"
-            self.client.metrics.command_finished(name, outcome)
+            if self.client.metrics is not None:
+                self.client.metrics.command_finished(name, outcome)
         await report_error(interaction, error)
 
 
@@ -149,7 +150,8 @@ class PledgeBot(commands.Bot):
         **options: Any,
     ) -> None:
         silence_voice_warnings()
-        self.metrics = BotMetrics()
+        # Only when served: a bot without /metrics never imports prometheus-client.
+        self.metrics = BotMetrics() if config.metrics_listen is not None else None
         super().__init__(
             command_prefix=commands.when_mentioned,
             help_command=None,
@@ -191,8 +193,9 @@ class PledgeBot(commands.Bot):
         async def on_request_end(
             _: aiohttp.ClientSession, __: object, params: aiohttp.TraceRequestEndParams
         ) -> None:
-            headers = params.response.headers
-            self.metrics.response_received(params.response.status, headers.get("X-RateLimit-Scope"))
+            if self.metrics is not None:
+                status, headers = params.response.status, params.response.headers
+                self.metrics.response_received(status, headers.get("X-RateLimit-Scope"))
 
         trace = aiohttp.TraceConfig()
         trace.on_request_start.append(on_request_start)
@@ -203,7 +206,8 @@ class PledgeBot(commands.Bot):
         # Held until close: `pledgebot db restore` refuses while any bot uses the file.
         self._database_hold.acquire()
         self.services = await Services.start(self.config)
-        self.metrics.measure_writes(self.services.store)
+        if self.metrics is not None:
+            self.metrics.measure_writes(self.services.store)
         self.engine = BriefingEngine(
             self.services.store,
             DiscordSender(self),
@@ -211,7 +215,8 @@ class PledgeBot(commands.Bot):
             rate_per_second=self.config.global_rate_limit,
             shards=self.schedule_shards,
         )
-        self.metrics.measure_rate_budget(self.engine.budget)
+        if self.metrics is not None:
+            self.metrics.measure_rate_budget(self.engine.budget)
         briefings = BriefingAdmin(
             self.engine,
             self.services,
@@ -246,6 +251,7 @@ class PledgeBot(commands.Bot):
     async def render_metrics(self) -> bytes:
         """/metrics: gauges read now, briefing outcomes read from the store since the last look."""
         metrics = self.metrics
+        assert metrics is not None  # served only when [metrics] listen is set
         metrics.gateway_latency.set(latency_or_nan(self.latency))
         metrics.gateway_connected.set(0 if self.gateway.problem() else 1)
         metrics.guilds.set(len(self.guilds))
@@ -279,7 +285,8 @@ class PledgeBot(commands.Bot):
     async def on_app_command_completion(
         self, interaction: discord.Interaction[Any], command: Any
     ) -> None:
-        self.metrics.command_finished(command.qualified_name, "answered")
+        if self.metrics is not None:
+            self.metrics.command_finished(command.qualified_name, "answered")
 
     async def _start_engine(self) -> None:
         assert self.engine is not None

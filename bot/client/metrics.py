@@ -22,21 +22,16 @@ import time
 from collections import Counter as Tally
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 import aiosqlite
-from aiohttp import web
-from prometheus_client import (
-    CONTENT_TYPE_LATEST,
-    CollectorRegistry,
-    Counter,
-    Gauge,
-    Histogram,
-    generate_latest,
-)
 
 from bot.errors import OperatorError
 from bot.rate_budget import RateBudget
 from bot.store import Store
+
+if TYPE_CHECKING:
+    from aiohttp import web
 
 log = logging.getLogger(__name__)
 
@@ -47,9 +42,15 @@ BRIEFING_OUTCOMES = ("sent", "failed", "missed", "skipped", "paused")
 
 
 class BotMetrics:
-    """Every metric the bot exposes, in one registry of its own."""
+    """Every metric the bot exposes, in one registry of its own.
+
+    Made only when metrics are served: prometheus-client and aiohttp's server are
+    imported here, not at start-up, so a bot without metrics does not carry them.
+    """
 
     def __init__(self) -> None:
+        from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
         self.registry = CollectorRegistry()
         r = self.registry
         self.gateway_latency = Gauge(
@@ -103,6 +104,8 @@ class BotMetrics:
             self.briefings.labels(outcome)
 
     def render(self) -> bytes:
+        from prometheus_client import generate_latest
+
         return generate_latest(self.registry)
 
     def command_finished(self, name: str, outcome: str) -> None:
@@ -269,6 +272,8 @@ class MonitoringServer:
         self._runner: web.AppRunner | None = None
 
     async def start(self) -> None:
+        from aiohttp import web
+
         app = web.Application()
         app.router.add_get("/metrics", self._serve_metrics)
         app.router.add_get("/healthz", self._serve_health)
@@ -292,10 +297,15 @@ class MonitoringServer:
             self._runner = None
 
     async def _serve_metrics(self, _: web.Request) -> web.Response:
+        from aiohttp import web
+        from prometheus_client import CONTENT_TYPE_LATEST
+
         body = await self._metrics()
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     async def _serve_health(self, _: web.Request) -> web.Response:
+        from aiohttp import web
+
         problem = await self._health()
         if problem is None:
             return web.Response(text="ok\n")
