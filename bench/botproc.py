@@ -54,7 +54,7 @@ def emit(event: str, **data: Any) -> None:
 class BareBot(commands.Bot):
     """The baseline: discord.py alone, answering a constant, same intents as pledgebot."""
 
-    def __init__(self, *, sync: bool, **options: Any) -> None:
+    def __init__(self, *, sync: bool, sized: bool = False, **options: Any) -> None:
         intents = discord.Intents.none()
         intents.guilds = True
         super().__init__(
@@ -65,27 +65,59 @@ class BareBot(commands.Bot):
             **options,
         )
         self.sync_on_start = sync
-        self.tree.add_command(bare_pledge_group())
+        self.tree.add_command(bare_pledge_group(sized))
 
     async def setup_hook(self) -> None:
         if self.sync_on_start:
             await self.tree.sync()
 
 
-def bare_pledge_group() -> app_commands.Group:
-    """`/pledge show` and `/pledge search` with pledgebot's option names, answering "ok"."""
+def sized_embed(fields: int, description: int) -> discord.Embed:
+    """A constant embed about the size of a pledgebot card (show: ~1.5 KB, search: ~3 KB)."""
+    embed = discord.Embed(title="A constant title " * 4, description="word " * (description // 5))
+    for number in range(fields):
+        embed.add_field(name=f"Field {number}", value="filler " * 35, inline=False)
+    return embed.set_footer(text="Source: a constant footer, as long as a real one. " * 2)
+
+
+SIZED_CHOICES = [
+    app_commands.Choice(
+        name=f"A constant choice as long as a pledge title, number {i:02d}", value=f"gen-{i:05d}"
+    )
+    for i in range(25)
+]
+
+
+def bare_pledge_group(sized: bool = False) -> app_commands.Group:
+    """`/pledge show` and `/pledge search` with pledgebot's option names, answering "ok".
+
+    `sized`: answering constants of the size pledgebot's answers have instead (an embed,
+    25 autocomplete choices), to tell the cost of sending an answer from the cost of
+    finding it.
+    """
     group = app_commands.Group(name="pledge", description="Constant answers (baseline)")
+    show_embed, search_embed = sized_embed(6, 140), sized_embed(10, 0)
+
+    async def send(
+        interaction: discord.Interaction[Any], embed: discord.Embed, private: bool
+    ) -> None:
+        if sized:
+            await interaction.response.send_message(embed=embed, ephemeral=private)
+        else:
+            await interaction.response.send_message(BARE_REPLY, ephemeral=private)
 
     @group.command(name="show", description="A constant")
     async def show(
         interaction: discord.Interaction[Any], pledge: str, private: bool = False
     ) -> None:
-        await interaction.response.send_message(BARE_REPLY, ephemeral=private)
+        await send(interaction, show_embed, private)
 
     @show.autocomplete("pledge")
     async def show_pledge(
         interaction: discord.Interaction[Any], current: str
     ) -> list[app_commands.Choice[str]]:
+        if sized:
+            return SIZED_CHOICES
         return [app_commands.Choice(name="A constant choice", value="constant")]
 
     @group.command(name="search", description="A constant")
@@ -94,13 +126,18 @@ def bare_pledge_group() -> app_commands.Group:
         query: app_commands.Range[str, 1, 200],
         private: bool = False,
     ) -> None:
-        await interaction.response.send_message(BARE_REPLY, ephemeral=private)
+        await send(interaction, search_embed, private)
 
     return group
 
 
 def build(
-    kind: str, *, guild_ready_timeout: float, sync: bool, shards: tuple[int | None, list[int]]
+    kind: str,
+    *,
+    guild_ready_timeout: float,
+    sync: bool,
+    shards: tuple[int | None, list[int]],
+    sized: bool = False,
 ) -> tuple[commands.Bot, str]:
     """The bot and its token, configured from the environment like `pledgebot run`."""
     if kind == "pledgebot":
@@ -117,7 +154,7 @@ def build(
         endpoints = tomllib.load(file)["discord"]
     apply_endpoints(endpoints["api_base_url"], endpoints["gateway_url"])
     token = os.environ["DISCORD_TOKEN"]
-    return BareBot(sync=sync, guild_ready_timeout=guild_ready_timeout), token
+    return BareBot(sync=sync, sized=sized, guild_ready_timeout=guild_ready_timeout), token
 
 
 async def run(
@@ -127,8 +164,11 @@ async def run(
     sync: bool,
     shards: tuple[int | None, list[int]] = (None, []),
     report_jobs: bool = False,
+    sized: bool = False,
 ) -> None:
-    bot, token = build(kind, guild_ready_timeout=guild_ready_timeout, sync=sync, shards=shards)
+    bot, token = build(
+        kind, guild_ready_timeout=guild_ready_timeout, sync=sync, shards=shards, sized=sized
+    )
     emit("built")
     stop = asyncio.Event()
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
@@ -187,6 +227,9 @@ def main() -> None:
     parser.add_argument(
         "--report-jobs", action="store_true", help="pledgebot: print planned briefings"
     )
+    parser.add_argument(
+        "--sized", action="store_true", help="bare: answers as large as pledgebot's"
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
     emit("imported", import_started=IMPORT_STARTED)
@@ -196,6 +239,7 @@ def main() -> None:
         sync=args.sync,
         shards=(args.shard_count, args.shard_ids),
         report_jobs=args.report_jobs,
+        sized=args.sized,
     )
     profile_dir = os.environ.get(PROFILE_ENV)
     if not profile_dir:

@@ -240,6 +240,33 @@ async def add_briefings(path: Path, briefings: Sequence[Planned], *, limit: int 
         await store.close()
 
 
+async def copy_briefings(path: Path, copies: int, *, shift_minutes: int = 7) -> int:
+    """Copy every briefing `copies` times, copy k at its time plus k * `shift_minutes`
+    (mod 24 h); returns how many there are now.
+
+    One INSERT ... SELECT per copy: 100,000 briefings in seconds instead of minutes of one
+    transaction each. The rows are what `add_briefings` makes (daily, UTC, times of day
+    only), so the engine plans them the same way.
+    """
+    store = await Store.open(path)
+    try:
+        columns = [r["name"] for r in await store.rows("PRAGMA table_info(schedules)")]
+        copied = [c for c in columns if c not in ("id", "time_of_day")]
+        names = ", ".join(copied)
+        async with store.transaction() as conn:
+            last = (await (await conn.execute("SELECT max(id) FROM schedules")).fetchone())[0]
+            for copy in range(1, copies + 1):
+                await conn.execute(
+                    f"INSERT INTO schedules (time_of_day, {names}) "
+                    "SELECT strftime('%H:%M', '2000-01-01 ' || time_of_day, ?), "
+                    f"{names} FROM schedules WHERE id <= ?",
+                    (f"+{copy * shift_minutes} minutes", last),
+                )
+        return int(await store._scalar("SELECT count(*) FROM schedules"))
+    finally:
+        await store.close()
+
+
 def quiet_times(count: int, *, now: datetime | None = None) -> list[str]:
     """`count` times of day (UTC, up to 720 different ones) between 2 and 14 hours from now,
     so none falls due, or is caught up, while a benchmark runs."""

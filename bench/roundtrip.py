@@ -1,13 +1,17 @@
 """Benchmark 1: command round trip, pledgebot against a bare discord.py bot.
 
-Four bots run at once, each in its own process with its own emulator (in this process):
-the bare baseline; pledgebot with the shipped content and with 10,000 generated pledges,
-both asked first-time questions (answer cache off, and at 10k every input different), which
-are the headline rows with targets; and pledgebot at 10k asked the same few questions again
-and again (answer cache on), the cache-hit rows, which have no target. Samples are
-interleaved (every round asks each bot once, in a rotating order) so drift in machine load
-hits all alike. The figure is the emulator's own clock from sending INTERACTION_CREATE to
-receiving the interaction callback.
+Five bots run at once, each in its own process with its own emulator (in this process):
+- the bare baseline, answering a constant;
+- the bare bot answering constants as large as pledgebot's answers (an embed, 25
+  autocomplete choices): what sending such an answer costs;
+- pledgebot with the shipped content and with 10,000 generated pledges, both asked
+  first-time questions (answer cache off, and at 10k every input different): the headline
+  rows, with the targets;
+- pledgebot at 10k asked the same few questions again and again (answer cache on): the
+  cache-hit rows, without a target.
+Samples are interleaved (every round asks each bot once, in a rotating order) so drift in
+machine load hits all alike. The figure is the emulator's own clock from sending
+INTERACTION_CREATE to receiving the interaction callback.
 """
 
 from __future__ import annotations
@@ -119,7 +123,10 @@ async def run(settings: Settings) -> Report:
         "search query and typed text not asked before (`bench/fixtures.py`); the shipped "
         "content has six pledges, so that bot cycles through them with the cache off. "
         f"Cache-hit rows: pledgebot at 10k with the default cache, cycling through "
-        f"{REPEATED_INPUTS} inputs per kind that the warm-up already asked.",
+        f"{REPEATED_INPUTS} inputs per kind that the warm-up already asked. A second "
+        "baseline, the bare bot answering constants as large as pledgebot's (a 6-field "
+        "embed for show, a 10-field one for search, 25 choices), separates the cost of "
+        "sending an answer of that size from the cost of finding it.",
     )
     with temp_dir("roundtrip") as tmp:
         big_content = write_content(tmp / "content-generated", generated)
@@ -129,6 +136,7 @@ async def run(settings: Settings) -> Report:
         try:
             for label, content, name, cache, distinct in (
                 ("bare discord.py", None, "bare", None, inputs),
+                ("bare discord.py, answers of pledgebot's size", None, "sized", None, inputs),
                 ("pledgebot, data/, first-time", DATA_DIR, "real", 0, inputs),
                 (
                     f"pledgebot, {generated:,} generated, first-time",
@@ -160,7 +168,7 @@ async def run(settings: Settings) -> Report:
             for subject in subjects:
                 await subject.emu.stop()
         violations = [v for s in subjects for v in s.emu.violations]
-        report.notes.append(search_selectivity(tmp / "generated.db", subjects[2].queries))
+        report.notes.append(search_selectivity(tmp / "generated.db", subjects[3].queries))
     summarise(report, subjects, rounds, samples, elapsed, violations)
     return report
 
@@ -213,7 +221,8 @@ async def start_subject(
     queries = search_queries(distinct)
     typed = autocomplete_inputs(distinct, generated)
     kind = "bare" if content is None else "pledgebot"
-    proc = BotProcess(kind, config, emu.token, tmp / f"{name}.log", sync=True)
+    sized = ["--sized"] if name == "sized" else []
+    proc = BotProcess(kind, config, emu.token, tmp / f"{name}.log", sync=True, extra_args=sized)
     await proc.start()
     return Subject(label, emu, guild, member, slugs[:distinct], queries, typed), proc
 
@@ -272,7 +281,7 @@ def summarise(
                 )
             )
             if subject is baseline or not subject.targets:
-                continue
+                continue  # the baseline, the same-size baseline and the cache-hit rows
             median_ratio = ratio(stats.median, base.median)
             p99_ratio = ratio(stats.p99, base.p99)
             report.targets.append(
@@ -307,6 +316,34 @@ def summarise(
                 rows,
             )
         )
+    sized = subjects[1]
+    rows = []
+    for kind in KINDS:
+        base, same_size = Stats.of(baseline.samples[kind]), Stats.of(sized.samples[kind])
+        for subject in subjects[2:4]:
+            stats = Stats.of(subject.samples[kind])
+            rows.append(
+                (
+                    kind,
+                    subject.label,
+                    times(ratio(same_size.median, base.median)),
+                    times(ratio(stats.median, same_size.median)),
+                    times(ratio(stats.p99, same_size.p99)),
+                )
+            )
+    report.tables.append(
+        Table(
+            "Sending against finding: the bare bot answering constants of pledgebot's size",
+            (
+                "kind",
+                "pledgebot",
+                "same-size bare vs bare, median",
+                "pledgebot vs same-size bare, median",
+                "pledgebot vs same-size bare, p99",
+            ),
+            rows,
+        )
+    )
     report.notes.append(
         f"{rounds} measured rounds of {len(KINDS)} interactions per bot in {elapsed:.1f} s"
         + ("" if rounds >= wanted else f" (time budget reached before {wanted})")
