@@ -103,7 +103,7 @@ async def run(settings: Settings) -> Report:
             await prepare_database(bare_db, content)
             made = time.monotonic()
             await prepare_database(full_db, content, planned, limit=25)
-            total = await copy_briefings(full_db, per_server - 1, shift_minutes=71)
+            total = await copy_briefings(full_db, per_server - 1)
             if total != briefings - fanning:
                 raise RuntimeError(f"{total} briefings, not {briefings - fanning}")
             report.notes.append(

@@ -240,27 +240,27 @@ async def add_briefings(path: Path, briefings: Sequence[Planned], *, limit: int 
         await store.close()
 
 
-async def copy_briefings(path: Path, copies: int, *, shift_minutes: int = 7) -> int:
-    """Copy every briefing `copies` times, copy k at its time plus k * `shift_minutes`
-    (mod 24 h); returns how many there are now.
+async def copy_briefings(path: Path, copies: int, *, now: datetime | None = None) -> int:
+    """Copy every briefing `copies` times at other quiet times (see `quiet_times`);
+    returns how many there are now.
 
     One INSERT ... SELECT per copy: 100,000 briefings in seconds instead of minutes of one
     transaction each. The rows are what `add_briefings` makes (daily, UTC, times of day
     only), so the engine plans them the same way.
     """
+    start = ((now or datetime.now(UTC)) + timedelta(hours=2)).strftime("%Y-%m-%d %H:%M")
     store = await Store.open(path)
     try:
         columns = [r["name"] for r in await store.rows("PRAGMA table_info(schedules)")]
-        copied = [c for c in columns if c not in ("id", "time_of_day")]
-        names = ", ".join(copied)
+        copied = ", ".join(c for c in columns if c not in ("id", "time_of_day"))
         async with store.transaction() as conn:
             last = (await (await conn.execute("SELECT max(id) FROM schedules")).fetchone())[0]
             for copy in range(1, copies + 1):
                 await conn.execute(
-                    f"INSERT INTO schedules (time_of_day, {names}) "
-                    "SELECT strftime('%H:%M', '2000-01-01 ' || time_of_day, ?), "
-                    f"{names} FROM schedules WHERE id <= ?",
-                    (f"+{copy * shift_minutes} minutes", last),
+                    f"INSERT INTO schedules (time_of_day, {copied}) "
+                    "SELECT strftime('%H:%M', ?, '+' || ((id * 7 + ? * 71) % 720) || ' minutes'), "
+                    f"{copied} FROM schedules WHERE id <= ?",
+                    (start, copy, last),
                 )
         return int(await store._scalar("SELECT count(*) FROM schedules"))
     finally:
