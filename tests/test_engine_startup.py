@@ -334,3 +334,27 @@ async def test_planning_waits_for_ready_or_every_server(monkeypatch: pytest.Monk
     assert not waiting.done()
     bot.ready = True
     await asyncio.wait_for(waiting, 1)
+
+
+async def test_plan_all_reads_in_chunks_and_an_edit_between_chunks_stands(
+    rig: Rig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Start-up reads the schedules a few thousand at a time (the peak memory of one read
+    of 100,000 rows stays resident); every schedule is planned across the chunks, and an
+    edit made between two reads is planned as edited."""
+    monkeypatch.setattr(engine_module, "PLAN_CHUNK", 3)
+    schedules = [await rig.schedule(time_of_day="09:00", timezone="UTC") for _ in range(8)]
+    last = schedules[-1]
+    reads = 0
+
+    async def moderator_edits() -> None:
+        nonlocal reads
+        reads += 1
+        if reads == 1:  # after the first chunk, before the last schedule's chunk is read
+            await admin(rig).edit(GUILD, 1, last.id, Request(time="10:00"))
+
+    after_snapshot(rig, moderator_edits)
+    await rig.engine.plan_all()
+    assert reads == 3  # 3 + 3 + 2 rows
+    assert [rig.planned(s.id) for s in schedules[:-1]] == [NINE] * 7
+    assert rig.planned(last.id) == NINE + timedelta(hours=1)

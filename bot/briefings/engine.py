@@ -21,11 +21,12 @@ import logging
 import math
 import sqlite3
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Literal, Protocol
 
+import aiosqlite
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.date import DateTrigger
 
@@ -65,8 +66,11 @@ UNREADABLE = (UserError, ValueError, KeyError)
 # than planning them.
 PLAN_QUERY = (
     "SELECT id, guild_id, timezone, time_of_day, days, cron, run_date, active_since "
-    "FROM schedules WHERE state = 'active' ORDER BY id"
+    "FROM schedules WHERE state = 'active' AND id > ? ORDER BY id LIMIT ?"
 )
+# Rows read at once by start-up planning: 100,000 rows in one read would hold tens of MiB
+# at the peak, which the process keeps as resident memory afterwards.
+PLAN_CHUNK = 4096
 # Schedules planned between two yields to the event loop (a few milliseconds' work).
 PLAN_BATCH = 512
 
@@ -252,11 +256,10 @@ class BriefingEngine:
         try:
             self._seen_change = await self.schedules.latest_change()
             last_slots = await self.schedules.last_slots()
-            rows = await self.store.rows(PLAN_QUERY)
             self._missed = []
             now = self.clock()
             instants: dict[str | None, datetime] = {}
-            for count, row in enumerate(rows, 1):
+            async for count, row in self._active_rules():
                 if count % PLAN_BATCH == 0:
                     await asyncio.sleep(0)  # let the connection make progress meanwhile
                 schedule_id, guild_id = row[0], row[1]
@@ -297,6 +300,22 @@ class BriefingEngine:
             self.scheduler.start()
         if self._reconciler is None:
             self._reconciler = asyncio.create_task(self._reconcile_forever())
+
+    async def _active_rules(self) -> AsyncIterator[tuple[int, aiosqlite.Row]]:
+        """(count, row) of every active schedule's rule, read PLAN_CHUNK rows at a time.
+
+        Not one snapshot: a change made between two reads is in the change log after the
+        id `plan_all` read first, so the reconcile loop plans it again.
+        """
+        count, after = 0, 0
+        while True:
+            rows = await self.store.rows(PLAN_QUERY, (after, PLAN_CHUNK))
+            for row in rows:
+                count += 1
+                yield count, row
+            if len(rows) < PLAN_CHUNK:
+                return
+            after = rows[-1][0]
 
     async def catch_up(self) -> None:
         """Once the guild cache is filled: finish interrupted posts, then post or record
