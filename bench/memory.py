@@ -164,6 +164,11 @@ async def run(settings: Settings) -> Report:
     report.targets.append(
         Target(f"{label}: VmHWM vs bare", times(hwm_ratio), f"<= {TARGET}x", hwm_ratio <= TARGET)
     )
+    if any(target.met is False for target in report.targets):
+        report.notes.append(
+            "Why the targets marked NOT MET are not met, with profiles, and what would meet "
+            "them: bench/PROFILES.md."
+        )
     with_briefings = configs[2][0]
     extra = median(with_briefings, True) - median(label, True)
     report.notes.append(

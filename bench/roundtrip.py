@@ -344,6 +344,11 @@ def summarise(
             rows,
         )
     )
+    if any(target.met is False for target in report.targets):
+        report.notes.append(
+            "Why the targets marked NOT MET are not met, with profiles, and what would meet "
+            "them: bench/PROFILES.md."
+        )
     report.notes.append(
         f"{rounds} measured rounds of {len(KINDS)} interactions per bot in {elapsed:.1f} s"
         + ("" if rounds >= wanted else f" (time budget reached before {wanted})")
