@@ -115,7 +115,7 @@ async def run(settings: Settings) -> Report:
         "Latency from the emulator sending INTERACTION_CREATE to receiving the callback "
         "(`InteractionResult.latency`; for autocomplete the same two timestamps from the "
         "emulator's interaction record). Each bot is a subprocess (`bench/botproc.py`) with "
-        "its own emulator in the benchmark process; rounds are interleaved across the three "
+        "its own emulator in the benchmark process; rounds are interleaved across the bots "
         f"bots in rotating order after {warmup} warm-up rounds. Baseline: a bare discord.py "
         "`commands.Bot` (guilds intent only) whose `/pledge show`, `/pledge search` and "
         "autocomplete answer a constant. First-time rows (the targets): pledgebot runs with "
