@@ -253,16 +253,16 @@ async def copy_briefings(path: Path, copies: int, *, now: datetime | None = None
     try:
         columns = [r["name"] for r in await store.rows("PRAGMA table_info(schedules)")]
         copied = ", ".join(c for c in columns if c not in ("id", "time_of_day"))
-        async with store.transaction() as conn:
-            last = (await (await conn.execute("SELECT max(id) FROM schedules")).fetchone())[0]
+        async with store.transaction() as tx:
+            last = await tx.scalar("SELECT max(id) FROM schedules")
             for copy in range(1, copies + 1):
-                await conn.execute(
+                await tx.execute(  # SQLite dialect (strftime)
                     f"INSERT INTO schedules (time_of_day, {copied}) "
                     "SELECT strftime('%H:%M', ?, '+' || ((id * 7 + ? * 71) % 720) || ' minutes'), "
                     f"{copied} FROM schedules WHERE id <= ?",
                     (start, copy, last),
                 )
-        return int(await store._scalar("SELECT count(*) FROM schedules"))
+        return int(await store.scalar("SELECT count(*) FROM schedules"))
     finally:
         await store.close()
 

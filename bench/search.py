@@ -25,8 +25,7 @@ LIKE_SQL = "SELECT slug, title FROM pledges WHERE title LIKE ? OR summary LIKE ?
 
 async def like_scan(store: Store, query: str) -> int:
     pattern = f"%{query}%"
-    async with store.conn.execute(LIKE_SQL, (pattern, pattern, pattern)) as cursor:
-        return len(list(await cursor.fetchall()))
+    return len(await store.rows(LIKE_SQL, (pattern, pattern, pattern)))
 
 
 async def timed(work: Awaitable[object]) -> float:

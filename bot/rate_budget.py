@@ -49,15 +49,11 @@ class RateBudget:
 
     async def _reserve(self) -> float:
         """Take the next free turn (a wall-clock time, shared across processes)."""
-        async with self.store.transaction() as conn:
-            rows = list(
-                await conn.execute_fetchall(
-                    "SELECT next_at FROM rate_budget WHERE name = ?", (self.name,)
-                )
-            )
+        async with self.store.transaction() as tx:
+            booked = await tx.scalar("SELECT next_at FROM rate_budget WHERE name = ?", (self.name,))
             now = self.clock()
-            turn = max(now, rows[0][0] if rows else now)
-            await conn.execute(
+            turn = max(now, now if booked is None else booked)
+            await tx.execute(
                 "INSERT INTO rate_budget(name, next_at) VALUES (?, ?) "
                 "ON CONFLICT(name) DO UPDATE SET next_at = excluded.next_at",
                 (self.name, turn + self.interval),

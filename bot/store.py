@@ -1,28 +1,26 @@
-"""The one SQLite file: the connection, content and status queries, full-text search.
+"""The store: content and status queries, full-text search, over a `Database`.
 
-Migrations live in `bot.migrations`; schedule queries in `bot.briefings.schedules`.
+Connections live in `bot.database` (SQLite's: `SQLiteDatabase`); migrations in
+`bot.migrations`; schedule queries in `bot.briefings.schedules`.
 
-A single long-lived aiosqlite connection serves the whole process. Writes go through
-`transaction()`, which serialises writers with a lock because aiosqlite shares one
-connection between coroutines.
+SQL here is written with `?` placeholders and kept portable where it can be; what only
+SQLite understands (FTS5 search and its index, `json_group_array`, `group_concat`,
+PRAGMAs) is in the functions and constants marked "SQLite dialect", where a PostgreSQL
+variant goes beside it.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 import re
-import sqlite3
-from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Iterable, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, cast
 
-import aiosqlite
-
+from bot.database import Database, Row, SQLiteDatabase, Transaction
 from bot.errors import StoreError
-from bot.migrations import migrate
 from bot.models import (
     STATUS_BY_SLUG,
     Claim,
@@ -35,8 +33,6 @@ from bot.models import (
     StatusChange,
 )
 
-BUSY_TIMEOUT_MS = 5000
-
 # The hash of the loaded content files (written by bot.pledges.content with each load).
 CONTENT_FINGERPRINT_KEY = "content_fingerprint"
 
@@ -45,17 +41,8 @@ CONTENT_FINGERPRINT_KEY = "content_fingerprint"
 MAX_QUERY_TOKENS = 16
 _WORD = re.compile(r"\w+")
 
-
-async def _connect_reader(path: Path) -> aiosqlite.Connection:
-    reader = await aiosqlite.connect(path, isolation_level=None)
-    try:
-        reader.row_factory = aiosqlite.Row
-        await reader.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-        await reader.execute("PRAGMA query_only = ON")  # every write goes through one place
-    except BaseException:
-        await reader.close()
-        raise
-    return reader
+# SQLite dialect: the schema version is SQLite's `user_version` (see bot.migrations).
+_SCHEMA_VERSION_SQL = "PRAGMA user_version"
 
 
 def utc_now() -> str:
@@ -66,7 +53,7 @@ def fts_query(text: str, *, any_word: bool = False) -> str | None:
     """Turn user text into a safe FTS5 query: every word quoted, the last a prefix.
 
     Quoting makes FTS5 operators (AND, NEAR, *, column filters) plain words, so no
-    user text can raise a syntax error.
+    user text can raise a syntax error. SQLite dialect (FTS5's query syntax).
     """
     words = _WORD.findall(text)[:MAX_QUERY_TOKENS]
     if not words:
@@ -77,88 +64,48 @@ def fts_query(text: str, *, any_word: bool = False) -> str | None:
 
 
 class Store:
-    """Writes go through one connection, reads through another.
+    """Content, statuses and search, read and written through a `Database`.
 
-    With WAL, readers never wait for writers; a second connection keeps it so inside
-    this process too. A write waiting for another process's lock (SQLite's busy handler
-    sleeps in the connection's thread) would otherwise hold up every member's read.
+    Reads go through `rows` (on SQLite, a connection of their own, so they never wait
+    behind a write); writes through `transaction()`, one at a time.
     """
 
-    def __init__(
-        self, conn: aiosqlite.Connection, path: Path, reader: aiosqlite.Connection | None = None
-    ) -> None:
-        self._conn = conn
-        self._reader = reader or conn
-        self.path = path
-        self._write_lock = asyncio.Lock()
+    def __init__(self, db: Database, path: Path | None = None) -> None:
+        self.db = db
+        self.path = path  # the SQLite file; None for a server database
 
     @classmethod
     async def open(cls, path: Path) -> Store:
-        """Open (creating if needed) and migrate the database at `path`."""
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            conn = await aiosqlite.connect(path, isolation_level=None)
-        except (OSError, sqlite3.Error) as exc:
-            raise StoreError(f"cannot open database {path}: {exc}") from exc
-        conn.row_factory = aiosqlite.Row
-        store = cls(conn, path)
-        try:
-            # busy_timeout first: a second process may be switching the file to WAL now
-            await conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-            await conn.execute("PRAGMA journal_mode = WAL")
-            await conn.execute("PRAGMA foreign_keys = ON")
-            await conn.execute("PRAGMA synchronous = NORMAL")
-            await store._migrate()
-            store._reader = await _connect_reader(path)
-        except BaseException:
-            await conn.close()
-            raise
-        return store
+        """Open (creating if needed) and migrate the SQLite database at `path`."""
+        return cls(await SQLiteDatabase.open(path), path)
 
     async def close(self) -> None:
-        if self._reader is not self._conn:
-            await self._reader.close()
-        await self._conn.close()
-
-    @property
-    def conn(self) -> aiosqlite.Connection:
-        return self._conn
+        await self.db.close()
 
     async def schema_version(self) -> int:
-        return int(await self._scalar("PRAGMA user_version"))
+        return int(await self.db.scalar(_SCHEMA_VERSION_SQL))
 
-    async def _migrate(self) -> None:
-        await migrate(self._conn, self.path)
-
-    @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[aiosqlite.Connection]:
+    def transaction(self) -> AbstractAsyncContextManager[Transaction]:
         """One write transaction at a time; rolled back whole on any error."""
-        async with self._write_lock:
-            await self._conn.execute("BEGIN IMMEDIATE")
-            try:
-                yield self._conn
-            except BaseException:
-                await self._conn.execute("ROLLBACK")
-                raise
-            await self._conn.execute("COMMIT")
+        return self.db.transaction()
 
-    async def _scalar(self, sql: str, params: Sequence[Any] = ()) -> Any:
-        found = await self.rows(sql, params)
-        return found[0][0] if found else None
+    async def rows(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
+        """All rows of a read (reads are the hot path: one trip to the database)."""
+        return await self.db.rows(sql, params)
 
-    async def rows(self, sql: str, params: Sequence[Any] = ()) -> list[aiosqlite.Row]:
-        """All rows of a read, in one trip to aiosqlite's thread (reads are the hot path)."""
-        return list(await self._reader.execute_fetchall(sql, params))
+    async def scalar(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        """The first column of the first row of a read, or None."""
+        return await self.db.scalar(sql, params)
 
     # -- meta ---------------------------------------------------------------------
 
     async def get_meta(self, key: str) -> str | None:
-        value = await self._scalar("SELECT value FROM meta WHERE key = ?", (key,))
+        value = await self.scalar("SELECT value FROM meta WHERE key = ?", (key,))
         return None if value is None else str(value)
 
     async def set_meta(self, key: str, value: str) -> None:
-        async with self.transaction() as conn:
-            await _set_meta(conn, {key: value})
+        async with self.transaction() as tx:
+            await _set_meta(tx, {key: value})
 
     # -- content: writes ----------------------------------------------------------
 
@@ -170,11 +117,11 @@ class Store:
         Status and status history belong to operators, not content files, so they are
         never touched here.
         """
-        async with self.transaction() as conn:
+        async with self.transaction() as tx:
             for content in contents:
-                await _upsert_statement_content(conn, content)
-            await _rebuild_search_index(conn)
-            await _set_meta(conn, meta)
+                await _upsert_statement_content(tx, content)
+            await _rebuild_search_index(tx)
+            await _set_meta(tx, meta)
 
     # -- content: reads -----------------------------------------------------------
 
@@ -202,6 +149,8 @@ class Store:
         slugs: Sequence[str] | None = None,
     ) -> list[Pledge]:
         where, params = _where([("s.slug = ?", statement), ("p.status = ?", status)])
+        if slugs is not None and not slugs:
+            return []  # `IN ()` is SQLite's alone
         if slugs is not None:
             where += f" AND p.slug IN ({','.join('?' * len(slugs))})"
             params.extend(slugs)
@@ -225,9 +174,7 @@ class Store:
         where, params = _where([("s.slug = ?", statement), ("w.slug = ?", slug)])
         rows = await self.rows(
             f"SELECT w.*, s.slug AS statement_slug, {_quotes_json('power', 'w')}, "
-            "(SELECT json_group_array(slug) FROM (SELECT p.slug FROM power_pledges pp "
-            "JOIN pledges p ON p.id = pp.pledge_id WHERE pp.power_id = w.id "
-            "ORDER BY pp.position)) AS pledges_json "
+            f"{_power_pledges_json('w')} "
             f"FROM powers w JOIN statements s ON s.id = w.statement_id WHERE {where} "
             "ORDER BY s.id, w.position",
             params,
@@ -272,7 +219,7 @@ class Store:
 
     async def counts(self) -> dict[str, int]:
         tables = ("statements", "pledges", "powers", "claims", "quotes", "status_history")
-        return {t: int(await self._scalar(f"SELECT count(*) FROM {t}")) for t in tables}
+        return {t: int(await self.scalar(f"SELECT count(*) FROM {t}")) for t in tables}
 
     # -- status -------------------------------------------------------------------
 
@@ -290,18 +237,16 @@ class Store:
         if status not in STATUS_BY_SLUG:
             raise StoreError(f"unknown status {status!r}")
         when = when or utc_now()
-        async with self.transaction() as conn:
-            async with conn.execute(
-                "SELECT id, status FROM pledges WHERE slug = ?", (slug,)
-            ) as cursor:
-                row = await cursor.fetchone()
-            if row is None:
+        async with self.transaction() as tx:
+            found = await tx.rows("SELECT id, status FROM pledges WHERE slug = ?", (slug,))
+            if not found:
                 raise StoreError(f"no pledge with slug {slug!r}")
-            await conn.execute(
+            row = found[0]
+            await tx.execute(
                 "UPDATE pledges SET status = ?, status_changed_at = ? WHERE id = ?",
                 (status, when, row["id"]),
             )
-            await conn.execute(
+            await tx.execute(
                 "INSERT INTO status_history(pledge_id, from_status, to_status, changed_at, "
                 "note, evidence_url, changed_by) VALUES (?, ?, ?, ?, ?, ?, ?)",
                 (row["id"], row["status"], status, when, note, evidence_url, changed_by),
@@ -338,7 +283,22 @@ class Store:
     # -- search -------------------------------------------------------------------
 
     async def search(self, text: str, *, limit: int = 10) -> list[SearchHit]:
-        """Ranked matches for any user text; never raises on what the user typed.
+        """Ranked matches for any user text; never raises on what the user typed."""
+        rows = await self._search_fts5(text, limit)
+        return [
+            SearchHit(
+                cast(RecordKind, r["kind"]),
+                r["slug"],
+                r["title"],
+                r["snippet"],
+                r["rank"],
+                r["statement"],
+            )
+            for r in rows
+        ]
+
+    async def _search_fts5(self, text: str, limit: int) -> list[Row]:
+        """SQLite dialect (FTS5): rows of kind, slug, title, snippet, rank, statement.
 
         All words must match; when that finds nothing, any word may match. Up to
         `EXACT_RANK_WORDS` words must all match, so few rows match and every match is
@@ -357,21 +317,12 @@ class Store:
                 window = max(SEARCH_WINDOW, 3 * limit)
                 rows = await self.rows(_BOUNDED_SEARCH, (query, limit, window))
             if rows:
-                return [
-                    SearchHit(
-                        cast(RecordKind, r["kind"]),
-                        r["slug"],
-                        r["title"],
-                        r["snippet"],
-                        r["rank"],
-                        r["statement"],
-                    )
-                    for r in rows
-                ]
+                return rows
         return []
 
 
-# Search. bm25 weights: kind and slug 0, title 10, body 3, quotes 1 (title matches first).
+# Search: SQLite dialect (FTS5: MATCH, bm25, snippet, rowid, numbered ?N parameters).
+# bm25 weights: kind and slug 0, title 10, body 3, quotes 1 (title matches first).
 _RANKED = (
     "SELECT kind, slug, title, statement, "
     "snippet(search_index, -1, '**', '**', '…', 16) AS snippet, "
@@ -409,11 +360,11 @@ _BOUNDED_SEARCH = (
 def _where(conditions: Sequence[tuple[str, Any]]) -> tuple[str, list[Any]]:
     """A WHERE clause from (sql, value) pairs, leaving out those whose value is None."""
     used = [(sql, value) for sql, value in conditions if value is not None]
-    return " AND ".join(["1", *(sql for sql, _ in used)]), [value for _, value in used]
+    return " AND ".join(["1 = 1", *(sql for sql, _ in used)]), [value for _, value in used]
 
 
-async def _set_meta(conn: aiosqlite.Connection, values: Mapping[str, str]) -> None:
-    await conn.executemany(
+async def _set_meta(tx: Transaction, values: Mapping[str, str]) -> None:
+    await tx.executemany(
         "INSERT INTO meta(key, value) VALUES (?, ?) "
         "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
         list(values.items()),
@@ -424,7 +375,7 @@ def _json_list(value: str) -> tuple[str, ...]:
     return tuple(json.loads(value))
 
 
-def _statement(r: aiosqlite.Row) -> Statement:
+def _statement(r: Row) -> Statement:
     return Statement(
         slug=r["slug"],
         title=r["title"],
@@ -441,7 +392,10 @@ def _statement(r: aiosqlite.Row) -> Statement:
 
 
 def _quotes_json(kind: RecordKind, alias: str) -> str:
-    """A column with a record's quotes as a JSON array, in order: one query per read."""
+    """A column with a record's quotes as a JSON array, in order: one query per read.
+
+    SQLite dialect (`json_group_array`).
+    """
     return (
         "(SELECT json_group_array(text) FROM (SELECT text FROM quotes q "
         f"WHERE q.record_kind = '{kind}' AND q.record_id = {alias}.id ORDER BY q.position)) "
@@ -449,7 +403,19 @@ def _quotes_json(kind: RecordKind, alias: str) -> str:
     )
 
 
-def _pledge(r: aiosqlite.Row) -> Pledge:
+def _power_pledges_json(alias: str) -> str:
+    """A column with the slugs of a power's pledges as a JSON array, in order.
+
+    SQLite dialect (`json_group_array`).
+    """
+    return (
+        "(SELECT json_group_array(slug) FROM (SELECT p.slug FROM power_pledges pp "
+        f"JOIN pledges p ON p.id = pp.pledge_id WHERE pp.power_id = {alias}.id "
+        "ORDER BY pp.position)) AS pledges_json"
+    )
+
+
+def _pledge(r: Row) -> Pledge:
     return Pledge(
         slug=r["slug"],
         statement_slug=r["statement_slug"],
@@ -469,7 +435,7 @@ def _pledge(r: aiosqlite.Row) -> Pledge:
     )
 
 
-def _power(r: aiosqlite.Row) -> Power:
+def _power(r: Row) -> Power:
     return Power(
         slug=r["slug"],
         statement_slug=r["statement_slug"],
@@ -488,35 +454,34 @@ def _power(r: aiosqlite.Row) -> Power:
 
 
 async def _upsert(
-    conn: aiosqlite.Connection, table: str, values: dict[str, Any], update: Iterable[str]
+    tx: Transaction, table: str, values: dict[str, Any], update: Iterable[str]
 ) -> int:
     columns = list(values)
     sets = ", ".join(f"{c} = excluded.{c}" for c in update)
-    async with conn.execute(
+    record_id = await tx.scalar(
         f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))}) "
         f"ON CONFLICT(slug) DO UPDATE SET {sets} RETURNING id",
         list(values.values()),
-    ) as cursor:
-        row = await cursor.fetchone()
-    assert row is not None
-    return int(row[0])
+    )
+    assert record_id is not None
+    return int(record_id)
 
 
 async def _set_quotes(
-    conn: aiosqlite.Connection, kind: RecordKind, record_id: int, quotes: Sequence[str]
+    tx: Transaction, kind: RecordKind, record_id: int, quotes: Sequence[str]
 ) -> None:
-    await conn.execute(
+    await tx.execute(
         "DELETE FROM quotes WHERE record_kind = ? AND record_id = ? AND position >= ?",
         (kind, record_id, len(quotes)),
     )
-    await conn.executemany(
+    await tx.executemany(
         "INSERT INTO quotes(record_kind, record_id, position, text) VALUES (?, ?, ?, ?) "
-        "ON CONFLICT DO UPDATE SET text = excluded.text",
+        "ON CONFLICT(record_kind, record_id, position) DO UPDATE SET text = excluded.text",
         [(kind, record_id, i, q) for i, q in enumerate(quotes)],
     )
 
 
-async def _upsert_statement_content(conn: aiosqlite.Connection, content: StatementContent) -> None:
+async def _upsert_statement_content(tx: Transaction, content: StatementContent) -> None:
     s = content.statement
     statement_values = {
         "slug": s.slug,
@@ -533,7 +498,7 @@ async def _upsert_statement_content(conn: aiosqlite.Connection, content: Stateme
         "edition": s.edition,
         "edited": s.edited,
     }
-    statement_id = await _upsert(conn, "statements", statement_values, list(statement_values)[1:])
+    statement_id = await _upsert(tx, "statements", statement_values, list(statement_values)[1:])
     pledge_ids: dict[str, int] = {}
     for position, p in enumerate(content.pledges):
         values = {
@@ -548,8 +513,8 @@ async def _upsert_statement_content(conn: aiosqlite.Connection, content: Stateme
             "condition": p.condition,
             "partners": json.dumps(list(p.partners)),
         }
-        pledge_ids[p.slug] = await _upsert(conn, "pledges", values, list(values)[1:])
-        await _set_quotes(conn, "pledge", pledge_ids[p.slug], p.quotes)
+        pledge_ids[p.slug] = await _upsert(tx, "pledges", values, list(values)[1:])
+        await _set_quotes(tx, "pledge", pledge_ids[p.slug], p.quotes)
     for position, w in enumerate(content.powers):
         values = {
             "slug": w.slug,
@@ -565,11 +530,11 @@ async def _upsert_statement_content(conn: aiosqlite.Connection, content: Stateme
             "history": w.history,
             "change_pledged": w.change_pledged,
         }
-        power_id = await _upsert(conn, "powers", values, list(values)[1:])
-        await _set_quotes(conn, "power", power_id, w.quotes)
-        await conn.execute("DELETE FROM power_pledges WHERE power_id = ?", (power_id,))
+        power_id = await _upsert(tx, "powers", values, list(values)[1:])
+        await _set_quotes(tx, "power", power_id, w.quotes)
+        await tx.execute("DELETE FROM power_pledges WHERE power_id = ?", (power_id,))
         for link_position, pledge_slug in enumerate(w.pledges):
-            await conn.execute(
+            await tx.execute(
                 "INSERT INTO power_pledges(power_id, pledge_id, position) "
                 "SELECT ?, id, ? FROM pledges WHERE slug = ?",
                 (power_id, link_position, pledge_slug),
@@ -583,18 +548,18 @@ async def _upsert_statement_content(conn: aiosqlite.Connection, content: Stateme
             "summary": c.summary,
             "attribution": c.attribution,
         }
-        claim_id = await _upsert(conn, "claims", values, list(values)[1:])
-        await _set_quotes(conn, "claim", claim_id, c.quotes)
+        claim_id = await _upsert(tx, "claims", values, list(values)[1:])
+        await _set_quotes(tx, "claim", claim_id, c.quotes)
 
 
-async def _rebuild_search_index(conn: aiosqlite.Connection) -> None:
-    """Rebuild the index from the content tables.
+async def _rebuild_search_index(tx: Transaction) -> None:
+    """Rebuild the index from the content tables. SQLite dialect (FTS5, `group_concat`).
 
     Rowids follow document length, shortest first (ties by kind and slug, so a rebuild
     of the same content gives the same rowids): the bounded search ranks the first
     matches in rowid order, and bm25 favours short documents.
     """
-    await conn.execute("DELETE FROM search_index")
+    await tx.execute("DELETE FROM search_index")
     quotes = (
         "(SELECT group_concat(text, ' ') FROM quotes q "
         "WHERE q.record_kind = '{kind}' AND q.record_id = t.id)"
@@ -614,7 +579,7 @@ async def _rebuild_search_index(conn: aiosqlite.Connection) -> None:
         "SELECT 'claim', t.slug, t.title, t.summary || ' ' || t.attribution, "
         f"{quotes.format(kind='claim')}, {statement} FROM claims t"
     )
-    await conn.execute(
+    await tx.execute(
         "INSERT INTO search_index(rowid, kind, slug, title, body, quotes, statement) "
         "SELECT row_number() OVER (ORDER BY length(title) + length(body) "
         "+ length(coalesce(quotes, '')), kind, slug), kind, slug, title, body, quotes, "
@@ -622,4 +587,4 @@ async def _rebuild_search_index(conn: aiosqlite.Connection) -> None:
     )
     # One b-tree per term instead of the segments a bulk rebuild leaves (and no delete
     # markers from the old rows): every doclist read by a search is one seek.
-    await conn.execute("INSERT INTO search_index(search_index) VALUES ('optimize')")
+    await tx.execute("INSERT INTO search_index(search_index) VALUES ('optimize')")

@@ -170,7 +170,7 @@ async def test_item5_catch_up_and_recovery_go_on_past_a_bad_row(rig: Rig) -> Non
 async def test_item6_a_database_locked_at_claim_time_loses_no_slot(rig: Rig) -> None:
     schedule = await rig.schedule(time_of_day="09:00", timezone="UTC")
     await rig.engine.plan_all()
-    await rig.store.conn.execute("PRAGMA busy_timeout = 50")
+    await rig.store.db.writer.execute("PRAGMA busy_timeout = 50")
     other = sqlite3.connect(rig.store.path, isolation_level=None)
     other.execute("BEGIN IMMEDIATE")  # another process holds the write lock past the timeout
     rig.clock.now = NINE

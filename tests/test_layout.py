@@ -1,7 +1,8 @@
 """Imports point down: the map in the README's architecture section, checked.
 
-ground floor (config, errors, models, migrations, store, rate_budget, database_file)
-  <- pledges <- briefings <- client -> local;  commands -> bot;  bot.client.runner -> commands.
+ground floor (config, errors, models, database, migrations, database_file; store and
+  rate_budget on top of them) <- pledges <- briefings <- client -> local;
+commands -> bot;  bot.client.runner -> commands.
 Nothing below `client` imports discord, so the core is tested without Discord.
 """
 
@@ -14,7 +15,9 @@ import pytest
 
 from tests.conftest import REPO
 
-GROUND = {"config", "errors", "models", "migrations", "store", "rate_budget", "database_file"}
+# the database layer: connections and schema, one module per backend; the store sits on it
+DATABASE = {"database", "database_pg", "migrations", "migrations_pg", "database_file"}
+GROUND = {"config", "errors", "models", *DATABASE, "store", "rate_budget"}
 # what each part of bot/ may import from bot/ (besides itself)
 MAY_IMPORT = {
     "ground": {"ground"},
@@ -66,6 +69,18 @@ def test_imports_point_down(module: str) -> None:
         if name.startswith("bot.") and part_of(name) not in allowed
     )
     assert upward == [], f"{module} ({part}) imports {upward}"
+
+
+@pytest.mark.parametrize("module", sorted(m for m in MODULES if m.split(".")[-1] in DATABASE))
+def test_the_database_layer_knows_nothing_above_it(module: str) -> None:
+    """The store is written against `bot.database`, never the other way round."""
+    below = {"config", "errors", "models", *DATABASE}
+    upward = sorted(
+        name
+        for name in imports(MODULES[module])
+        if name.startswith("bot.") and name.split(".")[1] not in below
+    )
+    assert upward == [], f"{module} imports {upward}"
 
 
 @pytest.mark.parametrize(

@@ -176,7 +176,7 @@ async def test_health_is_503_with_the_reason(tmp_path: Path) -> None:
     async with monitored(tmp_path) as (w, bot, base):
         assert (await get(base + "/healthz"))[0] == 200
         assert bot.services is not None
-        writer = bot.services.store.conn
+        writer = bot.services.store.db.writer  # SQLite's own connection
         await writer.execute("PRAGMA query_only = ON")  # every write is refused
         status, _, text = await get(base + "/healthz")
         assert status == 503

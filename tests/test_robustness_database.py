@@ -390,7 +390,7 @@ async def test_bot_on_a_full_database_apologises_and_recovers(w: World) -> None:
     recorded = 0
     async with running_bot(w, config) as bot:
         assert bot.services is not None
-        conn = bot.services.store.conn
+        conn = bot.services.store.db.writer  # SQLite's own connection
         async with conn.execute("PRAGMA page_count") as cursor:
             (pages,) = await cursor.fetchone()  # type: ignore[misc]
         await conn.execute(f"PRAGMA max_page_count = {pages}")

@@ -73,7 +73,7 @@ async def vm_steps(store: Store, text: str) -> int:
         steps += 1
         return 0
 
-    reader = store._reader  # the connection searches read through
+    reader = store.db.reader  # the connection searches read through (SQLite)
     await reader.set_progress_handler(count, 1)
     try:
         assert len(await store.search(text)) == 10

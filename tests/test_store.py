@@ -31,10 +31,9 @@ async def test_migrates_from_empty(tmp_path: Path) -> None:
     store = await Store.open(tmp_path / "new" / "p.db")
     try:
         assert await store.schema_version() == SCHEMA_VERSION
-        async with store.conn.execute("PRAGMA journal_mode") as cursor:
-            assert (await cursor.fetchone())[0] == "wal"  # type: ignore[index]
-        async with store.conn.execute("PRAGMA foreign_keys") as cursor:
-            assert (await cursor.fetchone())[0] == 1  # type: ignore[index]
+        assert await store.scalar("PRAGMA journal_mode") == "wal"
+        async with store.transaction() as tx:  # foreign keys are a setting of the writer's
+            assert await tx.scalar("PRAGMA foreign_keys") == 1
     finally:
         await store.close()
 

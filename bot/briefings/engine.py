@@ -26,7 +26,6 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Literal, Protocol
 
-import aiosqlite
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.date import DateTrigger
 
@@ -34,6 +33,7 @@ from bot.briefings import compose
 from bot.briefings.compose import Briefing
 from bot.briefings.recurrence import Recurrence, build_recurrence, missed_slots, next_slots
 from bot.briefings.schedules import Schedule, Schedules
+from bot.database import Row
 from bot.errors import UserError
 from bot.models import Pledge, Power, utc_slot, utc_slot_instant
 from bot.rate_budget import RateBudget
@@ -301,7 +301,7 @@ class BriefingEngine:
         if self._reconciler is None:
             self._reconciler = asyncio.create_task(self._reconcile_forever())
 
-    async def _active_rules(self) -> AsyncIterator[tuple[int, aiosqlite.Row]]:
+    async def _active_rules(self) -> AsyncIterator[tuple[int, Row]]:
         """(count, row) of every active schedule's rule, read PLAN_CHUNK rows at a time.
 
         Not one snapshot: a change made between two reads is in the change log after the

@@ -43,7 +43,7 @@ UNION SELECT d.id FROM deliveries d JOIN (
 """
 # The next batch of old finished rows, by id. `+state` keeps SQLite walking the primary
 # key from where the last batch stopped, rather than collecting every old row from the
-# state index and sorting them again for each batch.
+# state index and sorting them again for each batch. SQLite dialect (the unary `+`).
 _OLD_ROWS = f"""
 SELECT id FROM deliveries
 WHERE id > ? AND id <= ? AND +state IN {_FINISHED} AND claimed_at < ?
@@ -72,14 +72,11 @@ async def prune_deliveries(
     kept = {int(r[0]) for r in await store.rows(_KEPT)}
     after, removed = 0, 0
     while True:
-        async with store.transaction() as conn:
-            old = [
-                int(r[0])
-                for r in await conn.execute_fetchall(_OLD_ROWS, (after, last, cutoff, batch_rows))
-            ]
+        async with store.transaction() as tx:
+            old = [int(r[0]) for r in await tx.rows(_OLD_ROWS, (after, last, cutoff, batch_rows))]
             doomed = [i for i in old if i not in kept]
             if doomed:
-                await conn.execute(
+                await tx.execute(
                     f"DELETE FROM deliveries WHERE id IN ({','.join('?' * len(doomed))})", doomed
                 )
         removed += len(doomed)

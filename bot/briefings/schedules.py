@@ -11,8 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import aiosqlite
-
+from bot.database import Row, Transaction
 from bot.errors import UserError
 from bot.store import Store, utc_now
 
@@ -79,11 +78,11 @@ class GuildSettings:
     moderator_role_id: int | None
 
 
-def _schedule(row: aiosqlite.Row) -> Schedule:
+def _schedule(row: Row) -> Schedule:
     return Schedule(**{k: row[k] for k in row.keys()})  # noqa: SIM118 (Row has no __iter__ of keys)
 
 
-def _delivery(row: aiosqlite.Row) -> Delivery:
+def _delivery(row: Row) -> Delivery:
     return Delivery(
         row["schedule_id"],
         row["slot"],
@@ -110,16 +109,15 @@ class Schedules:
         """Insert a schedule unless the server is at its limit (checked in the same transaction)."""
         now = utc_now()
         values = {k: fields.get(k) for k in EDITABLE}
-        async with self.store.transaction() as conn:
-            async with conn.execute(
+        async with self.store.transaction() as tx:
+            count = await tx.scalar(
                 "SELECT count(*) FROM schedules "
                 "WHERE guild_id = ? AND state IN ('active', 'paused')",
                 (guild_id,),
-            ) as cursor:
-                row = await cursor.fetchone()
-            if row is not None and row[0] >= limit:
+            )
+            if count >= limit:
                 raise UserError(
-                    f"This server already has {row[0]} briefings, the most allowed ({limit}). "
+                    f"This server already has {count} briefings, the most allowed ({limit}). "
                     "Cancel one first."
                 )
             columns = [
@@ -130,15 +128,14 @@ class Schedules:
                 "created_at",
                 "updated_at",
             ]
-            async with conn.execute(
+            inserted = await tx.scalar(
                 f"INSERT INTO schedules ({', '.join(columns)}) "
                 f"VALUES ({', '.join('?' * len(columns))}) RETURNING id",
                 [guild_id, created_by, *values.values(), now, now, now],
-            ) as cursor:
-                inserted = await cursor.fetchone()
+            )
             assert inserted is not None
-            schedule_id = int(inserted[0])
-            await _log_change(conn, schedule_id, created_by, now, "created", values)
+            schedule_id = int(inserted)
+            await _log_change(tx, schedule_id, created_by, now, "created", values)
         schedule = await self.get(guild_id, schedule_id)
         assert schedule is not None
         return schedule
@@ -182,31 +179,29 @@ class Schedules:
         if unknown:
             raise ValueError(f"not editable: {sorted(unknown)}")
         now = utc_now()
-        async with self.store.transaction() as conn:
+        async with self.store.transaction() as tx:
             assignments = ", ".join(f"{k} = ?" for k in changes)
-            cursor = await conn.execute(
+            updated_rows = await tx.execute(
                 f"UPDATE schedules SET {assignments}, updated_at = ? "
                 "WHERE id = ? AND guild_id = ? AND state != 'cancelled'",
                 [*changes.values(), now, schedule_id, guild_id],
             )
-            if cursor.rowcount == 0:
+            if updated_rows == 0:
                 raise UserError(f"There is no briefing #{schedule_id} in this server.")
-            await _log_change(conn, schedule_id, by, now, action, dict(changes))
+            await _log_change(tx, schedule_id, by, now, action, dict(changes))
         updated = await self.by_id(schedule_id)
         assert updated is not None
         return updated
 
     async def set_last_error(self, schedule_id: int, error: str) -> None:
-        async with self.store.transaction() as conn:
-            await conn.execute(
+        async with self.store.transaction() as tx:
+            await tx.execute(
                 "UPDATE schedules SET last_error = ? WHERE id = ?", (error, schedule_id)
             )
 
     async def set_cursor(self, schedule_id: int, cursor: int) -> None:
-        async with self.store.transaction() as conn:
-            await conn.execute(
-                "UPDATE schedules SET cursor = ? WHERE id = ?", (cursor, schedule_id)
-            )
+        async with self.store.transaction() as tx:
+            await tx.execute("UPDATE schedules SET cursor = ? WHERE id = ?", (cursor, schedule_id))
 
     async def changed_since(self, change_id: int) -> tuple[set[int], int]:
         """Schedules changed (by any process) after change `change_id`, and the latest change.
@@ -245,10 +240,10 @@ class Schedules:
         """Claim a slot for posting; False when it, or a later scheduled slot, was claimed
         before (by anyone), so slots only ever move forward."""
         now = now or utc_now()
-        async with self.store.transaction() as conn:
-            cursor = await conn.execute(
+        async with self.store.transaction() as tx:
+            claimed = await tx.execute(
                 "INSERT INTO deliveries(schedule_id, slot, state, claimed_at, attempted_at, "
-                "late, manual) SELECT ?, ?, 'claimed', ?, ?, ?, ? WHERE ? OR NOT EXISTS "
+                "late, manual) SELECT ?, ?, 'claimed', ?, ?, ?, ? WHERE ? = 1 OR NOT EXISTS "
                 "(SELECT 1 FROM deliveries WHERE schedule_id = ? AND manual = 0 AND slot >= ?) "
                 "ON CONFLICT(schedule_id, slot) DO NOTHING",
                 (
@@ -263,12 +258,12 @@ class Schedules:
                     slot,
                 ),
             )
-            return cursor.rowcount == 1
+            return claimed == 1
 
     async def mark_attempt(self, schedule_id: int, slot: str, now: str) -> None:
         """A send is about to start after earlier ones were checked to have not landed."""
-        async with self.store.transaction() as conn:
-            await conn.execute(
+        async with self.store.transaction() as tx:
+            await tx.execute(
                 "UPDATE deliveries SET attempted_at = ? WHERE schedule_id = ? AND slot = ?",
                 (now, schedule_id, slot),
             )
@@ -277,14 +272,14 @@ class Schedules:
         self, schedule_id: int, slot: str, state: str, *, error: str | None = None
     ) -> bool:
         """Record a slot that was not posted (missed, skipped) unless already claimed."""
-        async with self.store.transaction() as conn:
+        async with self.store.transaction() as tx:
             now = utc_now()
-            cursor = await conn.execute(
+            recorded = await tx.execute(
                 "INSERT INTO deliveries(schedule_id, slot, state, claimed_at, finished_at, error) "
                 "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(schedule_id, slot) DO NOTHING",
                 (schedule_id, slot, state, now, now, error),
             )
-            return cursor.rowcount == 1
+            return recorded == 1
 
     async def finish(
         self,
@@ -295,13 +290,13 @@ class Schedules:
         message_id: int | None = None,
         error: str | None = None,
     ) -> None:
-        async with self.store.transaction() as conn:
-            await conn.execute(
+        async with self.store.transaction() as tx:
+            await tx.execute(
                 "UPDATE deliveries SET state = ?, finished_at = ?, message_id = ?, error = ? "
                 "WHERE schedule_id = ? AND slot = ?",
                 (state, utc_now(), message_id, error, schedule_id, slot),
             )
-            await conn.execute(
+            await tx.execute(
                 "UPDATE schedules SET last_error = ? WHERE id = ?", (error, schedule_id)
             )
 
@@ -353,8 +348,8 @@ class Schedules:
         return GuildSettings(guild_id, rows[0]["timezone"], rows[0]["moderator_role_id"])
 
     async def save_settings(self, settings: GuildSettings) -> None:
-        async with self.store.transaction() as conn:
-            await conn.execute(
+        async with self.store.transaction() as tx:
+            await tx.execute(
                 "INSERT INTO guild_settings(guild_id, timezone, moderator_role_id) "
                 "VALUES (?, ?, ?) "
                 "ON CONFLICT(guild_id) DO UPDATE SET timezone = excluded.timezone, "
@@ -364,14 +359,14 @@ class Schedules:
 
 
 async def _log_change(
-    conn: aiosqlite.Connection,
+    tx: Transaction,
     schedule_id: int,
     by: int,
     when: str,
     action: str,
     detail: Mapping[str, Any],
 ) -> None:
-    await conn.execute(
+    await tx.execute(
         "INSERT INTO schedule_changes(schedule_id, changed_by, changed_at, action, detail) "
         "VALUES (?, ?, ?, ?, ?)",
         (schedule_id, by, when, action, json.dumps(detail, sort_keys=True, default=str)),

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import math
 import os
@@ -24,8 +23,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
-import aiosqlite
-
+from bot.database import Transaction
 from bot.errors import OperatorError
 from bot.rate_budget import RateBudget
 from bot.store import Store
@@ -130,14 +128,14 @@ class BotMetrics:
         transaction = store.transaction
 
         @contextlib.asynccontextmanager
-        async def measured() -> AsyncIterator[aiosqlite.Connection]:
+        async def measured() -> AsyncIterator[Transaction]:
             asked = time.perf_counter()
             began: float | None = None
             try:
-                async with transaction() as conn:
+                async with transaction() as tx:
                     began = time.perf_counter()
                     self.database_wait.observe(began - asked)
-                    yield conn
+                    yield tx
             finally:
                 if began is not None:
                     self.database_busy.inc(time.perf_counter() - began)
@@ -197,11 +195,12 @@ class BriefingOutcomes:
     async def read(self) -> Tally[str]:
         async with self._lock:
             found: Tally[str] = Tally()
+            pending = sorted(self._pending)
+            again = f" OR d.id IN ({', '.join('?' * len(pending))})" if pending else ""
             rows = await self.store.rows(
                 "SELECT d.id, d.state, s.guild_id FROM deliveries d "
-                "JOIN schedules s ON s.id = d.schedule_id "
-                "WHERE d.id > ? OR d.id IN (SELECT value FROM json_each(?)) ORDER BY d.id",
-                (self._after_delivery, json.dumps(sorted(self._pending))),
+                f"JOIN schedules s ON s.id = d.schedule_id WHERE d.id > ?{again} ORDER BY d.id",
+                (self._after_delivery, *pending),
             )
             self._pending.clear()
             for delivery_id, state, guild_id in rows:
@@ -214,17 +213,20 @@ class BriefingOutcomes:
                     found[state] += 1
             # Pauses the engine made (a channel refused us, a rule no longer reads);
             # a moderator's own pause is not a briefing outcome.
-            changes = await self.store.rows(
-                "SELECT c.id, s.guild_id FROM schedule_changes c "
-                "JOIN schedules s ON s.id = c.schedule_id WHERE c.id > ? AND c.changed_by = 0 "
-                "AND json_extract(c.detail, '$.state') = 'paused' ORDER BY c.id",
-                (self._after_change,),
-            )
+            changes = await self.store.rows(_ENGINE_PAUSES_SQLITE, (self._after_change,))
             for change_id, guild_id in changes:
                 self._after_change = max(self._after_change, change_id)
                 if self.owns(guild_id):
                     found["paused"] += 1
             return found
+
+
+# Pauses the engine logged after a change id. SQLite dialect (`json_extract`).
+_ENGINE_PAUSES_SQLITE = (
+    "SELECT c.id, s.guild_id FROM schedule_changes c "
+    "JOIN schedules s ON s.id = c.schedule_id WHERE c.id > ? AND c.changed_by = 0 "
+    "AND json_extract(c.detail, '$.state') = 'paused' ORDER BY c.id"
+)
 
 
 class WriteProbe:

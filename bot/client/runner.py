@@ -10,8 +10,6 @@ import contextlib
 import logging
 import os
 import signal
-import sqlite3
-from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -24,8 +22,9 @@ from bot.client import logredact
 from bot.client.app import PledgeBot, ShardedPledgeBot, SyncMode
 from bot.client.endpoints import apply_endpoints
 from bot.config import Config
-from bot.errors import OperatorError, StoreError
-from bot.store import BUSY_TIMEOUT_MS, Store
+from bot.database import check_sqlite_file_opens
+from bot.errors import OperatorError
+from bot.store import Store
 
 log = logging.getLogger(__name__)
 
@@ -101,7 +100,7 @@ async def serve(config: Config, token: str, options: dict[str, Any]) -> None:
     The database comes first, so a bad path is reported at once even while Discord is
     down. SIGTERM (systemd's stop) closes the bot cleanly, and the process exits 0.
     """
-    check_database_opens(config.database_path)
+    check_sqlite_file_opens(config.database_path)
     store = await Store.open(config.database_path)  # and migrates, or says why not
     await store.close()
     stopping = asyncio.Event()
@@ -153,21 +152,6 @@ async def serve(config: Config, token: str, options: dict[str, Any]) -> None:
         )
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stopping.wait(), delay)
-
-
-def check_database_opens(path: Path) -> None:
-    """A database file that cannot be opened at all, found without aiosqlite: when its
-    connect fails, aiosqlite's worker thread may report back after the event loop has
-    closed, printing a traceback on the way out."""
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_MS / 1000)
-        try:
-            conn.execute("PRAGMA schema_version").fetchone()  # reads the file's header
-        finally:
-            conn.close()
-    except (OSError, sqlite3.Error) as error:
-        raise StoreError(f"cannot open database {path}: {error}") from None
 
 
 def network_reason(error: BaseException) -> str:

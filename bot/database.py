@@ -1,0 +1,197 @@
+"""The database under the store: a small interface, and SQLite's implementation of it.
+
+`bot.store` and everything above it speak only `Database` and `Transaction`, with SQL
+written with `?` placeholders (a PostgreSQL backend translates them), so a second
+backend slots in beside `SQLiteDatabase` without touching the queries that are portable.
+What is SQLite's alone (PRAGMAs, `BEGIN IMMEDIATE`, migrations by `user_version`) lives
+here and in `bot.migrations` / `bot.database_file`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from pathlib import Path
+from typing import Any, Protocol, overload
+
+import aiosqlite
+
+from bot.errors import StoreError
+from bot.migrations import migrate
+
+BUSY_TIMEOUT_MS = 5000
+
+
+class Row(Protocol):
+    """A result row, read by position (`r[0]`) or by column name (`r["slug"]`).
+
+    aiosqlite's `Row` (sqlite3.Row) and asyncpg's `Record` both are one.
+    """
+
+    @overload
+    def __getitem__(self, key: int, /) -> Any: ...
+    @overload
+    def __getitem__(self, key: str, /) -> Any: ...
+    def __iter__(self) -> Iterator[Any]: ...
+    def __len__(self) -> int: ...
+    def keys(self) -> Iterable[str]: ...
+
+
+class Transaction(Protocol):
+    """One write transaction, as `Database.transaction()` yields it."""
+
+    async def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
+        """Run one statement; returns the number of rows it changed."""
+        ...
+
+    async def executemany(self, sql: str, params: Iterable[Sequence[Any]]) -> None: ...
+
+    async def rows(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
+        """Every row of a query (a SELECT, or a write with RETURNING), inside the transaction."""
+        ...
+
+    async def scalar(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        """The first column of the first row, or None when there is no row."""
+        ...
+
+
+class Database(Protocol):
+    dialect: str  # "sqlite" or "postgresql": which SQL the few dialect-bound queries use
+
+    async def rows(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
+        """Every row of a read, outside any write transaction."""
+        ...
+
+    async def scalar(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        """The first column of the first row of a read, or None when there is no row."""
+        ...
+
+    def transaction(self) -> AbstractAsyncContextManager[Transaction]:
+        """One write transaction: committed on exit, rolled back whole on any error."""
+        ...
+
+    async def close(self) -> None: ...
+
+
+# -- SQLite -------------------------------------------------------------------------
+
+
+class SQLiteTransaction:
+    """A `Transaction` on the writer connection, inside `BEGIN IMMEDIATE`."""
+
+    def __init__(self, conn: aiosqlite.Connection) -> None:
+        self._conn = conn
+
+    async def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
+        cursor = await self._conn.execute(sql, params)  # one trip to aiosqlite's thread
+        return max(cursor.rowcount, 0)  # -1 for statements that change no rows
+
+    async def executemany(self, sql: str, params: Iterable[Sequence[Any]]) -> None:
+        await self._conn.executemany(sql, params)
+
+    async def rows(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
+        return list(await self._conn.execute_fetchall(sql, params))
+
+    async def scalar(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        found = await self.rows(sql, params)
+        return found[0][0] if found else None
+
+
+class SQLiteDatabase:
+    """One SQLite file: writes through one connection, reads through another.
+
+    With WAL, readers never wait for writers; a second connection keeps it so inside
+    this process too. A write waiting for another process's lock (SQLite's busy handler
+    sleeps in the connection's thread) would otherwise hold up every member's read.
+    Writers are serialised with a lock, because aiosqlite shares one connection between
+    coroutines.
+    """
+
+    dialect = "sqlite"
+
+    def __init__(
+        self,
+        writer: aiosqlite.Connection,
+        path: Path,
+        reader: aiosqlite.Connection | None = None,
+    ) -> None:
+        self.writer = writer  # SQLite's own: for SQLite-specific work (PRAGMAs, tests)
+        self.reader = reader or writer
+        self.path = path
+        self._write_lock = asyncio.Lock()
+
+    @classmethod
+    async def open(cls, path: Path) -> SQLiteDatabase:
+        """Open (creating if needed) and migrate the database file at `path`."""
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            writer = await aiosqlite.connect(path, isolation_level=None)
+        except (OSError, sqlite3.Error) as exc:
+            raise StoreError(f"cannot open database {path}: {exc}") from exc
+        writer.row_factory = aiosqlite.Row
+        try:
+            # busy_timeout first: a second process may be switching the file to WAL now
+            await writer.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            await writer.execute("PRAGMA journal_mode = WAL")
+            await writer.execute("PRAGMA foreign_keys = ON")
+            await writer.execute("PRAGMA synchronous = NORMAL")
+            await migrate(writer, path)
+            reader = await _connect_reader(path)
+        except BaseException:
+            await writer.close()
+            raise
+        return cls(writer, path, reader)
+
+    async def close(self) -> None:
+        if self.reader is not self.writer:
+            await self.reader.close()
+        await self.writer.close()
+
+    async def rows(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
+        """All rows of a read, in one trip to aiosqlite's thread (reads are the hot path)."""
+        return list(await self.reader.execute_fetchall(sql, params))
+
+    async def scalar(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        found = await self.rows(sql, params)
+        return found[0][0] if found else None
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[Transaction]:
+        """One write transaction at a time; rolled back whole on any error."""
+        async with self._write_lock:
+            await self.writer.execute("BEGIN IMMEDIATE")
+            try:
+                yield SQLiteTransaction(self.writer)
+            except BaseException:
+                await self.writer.execute("ROLLBACK")
+                raise
+            await self.writer.execute("COMMIT")
+
+
+async def _connect_reader(path: Path) -> aiosqlite.Connection:
+    reader = await aiosqlite.connect(path, isolation_level=None)
+    try:
+        reader.row_factory = aiosqlite.Row
+        await reader.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        await reader.execute("PRAGMA query_only = ON")  # every write goes through one place
+    except BaseException:
+        await reader.close()
+        raise
+    return reader
+
+
+def check_sqlite_file_opens(path: Path) -> None:
+    """A database file that cannot be opened at all, found without aiosqlite: when its
+    connect fails, aiosqlite's worker thread may report back after the event loop has
+    closed, printing a traceback on the way out."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_MS / 1000)
+        try:
+            conn.execute("PRAGMA schema_version").fetchone()  # reads the file's header
+        finally:
+            conn.close()
+    except (OSError, sqlite3.Error) as error:
+        raise StoreError(f"cannot open database {path}: {error}") from None
