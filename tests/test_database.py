@@ -1,0 +1,146 @@
+"""The database interface (`bot.database`) on SQLite: what the store relies on a backend for.
+
+The SQL here is portable (`?` placeholders, ON CONFLICT, RETURNING), the kind the store
+writes, on tables every backend has.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from bot.database import Database, SQLiteDatabase
+from tests.test_robustness_database import exclusive_lock
+
+
+@pytest.fixture
+async def db(tmp_path: Path) -> AsyncIterator[SQLiteDatabase]:
+    database = await SQLiteDatabase.open(tmp_path / "db" / "p.db")
+    try:
+        yield database
+    finally:
+        await database.close()
+
+
+async def meta(db: Database) -> dict[str, str]:
+    return {r["key"]: r["value"] for r in await db.rows("SELECT key, value FROM meta")}
+
+
+async def test_it_is_sqlite(db: SQLiteDatabase) -> None:
+    assert db.dialect == "sqlite"
+
+
+async def test_a_failed_transaction_leaves_nothing(db: SQLiteDatabase) -> None:
+    with pytest.raises(RuntimeError, match="half way"):
+        async with db.transaction() as tx:
+            await tx.execute("INSERT INTO meta(key, value) VALUES (?, ?)", ("a", "1"))
+            await tx.executemany(
+                "INSERT INTO meta(key, value) VALUES (?, ?)", [("b", "2"), ("c", "3")]
+            )
+            assert await tx.scalar("SELECT count(*) FROM meta") == 3  # seen inside
+            raise RuntimeError("half way")
+    assert await meta(db) == {}
+    async with db.transaction() as tx:  # the next transaction is not held up
+        await tx.execute("INSERT INTO meta(key, value) VALUES (?, ?)", ("d", "4"))
+    assert await meta(db) == {"d": "4"}
+
+
+async def test_a_database_error_rolls_back_too(db: SQLiteDatabase) -> None:
+    with pytest.raises(Exception, match="UNIQUE"):
+        async with db.transaction() as tx:
+            await tx.execute("INSERT INTO meta(key, value) VALUES ('a', '1')")
+            await tx.execute("INSERT INTO meta(key, value) VALUES ('a', '2')")
+    assert await meta(db) == {}
+
+
+async def test_execute_returns_the_rows_changed(db: SQLiteDatabase) -> None:
+    insert = "INSERT INTO meta(key, value) VALUES (?, ?) ON CONFLICT(key) DO NOTHING"
+    async with db.transaction() as tx:
+        assert await tx.execute(insert, ("a", "1")) == 1
+        assert await tx.execute(insert, ("a", "2")) == 0  # the conflict did nothing
+        await tx.executemany(insert, [("b", "1"), ("c", "1")])
+        assert await tx.execute("UPDATE meta SET value = ? WHERE value = ?", ("x", "1")) == 3
+        assert await tx.execute("UPDATE meta SET value = 'y' WHERE key = 'nothing'") == 0
+        assert await tx.execute("DELETE FROM meta WHERE key IN (?, ?)", ("a", "b")) == 2
+    assert await meta(db) == {"c": "x"}
+
+
+async def test_returning_gives_what_was_written(db: SQLiteDatabase) -> None:
+    upsert = (
+        "INSERT INTO meta(key, value) VALUES (?, ?) "
+        "ON CONFLICT(key) DO UPDATE SET value = excluded.value RETURNING key, value"
+    )
+    async with db.transaction() as tx:
+        (row,) = await tx.rows(upsert, ("a", "1"))
+        assert (row["key"], row["value"]) == ("a", "1")
+        assert await tx.scalar(upsert, ("a", "2")) == "a"
+    assert await meta(db) == {"a": "2"}
+
+
+async def test_rows_are_read_by_position_and_by_name(db: SQLiteDatabase) -> None:
+    async with db.transaction() as tx:
+        await tx.executemany("INSERT INTO meta(key, value) VALUES (?, ?)", [("a", "1"), ("b", "2")])
+        inside = await tx.rows("SELECT key, value FROM meta ORDER BY key")
+    outside = await db.rows("SELECT key, value FROM meta ORDER BY key")
+    for rows in (inside, outside):
+        first = rows[0]
+        assert first[0] == first["key"] == "a"
+        assert first[1] == first["value"] == "1"
+        assert list(first.keys()) == ["key", "value"]
+        assert len(first) == 2
+        key, value = rows[1]
+        assert (key, value) == ("b", "2")
+
+
+async def test_scalar_is_the_first_column_of_the_first_row_or_none(db: SQLiteDatabase) -> None:
+    assert await db.scalar("SELECT value FROM meta WHERE key = ?", ("missing",)) is None
+    async with db.transaction() as tx:
+        assert await tx.scalar("SELECT value FROM meta") is None
+        await tx.execute("INSERT INTO meta(key, value) VALUES ('a', '1')")
+        assert await tx.scalar("SELECT value, key FROM meta") == "1"
+    assert await db.scalar("SELECT count(*), 'x' FROM meta") == 1
+
+
+async def test_transactions_in_one_process_take_turns(db: SQLiteDatabase) -> None:
+    """Read-modify-write in many concurrent transactions loses no update."""
+
+    async def bump() -> None:
+        async with db.transaction() as tx:
+            value = await tx.scalar("SELECT value FROM meta WHERE key = 'n'")
+            await asyncio.sleep(0)  # let the others try to get in between
+            await tx.execute(
+                "INSERT INTO meta(key, value) VALUES ('n', ?) "
+                "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                (str(int(value or 0) + 1),),
+            )
+
+    await asyncio.gather(*(bump() for _ in range(20)))
+    assert await meta(db) == {"n": "20"}
+
+
+async def test_reads_never_wait_behind_a_write(db: SQLiteDatabase, tmp_path: Path) -> None:
+    """Another process holds the write lock, and this process's own write waits for it
+    (SQLite's busy handler sleeping in the writer's thread): reads still answer at once.
+
+    The bot-level version of this is test_robustness_database's locked-database tests.
+    """
+    async with db.transaction() as tx:
+        await tx.execute("INSERT INTO meta(key, value) VALUES ('a', '1')")
+    with exclusive_lock(tmp_path / "db" / "p.db"):
+
+        async def write() -> None:
+            async with db.transaction() as tx:
+                await tx.execute("UPDATE meta SET value = '2'")
+
+        waiting = asyncio.create_task(write())
+        await asyncio.sleep(0.2)
+        assert not waiting.done()  # behind the other process's lock
+        started = time.perf_counter()
+        assert await meta(db) == {"a": "1"}
+        assert time.perf_counter() - started < 1.0
+    await waiting  # the lock is gone: the write goes through
+    assert await meta(db) == {"a": "2"}
