@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import shutil
-from collections.abc import AsyncIterator
+import subprocess
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
@@ -11,6 +13,7 @@ import pytest
 from bot.pledges.content import load_content
 from bot.store import Store
 from tests.engine_rig import Rig, new_rig
+from tests.pg_server import NoServer, start_server
 
 REPO = Path(__file__).resolve().parent.parent
 DATA_DIR = REPO / "data"
@@ -43,3 +46,29 @@ async def rig(loaded_store: Store) -> AsyncIterator[Rig]:
     made = new_rig(loaded_store)
     yield made
     await made.engine.stop()
+
+
+@pytest.fixture(scope="session")
+def pg_server(pytestconfig: pytest.Config) -> Iterator[str]:
+    """A throwaway PostgreSQL server for the session (tests/pg_server.py): its DSN.
+
+    Where none can be started, the reason is printed once and the PostgreSQL tests are
+    skipped; with CI=true they fail instead. (A session fixture runs once: each later
+    test gets the same skip or failure.)
+    """
+    try:
+        server = start_server()
+    except (NoServer, OSError, subprocess.SubprocessError) as exc:
+        reason = f"no PostgreSQL server for the tests: {exc}"
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(f"{reason} (CI=true: the PostgreSQL suite must run)", pytrace=False)
+        capture = pytestconfig.pluginmanager.getplugin("capturemanager")
+        terminal = pytestconfig.pluginmanager.getplugin("terminalreporter")
+        if capture is not None and terminal is not None:
+            with capture.global_and_fixture_disabled():
+                terminal.write_line(f"\nskipping the PostgreSQL tests, {reason}", yellow=True)
+        pytest.skip("no PostgreSQL server (reason printed once, above)")
+    try:
+        yield server.dsn
+    finally:
+        server.stop()

@@ -1,0 +1,248 @@
+"""The PostgreSQL backend: the `Database` interface of `bot.database` over asyncpg.
+
+SQL in the code base is written once, with SQLite's `?` and `?N` placeholders;
+`translate` rewrites them to PostgreSQL's `$N` (outside string literals, quoted
+identifiers and comments) and remembers each translation.
+
+Reads go through a small pool. Writes go through `transaction()`: one pooled connection,
+`BEGIN` ... `COMMIT` (rolled back on any error), one transaction at a time per process,
+as the SQLite writer does. Rows are `asyncpg.Record`s: `r[0]` and `r["column"]` both work.
+
+Across processes, write transactions also take one at a time, as SQLite's
+`BEGIN IMMEDIATE` does: each begins by taking a transaction-level advisory lock
+(`WRITER_LOCK`, in the same round trip as `BEGIN`), and waits for it at most
+`LOCK_TIMEOUT` (SQLite's busy timeout). The store's read-then-write transactions (the rate
+budget's turn, a status change) then mean the same on both backends, which READ COMMITTED
+alone would not give. Reads never wait for it.
+
+The password is never part of pledgebot's settings: asyncpg takes it from `PGPASSWORD`,
+else from the file named by `PGPASSFILE`, else from `~/.pgpass` (asyncpg's
+`connect_utils`, used when the DSN itself carries none).
+
+LISTEN/NOTIFY (`listen`, `notify`) carries plan changes to every process: listeners live
+on a connection of their own, outside the pool, because returning a connection to the
+pool runs `UNLISTEN *`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import re
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from contextlib import asynccontextmanager
+from functools import lru_cache
+from typing import Any
+from urllib.parse import urlsplit
+
+import asyncpg
+
+from bot.database import Row
+from bot.errors import StoreError
+from bot.migrations_pg import SCHEMA_VERSION, migrate, schema_version
+
+NotifyCallback = Callable[[str, str], Awaitable[None] | None]
+
+POOL_MIN = 1
+POOL_MAX = 4
+# pg_advisory_xact_lock key every write transaction takes: "pledgewr" as an int64
+WRITER_LOCK = 0x706C656467657772
+LOCK_TIMEOUT = "5s"  # as bot.database.BUSY_TIMEOUT_MS
+_BEGIN = (
+    f"BEGIN; SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'; SELECT pg_advisory_xact_lock({WRITER_LOCK})"
+)
+
+# A string literal ('...' with '' inside, or E'...' with backslash escapes), a quoted
+# identifier, a comment, a dollar-quoted string, or a placeholder: `?` or `?N`.
+_TOKENS = re.compile(
+    r"""
+      (?P<skip>
+          (?<![A-Za-z0-9_])[Ee]'(?:[^'\\]|\\.|'')*'
+        | '(?:[^']|'')*'
+        | "(?:[^"]|"")*"
+        | --[^\n]*
+        | /\*.*?\*/
+        | (?P<dollar>\$(?:[A-Za-z_][A-Za-z_0-9]*)?\$).*?(?P=dollar)
+      )
+    | \?(?P<number>[0-9]+)?
+    """,
+    re.VERBOSE | re.DOTALL,
+)
+
+
+@lru_cache(maxsize=1024)
+def translate(sql: str) -> str:
+    """SQLite placeholders to PostgreSQL's: `?` -> `$n`, `?N` -> `$N`.
+
+    As in SQLite, a bare `?` takes the number after the largest one so far. Text inside
+    string literals, quoted identifiers, comments and dollar quotes is left alone.
+    """
+    largest = 0
+
+    def replace(match: re.Match[str]) -> str:
+        nonlocal largest
+        if match.group("skip") is not None:
+            return match.group(0)
+        number = match.group("number")
+        n = int(number) if number is not None else largest + 1
+        largest = max(largest, n)
+        return f"${n}"
+
+    return _TOKENS.sub(replace, sql)
+
+
+def rows_changed(status: str) -> int:
+    """The count in a command tag: `UPDATE 3` -> 3, `INSERT 0 1` -> 1, `CREATE TABLE` -> 0."""
+    last = status.rsplit(" ", 1)[-1]
+    return int(last) if last.isdigit() and status.split(" ", 1)[0] != "SELECT" else 0
+
+
+def password_in_dsn(dsn: str) -> bool:
+    """Whether a DSN carries a password (settings must not: use PGPASSWORD or ~/.pgpass)."""
+    try:
+        parts = urlsplit(dsn)
+    except ValueError:
+        return False
+    return bool(parts.password) or "password=" in parts.query
+
+
+def redact(dsn: str) -> str:
+    """The DSN with any password replaced, fit for logs and error messages."""
+    parts = urlsplit(dsn)
+    if parts.password is None:
+        return dsn
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return parts._replace(netloc=netloc).geturl()
+
+
+class PgTransaction:
+    """One open transaction on one connection (see `PostgresDatabase.transaction`)."""
+
+    def __init__(self, conn: asyncpg.Connection) -> None:
+        self.conn = conn
+
+    async def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
+        """Run one statement; the number of rows it changed."""
+        return rows_changed(await self.conn.execute(translate(sql), *params))
+
+    async def executemany(self, sql: str, params: Iterable[Sequence[Any]]) -> None:
+        await self.conn.executemany(translate(sql), params)
+
+    async def rows(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
+        return list(await self.conn.fetch(translate(sql), *params))
+
+    async def scalar(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        return await self.conn.fetchval(translate(sql), *params)
+
+
+class PostgresDatabase:
+    """pledgebot's store on a PostgreSQL server."""
+
+    dialect = "postgresql"
+
+    def __init__(self, pool: asyncpg.Pool, dsn: str) -> None:
+        self._pool = pool
+        self.dsn = dsn
+        self._write_lock = asyncio.Lock()
+        self._listener: asyncpg.Connection | None = None
+        self._listener_lock = asyncio.Lock()
+        self._callbacks: dict[str, list[Callable[..., None]]] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    @classmethod
+    async def open(cls, dsn: str) -> PostgresDatabase:
+        """Connect to the database at `dsn` and apply any missing migrations."""
+        try:
+            pool = await asyncpg.create_pool(dsn, min_size=POOL_MIN, max_size=POOL_MAX)
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            raise StoreError(f"cannot connect to database {redact(dsn)}: {exc}") from exc
+        database = cls(pool, dsn)
+        try:
+            async with pool.acquire() as conn:
+                await migrate(conn, redact(dsn))
+        except BaseException:
+            await pool.close()
+            raise
+        return database
+
+    async def close(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        if self._listener is not None:
+            await self._listener.close()
+            self._listener = None
+        await self._pool.close()
+
+    async def schema_version(self) -> int:
+        async with self._pool.acquire() as conn:
+            return await schema_version(conn)
+
+    @property
+    def pool(self) -> asyncpg.Pool:
+        return self._pool
+
+    # -- reads --------------------------------------------------------------------
+
+    async def rows(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
+        return list(await self._pool.fetch(translate(sql), *params))
+
+    async def scalar(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        return await self._pool.fetchval(translate(sql), *params)
+
+    # -- writes -------------------------------------------------------------------
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[PgTransaction]:
+        """One write transaction at a time, across processes; rolled back whole on error."""
+        async with self._write_lock, self._pool.acquire() as conn:
+            await conn.execute(_BEGIN)  # one round trip (simple query protocol)
+            try:
+                yield PgTransaction(conn)
+            except BaseException:
+                await conn.execute("ROLLBACK")
+                raise
+            await conn.execute("COMMIT")
+
+    # -- LISTEN / NOTIFY ----------------------------------------------------------
+
+    async def listen(self, channel: str, callback: NotifyCallback) -> None:
+        """Call `callback(channel, payload)` for each NOTIFY on `channel`, from any process.
+
+        A coroutine function is run as a task. Notifications arrive after the sender's
+        transaction commits, on a connection kept for listening only.
+        """
+
+        def on_notify(_conn: object, _pid: int, got_channel: str, payload: str) -> None:
+            result = callback(got_channel, payload)
+            if inspect.isawaitable(result):
+                task = asyncio.ensure_future(result)
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
+
+        async with self._listener_lock:
+            if self._listener is None:
+                self._listener = await asyncpg.connect(self.dsn)
+            await self._listener.add_listener(channel, on_notify)
+            self._callbacks.setdefault(channel, []).append(on_notify)
+
+    async def unlisten(self, channel: str) -> None:
+        """Stop every callback on `channel`."""
+        async with self._listener_lock:
+            if self._listener is None:
+                return
+            for on_notify in self._callbacks.pop(channel, []):
+                await self._listener.remove_listener(channel, on_notify)
+
+    async def notify(self, channel: str, payload: str = "") -> None:
+        """Send `payload` to every listener on `channel` (in its own transaction)."""
+        await self._pool.execute("SELECT pg_notify($1, $2)", channel, payload)
+
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "PgTransaction",
+    "PostgresDatabase",
+    "password_in_dsn",
+    "redact",
+    "translate",
+]
