@@ -83,7 +83,7 @@ class Store:
         await self.db.close()
 
     async def schema_version(self) -> int:
-        return int(await self.db.scalar(_SCHEMA_VERSION_SQL))
+        return int(await self.scalar(_SCHEMA_VERSION_SQL))
 
     def transaction(self) -> AbstractAsyncContextManager[Transaction]:
         """One write transaction at a time; rolled back whole on any error."""
@@ -94,8 +94,9 @@ class Store:
         return await self.db.rows(sql, params)
 
     async def scalar(self, sql: str, params: Sequence[Any] = ()) -> Any:
-        """The first column of the first row of a read, or None."""
-        return await self.db.scalar(sql, params)
+        """The first column of the first row of a read, or None (through `rows`)."""
+        found = await self.rows(sql, params)
+        return found[0][0] if found else None
 
     # -- meta ---------------------------------------------------------------------
 
