@@ -112,3 +112,20 @@ def test_word_prefixes_find_the_first_records_whatever_the_words_spread(typed: l
     ][:25]
     found = [WIDE._entries[p].slug for p in WIDE._word_prefix_matches(typed, 25)]
     assert found == expected
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.sampled_from(WIDE._entries).flatmap(
+        lambda e: st.tuples(st.just(f"{e.slug} {e.folded}"), st.integers(0, 40), st.integers(1, 14))
+    ),
+    st.sampled_from(["", "x", "q", "zz"]),
+)
+def test_substrings_are_found_through_trigrams_as_a_scan_finds_them(
+    picked: tuple[str, int, int], noise: str
+) -> None:
+    """Any piece of a record's slug and title (across the space between them too), or a
+    piece that is nowhere: the trigram index finds what a scan of every record finds."""
+    line, start, length = picked
+    query = (line[start : start + length] + noise).strip() or "ab"
+    assert WIDE._substring_matches(query, 25) == WIDE._scanned_matches(query, 25)

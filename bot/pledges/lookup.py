@@ -9,6 +9,7 @@ from __future__ import annotations
 import bisect
 import difflib
 import re
+from array import array
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from itertools import accumulate, islice
@@ -57,6 +58,15 @@ class Catalog:
         lines = [f"{e.slug} {e.folded}".replace("\n", " ") for e in self._entries]
         self._haystack = "\n".join(lines)
         self._line_starts = list(accumulate((len(line) + 1 for line in lines[:-1]), initial=0))
+        # Which records contain each three-character piece: a substring of three or more
+        # characters is looked for only in the records holding its rarest piece.
+        self._trigrams: dict[str, array[int]] = {}
+        for position, line in enumerate(lines):
+            for gram in {line[i : i + 3] for i in range(len(line) - 2)}:
+                found = self._trigrams.get(gram)
+                if found is None:
+                    found = self._trigrams[gram] = array("I")
+                found.append(position)
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -148,6 +158,25 @@ class Catalog:
         return all(any(w.startswith(t) for w in words) for t in typed)
 
     def _substring_matches(self, query: str, limit: int) -> list[int]:
+        """Records whose slug and title contain `query`, in display order."""
+        if len(query) < 3:
+            return self._scanned_matches(query, limit)
+        postings = []
+        for i in range(len(query) - 2):
+            found = self._trigrams.get(query[i : i + 3])
+            if found is None:
+                return []
+            postings.append(found)
+        rarest = min(postings, key=len)
+        starts, haystack, last = self._line_starts, self._haystack, len(self._line_starts) - 1
+        matched = (
+            p
+            for p in rarest
+            if haystack.find(query, starts[p], starts[p + 1] - 1 if p < last else None) != -1
+        )
+        return list(islice(matched, limit))
+
+    def _scanned_matches(self, query: str, limit: int) -> list[int]:
         matched: list[int] = []
         start = self._haystack.find(query)
         while start != -1 and len(matched) < limit:
