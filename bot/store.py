@@ -45,6 +45,30 @@ _WORD = re.compile(r"\w+")
 _SCHEMA_VERSION_SQL = "PRAGMA user_version"
 
 
+def database_location(location: Path | str) -> Path | str:
+    """A SQLite file's `Path`, or a PostgreSQL DSN (a `str`), from a path or a URL.
+
+    `sqlite:///data/p.db` is the relative path `data/p.db` and `sqlite:////srv/p.db` the
+    absolute `/srv/p.db` (SQLAlchemy's spelling); `postgresql://` and `postgres://` URLs
+    are returned as they are; any other string is a path.
+    """
+    if isinstance(location, Path):
+        return location
+    if location.startswith(_PG_SCHEMES):
+        return location
+    if location.startswith("sqlite:"):
+        rest = location.removeprefix("sqlite:")
+        if not rest.startswith("///") or len(rest) == 3:
+            raise StoreError(f"a SQLite URL is sqlite:///path, not {location!r}")
+        return Path(rest[3:])
+    if "://" in location:
+        raise StoreError(f"unknown database URL scheme: {location.split('://', 1)[0]!r}")
+    return Path(location)
+
+
+_PG_SCHEMES = ("postgresql://", "postgres://")
+
+
 def utc_now() -> str:
     return datetime.now(UTC).isoformat(timespec="microseconds")
 
@@ -75,15 +99,27 @@ class Store:
         self.path = path  # the SQLite file; None for a server database
 
     @classmethod
-    async def open(cls, path: Path) -> Store:
-        """Open (creating if needed) and migrate the SQLite database at `path`."""
-        return cls(await SQLiteDatabase.open(path), path)
+    async def open(cls, location: Path | str) -> Store:
+        """Open (creating if needed) and migrate the database at `location`.
+
+        A `Path`, a plain path string or `sqlite:///path` is a SQLite file (as
+        `database_location` reads it); `postgresql://...` (or `postgres://...`) is a
+        PostgreSQL database.
+        """
+        where = database_location(location)
+        if isinstance(where, Path):
+            return cls(await SQLiteDatabase.open(where), where)
+        from bot.database_pg import PostgresDatabase  # asyncpg only when it is used
+
+        return cls(await PostgresDatabase.open(where))
 
     async def close(self) -> None:
         await self.db.close()
 
     async def schema_version(self) -> int:
-        return int(await self.scalar(_SCHEMA_VERSION_SQL))
+        if isinstance(self.db, SQLiteDatabase):
+            return int(await self.scalar(_SCHEMA_VERSION_SQL))
+        return int(await cast(Any, self.db).schema_version())
 
     def transaction(self) -> AbstractAsyncContextManager[Transaction]:
         """One write transaction at a time; rolled back whole on any error."""

@@ -1,7 +1,12 @@
-"""Shared fixtures: real SQLite files in a temporary directory, real content."""
+"""Shared fixtures: real SQLite files in a temporary directory, real content, and (where a
+server can be started) real PostgreSQL databases on a throwaway server.
+
+`store_location` / `any_store` run a test on both backends (ids `[sqlite]` and
+`[postgresql]`); `store` / `loaded_store` stay SQLite-only."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 import subprocess
@@ -13,7 +18,7 @@ import pytest
 from bot.pledges.content import load_content
 from bot.store import Store
 from tests.engine_rig import Rig, new_rig
-from tests.pg_server import NoServer, start_server
+from tests.pg_server import NoServer, drop_database, new_database, start_server, with_database
 
 REPO = Path(__file__).resolve().parent.parent
 DATA_DIR = REPO / "data"
@@ -72,3 +77,77 @@ def pg_server(pytestconfig: pytest.Config) -> Iterator[str]:
         yield server.dsn
     finally:
         server.stop()
+
+
+PG_TEMPLATE = "pledgebot_template"
+
+
+@pytest.fixture(scope="session")
+def pg_template(pg_server: str) -> str:
+    """A database on the session's server with every migration applied, to copy from.
+
+    Made once (migrating takes far longer than `CREATE DATABASE ... TEMPLATE`), and left
+    without connections so that it can be copied.
+    """
+
+    async def make() -> None:
+        import asyncpg
+
+        from bot.database_pg import PostgresDatabase
+
+        conn = await asyncpg.connect(pg_server)
+        try:
+            await conn.execute(f"DROP DATABASE IF EXISTS {PG_TEMPLATE}")
+            await conn.execute(f"CREATE DATABASE {PG_TEMPLATE}")
+        finally:
+            await conn.close()
+        database = await PostgresDatabase.open(with_database(pg_server, PG_TEMPLATE))
+        await database.close()
+
+    asyncio.run(make())
+    return PG_TEMPLATE
+
+
+@pytest.fixture
+async def pg_dsn(pg_server: str) -> AsyncIterator[str]:
+    """A fresh, empty database on the session's server (no migrations), dropped after."""
+    dsn = await new_database(pg_server)
+    yield dsn
+    await drop_database(pg_server, dsn)
+
+
+@pytest.fixture
+async def pg_migrated_dsn(pg_server: str, pg_template: str) -> AsyncIterator[str]:
+    """A fresh database with every migration applied (a copy of the template), dropped
+    after."""
+    dsn = await new_database(pg_server, template=pg_template)
+    yield dsn
+    await drop_database(pg_server, dsn)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_location(request: pytest.FixtureRequest, tmp_path: Path) -> Path | str:
+    """Where a fresh store lives, once per backend (ids `[sqlite]`, `[postgresql]`): a
+    SQLite file's `Path` in tmp_path (not yet created), or the DSN of a fresh, migrated
+    PostgreSQL database (skipped, or failed with CI=true, when no server can start).
+
+    Either goes to `Store.open(...)` as it is.
+    """
+    if request.param == "sqlite":
+        return tmp_path / "pledgebot.db"
+    return str(request.getfixturevalue("pg_migrated_dsn"))
+
+
+@pytest.fixture
+async def any_store(store_location: Path | str) -> AsyncIterator[Store]:
+    """An opened store on each backend in turn (`store_location`), closed after."""
+    opened = await Store.open(store_location)
+    yield opened
+    await opened.close()
+
+
+@pytest.fixture
+async def any_loaded_store(any_store: Store) -> Store:
+    """`any_store` with the shipped content loaded."""
+    await load_content(any_store, DATA_DIR)
+    return any_store

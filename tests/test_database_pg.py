@@ -13,17 +13,8 @@ from bot.database import Database
 from bot.database_pg import PostgresDatabase, password_in_dsn, redact, translate
 from bot.errors import StoreError
 from bot.migrations_pg import MIGRATIONS, SCHEMA_VERSION
-from tests.pg_server import drop_database, new_database
 
 NOW = "2026-12-03T14:00:00.000000+00:00"
-
-
-@pytest.fixture
-async def pg_dsn(pg_server: str) -> AsyncIterator[str]:
-    """A fresh, empty database on the session's server, dropped afterwards."""
-    dsn = await new_database(pg_server)
-    yield dsn
-    await drop_database(pg_server, dsn)
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ import pytest
 
 from bot.errors import StoreError
 from bot.migrations import MIGRATIONS, SCHEMA_VERSION, split_sql
-from bot.store import Store, fts_query
+from bot.store import Store, database_location, fts_query
 
 
 def make_database_at_version(path: Path, version: int) -> None:
@@ -180,3 +180,23 @@ def test_fts_query_quotes_every_word() -> None:
     assert fts_query('NEAR(a "b" c') == '"NEAR" "a" "b" "c"*'
     assert fts_query("a b", any_word=True) == '"a" OR "b"*'
     assert fts_query("?!") is None
+
+
+def test_database_locations() -> None:
+    assert database_location(Path("x/p.db")) == Path("x/p.db")
+    assert database_location("x/p.db") == Path("x/p.db")
+    assert database_location("sqlite:///data/p.db") == Path("data/p.db")
+    assert database_location("sqlite:////srv/p.db") == Path("/srv/p.db")
+    dsn = "postgresql://pledgebot@db.example/pledgebot"
+    assert database_location(dsn) == dsn
+    assert database_location("postgres://h/d") == "postgres://h/d"
+    for bad in ("sqlite://p.db", "sqlite:///", "mysql://h/d"):
+        with pytest.raises(StoreError):
+            database_location(bad)
+
+
+async def test_any_store_opens_migrated_and_writes(any_store: Store) -> None:
+    assert await any_store.schema_version() == SCHEMA_VERSION
+    await any_store.set_meta("kept", "yes")
+    await any_store.set_meta("kept", "still")
+    assert await any_store.get_meta("kept") == "still"
