@@ -3,10 +3,9 @@
 Connections live in `bot.database` (SQLite's: `SQLiteDatabase`); migrations in
 `bot.migrations`; schedule queries in `bot.briefings.schedules`.
 
-SQL here is written with `?` placeholders and kept portable where it can be; what only
-SQLite understands (FTS5 search and its index, `json_group_array`, `group_concat`,
-PRAGMAs) is in the functions and constants marked "SQLite dialect", where a PostgreSQL
-variant goes beside it.
+SQL here is written with `?` placeholders and kept portable where it can be; what is
+bound to one dialect (search and its index, JSON and string aggregates, the schema
+version) has a SQLite and a PostgreSQL variant side by side, chosen by `db.dialect`.
 """
 
 from __future__ import annotations
@@ -157,7 +156,7 @@ class Store:
         async with self.transaction() as tx:
             for content in contents:
                 await _upsert_statement_content(tx, content)
-            await _rebuild_search_index(tx)
+            await _rebuild_search_index(tx, self.db.dialect)
             await _set_meta(tx, meta)
 
     # -- content: reads -----------------------------------------------------------
@@ -191,8 +190,9 @@ class Store:
         if slugs is not None:
             where += f" AND p.slug IN ({','.join('?' * len(slugs))})"
             params.extend(slugs)
+        quotes = _quotes_json("pledge", "p", self.db.dialect)
         rows = await self.rows(
-            f"SELECT p.*, s.slug AS statement_slug, {_quotes_json('pledge', 'p')}, "
+            f"SELECT p.*, s.slug AS statement_slug, {quotes}, "
             "h.note AS status_note, h.evidence_url AS status_evidence, "
             "h.changed_by AS status_changed_by "
             "FROM pledges p JOIN statements s ON s.id = p.statement_id "
@@ -210,8 +210,8 @@ class Store:
     async def powers(self, *, statement: str | None = None, slug: str | None = None) -> list[Power]:
         where, params = _where([("s.slug = ?", statement), ("w.slug = ?", slug)])
         rows = await self.rows(
-            f"SELECT w.*, s.slug AS statement_slug, {_quotes_json('power', 'w')}, "
-            f"{_power_pledges_json('w')} "
+            f"SELECT w.*, s.slug AS statement_slug, {_quotes_json('power', 'w', self.db.dialect)}, "
+            f"{_power_pledges_json('w', self.db.dialect)} "
             f"FROM powers w JOIN statements s ON s.id = w.statement_id WHERE {where} "
             "ORDER BY s.id, w.position",
             params,
@@ -225,7 +225,7 @@ class Store:
     async def claims(self, *, statement: str | None = None, slug: str | None = None) -> list[Claim]:
         where, params = _where([("s.slug = ?", statement), ("c.slug = ?", slug)])
         rows = await self.rows(
-            f"SELECT c.*, s.slug AS statement_slug, {_quotes_json('claim', 'c')} "
+            f"SELECT c.*, s.slug AS statement_slug, {_quotes_json('claim', 'c', self.db.dialect)} "
             f"FROM claims c JOIN statements s ON s.id = c.statement_id WHERE {where} "
             "ORDER BY s.id, c.position",
             params,
@@ -321,7 +321,10 @@ class Store:
 
     async def search(self, text: str, *, limit: int = 10) -> list[SearchHit]:
         """Ranked matches for any user text; never raises on what the user typed."""
-        rows = await self._search_fts5(text, limit)
+        if self.db.dialect == "postgresql":
+            rows = await self._search_pg(text, limit)
+        else:
+            rows = await self._search_fts5(text, limit)
         return [
             SearchHit(
                 cast(RecordKind, r["kind"]),
@@ -356,6 +359,57 @@ class Store:
             if rows:
                 return rows
         return []
+
+    async def _search_pg(self, text: str, limit: int) -> list[Row]:
+        """PostgreSQL dialect (full-text search): rows as `_search_fts5` gives them.
+
+        All words must match; when that finds nothing, any word may match. Every match
+        is ranked (the GIN index finds them); only the page gets a snippet.
+        """
+        tried = None
+        for any_word in (False, True):
+            query = pg_tsquery(text, any_word=any_word)
+            if query is None or query == tried:
+                return []
+            tried = query
+            rows = await self.rows(_PG_SEARCH, (query, limit))
+            if rows:
+                return rows
+        return []
+
+
+def pg_tsquery(text: str, *, any_word: bool = False) -> str | None:
+    """Turn user text into a safe `to_tsquery` text: every word quoted, the last a prefix.
+
+    The words are `fts_query`'s (`_WORD` tokens, at most `MAX_QUERY_TOKENS`), so they hold
+    no quote, backslash or operator; quoting each still makes tsquery operators
+    (`&`, `|`, `!`, `<->`, `:`) plain text. PostgreSQL dialect.
+    """
+    words = _WORD.findall(text)[:MAX_QUERY_TOKENS]
+    if not words:
+        return None
+    quoted = ["'" + w.replace("'", "''").replace("\\", "\\\\") + "'" for w in words]
+    quoted[-1] += ":*"
+    return (" | " if any_word else " & ").join(quoted)
+
+
+# Search: PostgreSQL dialect. Title (weight A) counts ten times the body (B), the body
+# three times the quotes (C), as SQLite's bm25 weights; kind and slug are not indexed.
+# The rank is negated so that, as with bm25, lower is better. Ties go to the shorter
+# document (`rowid` follows document length, `_rebuild_search_index`).
+_PG_SEARCH = (
+    "WITH q(query) AS (SELECT to_tsquery('english', ?1)), "
+    "hits AS (SELECT s.*, ts_rank_cd('{0.0, 0.1, 0.3, 1.0}', s.document, q.query) AS score "
+    " FROM search_index s, q WHERE s.document @@ q.query "
+    " ORDER BY score DESC, s.rowid LIMIT ?2) "
+    "SELECT kind, slug, title, statement, ts_headline('english', "
+    # the snippet comes from the body and quotes when they match (the title is shown
+    # anyway), else from the title: as FTS5's snippet picks the best column
+    " CASE WHEN ts_filter(document, '{b,c}') @@ q.query "
+    " THEN concat_ws(' ', body, quotes) ELSE title END, q.query, "
+    " 'StartSel=**, StopSel=**, MaxWords=16, MinWords=6, ShortWord=2, MaxFragments=1') "
+    "AS snippet, -score AS rank FROM hits, q ORDER BY score DESC, rowid"
+)
 
 
 # Search: SQLite dialect (FTS5: MATCH, bm25, snippet, rowid, numbered ?N parameters).
@@ -428,26 +482,32 @@ def _statement(r: Row) -> Statement:
     )
 
 
-def _quotes_json(kind: RecordKind, alias: str) -> str:
-    """A column with a record's quotes as a JSON array, in order: one query per read.
-
-    SQLite dialect (`json_group_array`).
-    """
+def _quotes_json(kind: RecordKind, alias: str, dialect: str) -> str:
+    """A column with a record's quotes as a JSON array (text), in order: one query per
+    read. SQLite's `json_group_array`, PostgreSQL's `json_agg`."""
+    where = f"q.record_kind = '{kind}' AND q.record_id = {alias}.id"
+    if dialect == "postgresql":
+        return (
+            f"(SELECT coalesce(json_agg(q.text ORDER BY q.position)::text, '[]') "
+            f"FROM quotes q WHERE {where}) AS quotes_json"
+        )
     return (
         "(SELECT json_group_array(text) FROM (SELECT text FROM quotes q "
-        f"WHERE q.record_kind = '{kind}' AND q.record_id = {alias}.id ORDER BY q.position)) "
-        "AS quotes_json"
+        f"WHERE {where} ORDER BY q.position)) AS quotes_json"
     )
 
 
-def _power_pledges_json(alias: str) -> str:
-    """A column with the slugs of a power's pledges as a JSON array, in order.
-
-    SQLite dialect (`json_group_array`).
-    """
+def _power_pledges_json(alias: str, dialect: str) -> str:
+    """A column with the slugs of a power's pledges as a JSON array (text), in order.
+    SQLite's `json_group_array`, PostgreSQL's `json_agg`."""
+    links = f"power_pledges pp JOIN pledges p ON p.id = pp.pledge_id WHERE pp.power_id = {alias}.id"
+    if dialect == "postgresql":
+        return (
+            "(SELECT coalesce(json_agg(p.slug ORDER BY pp.position)::text, '[]') "
+            f"FROM {links}) AS pledges_json"
+        )
     return (
-        "(SELECT json_group_array(slug) FROM (SELECT p.slug FROM power_pledges pp "
-        f"JOIN pledges p ON p.id = pp.pledge_id WHERE pp.power_id = {alias}.id "
+        f"(SELECT json_group_array(slug) FROM (SELECT p.slug FROM {links} "
         "ORDER BY pp.position)) AS pledges_json"
     )
 
@@ -573,7 +633,7 @@ async def _upsert_statement_content(tx: Transaction, content: StatementContent) 
         for link_position, pledge_slug in enumerate(w.pledges):
             await tx.execute(
                 "INSERT INTO power_pledges(power_id, pledge_id, position) "
-                "SELECT ?, id, ? FROM pledges WHERE slug = ?",
+                "SELECT CAST(? AS BIGINT), id, CAST(? AS INTEGER) FROM pledges WHERE slug = ?",
                 (power_id, link_position, pledge_slug),
             )
     for position, c in enumerate(content.claims):
@@ -589,18 +649,25 @@ async def _upsert_statement_content(tx: Transaction, content: StatementContent) 
         await _set_quotes(tx, "claim", claim_id, c.quotes)
 
 
-async def _rebuild_search_index(tx: Transaction) -> None:
-    """Rebuild the index from the content tables. SQLite dialect (FTS5, `group_concat`).
+async def _rebuild_search_index(tx: Transaction, dialect: str) -> None:
+    """Rebuild the index from the content tables (FTS5 on SQLite; on PostgreSQL a table
+    whose stored tsvector the server computes, see `bot.migrations_pg`).
 
     Rowids follow document length, shortest first (ties by kind and slug, so a rebuild
     of the same content gives the same rowids): the bounded search ranks the first
     matches in rowid order, and bm25 favours short documents.
     """
     await tx.execute("DELETE FROM search_index")
-    quotes = (
-        "(SELECT group_concat(text, ' ') FROM quotes q "
-        "WHERE q.record_kind = '{kind}' AND q.record_id = t.id)"
-    )
+    if dialect == "postgresql":
+        quotes = (
+            "(SELECT string_agg(q.text, ' ' ORDER BY q.position) FROM quotes q "
+            "WHERE q.record_kind = '{kind}' AND q.record_id = t.id)"
+        )
+    else:
+        quotes = (
+            "(SELECT group_concat(text, ' ') FROM quotes q "
+            "WHERE q.record_kind = '{kind}' AND q.record_id = t.id)"
+        )
     statement = "(SELECT slug FROM statements s WHERE s.id = t.statement_id)"
     records = (
         "SELECT 'pledge' AS kind, t.slug, t.title AS title, "
@@ -620,8 +687,9 @@ async def _rebuild_search_index(tx: Transaction) -> None:
         "INSERT INTO search_index(rowid, kind, slug, title, body, quotes, statement) "
         "SELECT row_number() OVER (ORDER BY length(title) + length(body) "
         "+ length(coalesce(quotes, '')), kind, slug), kind, slug, title, body, quotes, "
-        f"statement FROM ({records})"
+        f"statement FROM ({records}) AS records"
     )
-    # One b-tree per term instead of the segments a bulk rebuild leaves (and no delete
-    # markers from the old rows): every doclist read by a search is one seek.
-    await tx.execute("INSERT INTO search_index(search_index) VALUES ('optimize')")
+    if dialect == "sqlite":
+        # One b-tree per term instead of the segments a bulk rebuild leaves (and no delete
+        # markers from the old rows): every doclist read by a search is one seek.
+        await tx.execute("INSERT INTO search_index(search_index) VALUES ('optimize')")

@@ -1,9 +1,11 @@
-"""Curated content: quotes verified, loading idempotent and all-or-nothing, round trip."""
+"""Curated content: quotes verified, loading idempotent and all-or-nothing, round trip.
+
+The tests that load into a store run on both backends (`any_store`: `[sqlite]` and
+`[postgresql]`)."""
 
 from __future__ import annotations
 
 import hashlib
-import sqlite3
 from pathlib import Path
 
 import pytest
@@ -23,20 +25,34 @@ from tests.conftest import DATA_DIR
 SEED_SHA256 = "495fd07c9b0219265ed5ac9607c9aca6126d3b9c78189dbf889d4d650b1bd82c"
 
 
-def dump(path: Path) -> dict[str, list[tuple[object, ...]]]:
-    """Every row of every table, for before/after comparisons."""
-    conn = sqlite3.connect(path)
-    try:
-        tables = [
-            r[0]
-            for r in conn.execute(
-                "SELECT name FROM sqlite_master WHERE type = 'table' "
-                "AND name NOT LIKE 'search_index_%' AND name NOT LIKE 'sqlite_%'"
-            )
-        ]
-        return {t: sorted(conn.execute(f"SELECT rowid, * FROM {t}"), key=repr) for t in tables}
-    finally:
-        conn.close()
+async def dump(store: Store, *, rowid: bool = True) -> dict[str, list[tuple[object, ...]]]:
+    """Every row of every table, for before/after comparisons, on either backend.
+
+    On SQLite each row leads with its rowid (hidden for tables without an integer key;
+    `rowid=False` leaves it out, to compare with PostgreSQL). Search index rows are the
+    indexed text, not PostgreSQL's derived tsvector.
+    """
+    sqlite = store.db.dialect == "sqlite"
+    tables = [
+        r[0]
+        for r in await store.rows(
+            "SELECT name FROM sqlite_master WHERE type = 'table' "
+            "AND name NOT LIKE 'search_index_%' AND name NOT LIKE 'sqlite_%'"
+            if sqlite
+            else "SELECT table_name FROM information_schema.tables "
+            "WHERE table_schema = 'public' AND table_name <> 'schema_version'"
+        )
+    ]
+    dumped = {}
+    for table in tables:
+        columns = "*"
+        if table == "search_index":
+            columns = "rowid AS n, kind, slug, title, body, quotes, statement"
+        if sqlite and rowid:
+            columns = f"rowid, {columns}"
+        rows = await store.rows(f"SELECT {columns} FROM {table}")
+        dumped[table] = sorted((tuple(r) for r in rows), key=repr)
+    return dumped
 
 
 def edit(path: Path, old: str, new: str) -> None:
@@ -142,31 +158,31 @@ def test_every_record_quotes_its_statement_verbatim() -> None:
                 assert quote in content.statement.source_text
 
 
-async def test_loading_twice_gives_the_same_rows(store: Store) -> None:
-    await load_content(store, DATA_DIR)
-    first = dump(store.path)
-    report = await load_content(store, DATA_DIR)
-    assert dump(store.path) == first
+async def test_loading_twice_gives_the_same_rows(any_store: Store) -> None:
+    await load_content(any_store, DATA_DIR)
+    first = await dump(any_store)
+    report = await load_content(any_store, DATA_DIR)
+    assert await dump(any_store) == first
     assert (report.statements, report.pledges, report.powers) == (1, 6, 1)
     assert first["pledges"] and first["quotes"]
 
 
-async def test_unchanged_content_is_skipped_when_asked(store: Store) -> None:
-    await load_content(store, DATA_DIR)
-    assert (await load_content(store, DATA_DIR, skip_if_unchanged=True)).skipped
-    assert not (await load_content(store, DATA_DIR)).skipped
+async def test_unchanged_content_is_skipped_when_asked(any_store: Store) -> None:
+    await load_content(any_store, DATA_DIR)
+    assert (await load_content(any_store, DATA_DIR, skip_if_unchanged=True)).skipped
+    assert not (await load_content(any_store, DATA_DIR)).skipped
 
 
-async def test_loading_never_touches_status_history(store: Store, content_dir: Path) -> None:
-    await load_content(store, content_dir)
-    await store.set_status("europol-partnership", "in-progress", note="n", changed_by="t")
+async def test_loading_never_touches_status_history(any_store: Store, content_dir: Path) -> None:
+    await load_content(any_store, content_dir)
+    await any_store.set_status("europol-partnership", "in-progress", note="n", changed_by="t")
     edit(content_dir / "smuggling-gangs.toml", 'title = "New partnership', 'title = "A partnership')
-    await load_content(store, content_dir)
-    pledge = await store.pledge("europol-partnership")
+    await load_content(any_store, content_dir)
+    pledge = await any_store.pledge("europol-partnership")
     assert pledge is not None
     assert pledge.title.startswith("A partnership")
     assert pledge.status == "in-progress"
-    assert len(await store.status_history("europol-partnership")) == 1
+    assert len(await any_store.status_history("europol-partnership")) == 1
 
 
 BAD_EDITS = [
@@ -189,39 +205,39 @@ BAD_EDITS = [
 
 @pytest.mark.parametrize(("old", "new", "message"), BAD_EDITS, ids=[m for *_, m in BAD_EDITS])
 async def test_bad_content_is_rejected_and_nothing_changes(
-    store: Store, content_dir: Path, old: str, new: str, message: str
+    any_store: Store, content_dir: Path, old: str, new: str, message: str
 ) -> None:
-    await load_content(store, content_dir)
-    before = dump(store.path)
+    await load_content(any_store, content_dir)
+    before = await dump(any_store)
     path = content_dir / "smuggling-gangs.toml"
     edit(path, old, new)
     with pytest.raises(ContentError) as caught:
-        await load_content(store, content_dir)
+        await load_content(any_store, content_dir)
     assert message in str(caught.value)
     assert str(path) in str(caught.value)
-    assert dump(store.path) == before
+    assert await dump(any_store) == before
 
 
-async def test_a_bad_quote_is_named_with_its_record(store: Store, content_dir: Path) -> None:
+async def test_a_bad_quote_is_named_with_its_record(any_store: Store, content_dir: Path) -> None:
     edit(
         content_dir / "smuggling-gangs.toml",
         '  "More UK police officers posted',
         '  "More officers',
     )
     with pytest.raises(ContentError) as caught:
-        await load_content(store, content_dir)
+        await load_content(any_store, content_dir)
     assert "pledge 'police-officers-to-europol'" in str(caught.value)
     assert "'More officers to Europol" in str(caught.value)
-    assert (await store.counts())["pledges"] == 0
+    assert (await any_store.counts())["pledges"] == 0
 
 
-async def test_a_power_cannot_link_an_unknown_pledge(store: Store, content_dir: Path) -> None:
+async def test_a_power_cannot_link_an_unknown_pledge(any_store: Store, content_dir: Path) -> None:
     edit(content_dir / "smuggling-gangs.toml", '["scpo-organised-immigration-crime"]', '["nope"]')
     with pytest.raises(ContentError, match="unknown pledge 'nope'"):
-        await load_content(store, content_dir)
+        await load_content(any_store, content_dir)
 
 
-async def test_the_store_holds_more_than_one_statement(store: Store, content_dir: Path) -> None:
+async def test_the_store_holds_more_than_one_statement(any_store: Store, content_dir: Path) -> None:
     second = content_dir / "second.toml"
     (content_dir / "sources" / "second.txt").write_text("We will plant trees.", "utf-8")
     second.write_text(
@@ -231,40 +247,43 @@ async def test_the_store_holds_more_than_one_statement(store: Store, content_dir
         'detail = "d"\nscope = "Everywhere"\nquotes = ["plant trees"]\n',
         "utf-8",
     )
-    await load_content(store, content_dir)
-    assert [s.slug for s in await store.statements()] == ["second", "smuggling-gangs"]
-    assert [p.slug for p in await store.pledges(statement="second")] == ["plant-trees"]
-    assert (await store.search("trees"))[0].slug == "plant-trees"
+    await load_content(any_store, content_dir)
+    assert [s.slug for s in await any_store.statements()] == ["second", "smuggling-gangs"]
+    assert [p.slug for p in await any_store.pledges(statement="second")] == ["plant-trees"]
+    assert (await any_store.search("trees"))[0].slug == "plant-trees"
 
 
-async def test_export_then_load_round_trips(store: Store, tmp_path: Path) -> None:
-    await load_content(store, DATA_DIR)
+async def test_export_then_load_round_trips(any_store: Store, tmp_path: Path) -> None:
+    await load_content(any_store, DATA_DIR)
     exported = tmp_path / "exported"
-    files = await export_content(store, exported)
+    files = await export_content(any_store, exported)
     assert [f.name for f in files] == ["smuggling-gangs.toml"]
     assert read_content(exported) == read_content(DATA_DIR)
 
+    # loaded again into a SQLite file: from either backend, the same rows
     second = await Store.open(tmp_path / "second.db")
     try:
         await load_content(second, exported)
         again = tmp_path / "again"
         await export_content(second, again)
+        copied = await dump(second, rowid=False)
     finally:
         await second.close()
     for path in sorted(exported.rglob("*")):
         if path.is_file():
             assert (again / path.relative_to(exported)).read_bytes() == path.read_bytes()
-    assert {k: v for k, v in dump(tmp_path / "second.db").items() if k != "meta"} == {
-        k: v for k, v in dump(store.path).items() if k != "meta"
+    original = await dump(any_store, rowid=False)
+    assert {k: v for k, v in copied.items() if k != "meta"} == {
+        k: v for k, v in original.items() if k != "meta"
     }
 
 
-async def test_a_changed_source_text_is_refused(store: Store, content_dir: Path) -> None:
+async def test_a_changed_source_text_is_refused(any_store: Store, content_dir: Path) -> None:
     """The pinned SHA-256: a source edited after curation cannot load unnoticed."""
     edit(content_dir / "sources" / "smuggling-gangs.txt", "plummet", "rise")
     with pytest.raises(ContentError, match="does not match its source_sha256"):
-        await load_content(store, content_dir)
-    assert (await store.counts())["statements"] == 0
+        await load_content(any_store, content_dir)
+    assert (await any_store.counts())["statements"] == 0
 
 
 PROVENANCE_EDITS = [
@@ -292,7 +311,7 @@ def test_a_known_date_and_link_are_kept(content_dir: Path) -> None:
     assert (content.statement.date, content.statement.url) == ("2023-04", "https://example.org/s")
 
 
-async def test_schema_1_files_still_load(store: Store, content_dir: Path) -> None:
+async def test_schema_1_files_still_load(any_store: Store, content_dir: Path) -> None:
     """Files written before issue 9: `author` is the publisher; `actors` is dropped."""
     (content_dir / "sources" / "old.txt").write_text("We will plant trees.", "utf-8")
     (content_dir / "old.toml").write_text(
@@ -304,10 +323,12 @@ async def test_schema_1_files_still_load(store: Store, content_dir: Path) -> Non
         'quotes = ["trees"]\n',
         "utf-8",
     )
-    await load_content(store, content_dir)
-    (old,) = [s for s in await store.statements() if s.slug == "old"]
+    await load_content(any_store, content_dir)
+    (old,) = [s for s in await any_store.statements() if s.slug == "old"]
     assert old.publisher == "Tree Party"
     assert old.source_sha256 == hashlib.sha256(b"We will plant trees.").hexdigest()
-    pledge = await store.pledge("plant-trees")
+    pledge = await any_store.pledge("plant-trees")
     assert pledge is not None and pledge.partners == ()
-    assert [c.title for c in await store.claims(statement="old")] == ["The statement says trees."]
+    assert [c.title for c in await any_store.claims(statement="old")] == [
+        "The statement says trees."
+    ]

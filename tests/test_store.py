@@ -1,10 +1,12 @@
-"""The store against real SQLite files: migrations, status history, search."""
+"""The store on real databases: migrations (SQLite files), and status history and
+search on both backends (`any_store`: `[sqlite]` and `[postgresql]`)."""
 
 from __future__ import annotations
 
 import sqlite3
 from pathlib import Path
 
+import asyncpg
 import pytest
 
 from bot.errors import StoreError
@@ -25,6 +27,10 @@ def make_database_at_version(path: Path, version: int) -> None:
         conn.execute("INSERT INTO meta(key, value) VALUES ('kept', 'yes')")
     conn.commit()
     conn.close()
+
+
+# Migrations of SQLite files (PRAGMA user_version, WAL, foreign keys as a connection
+# setting): SQLite-only; tests/test_database_pg.py covers PostgreSQL's migrations.
 
 
 async def test_migrates_from_empty(tmp_path: Path) -> None:
@@ -70,8 +76,8 @@ async def test_reopening_is_a_no_op(tmp_path: Path) -> None:
         await store.close()
 
 
-async def test_status_change_is_recorded_in_history(loaded_store: Store) -> None:
-    change = await loaded_store.set_status(
+async def test_status_change_is_recorded_in_history(any_loaded_store: Store) -> None:
+    change = await any_loaded_store.set_status(
         "europol-partnership",
         "in-progress",
         note="talks opened",
@@ -80,24 +86,24 @@ async def test_status_change_is_recorded_in_history(loaded_store: Store) -> None
         when="2026-01-02T03:04:05+00:00",
     )
     assert (change.from_status, change.to_status) == ("not-yet-rated", "in-progress")
-    pledge = await loaded_store.pledge("europol-partnership")
+    pledge = await any_loaded_store.pledge("europol-partnership")
     assert pledge is not None
     assert pledge.status == "in-progress"
     assert pledge.status_changed_at == "2026-01-02T03:04:05+00:00"
-    history = await loaded_store.status_history("europol-partnership")
+    history = await any_loaded_store.status_history("europol-partnership")
     assert [(h.from_status, h.to_status, h.note) for h in history] == [
         ("not-yet-rated", "in-progress", "talks opened")
     ]
-    assert await loaded_store.status_history(since="2026-01-02T03:04:05+00:00") == []
+    assert await any_loaded_store.status_history(since="2026-01-02T03:04:05+00:00") == []
 
 
-async def test_status_history_is_append_only(loaded_store: Store) -> None:
-    await loaded_store.set_status("europol-partnership", "stalled", note="n", changed_by="t")
+async def test_status_history_is_append_only(any_loaded_store: Store) -> None:
+    await any_loaded_store.set_status("europol-partnership", "stalled", note="n", changed_by="t")
     for sql in ("UPDATE status_history SET note = 'x'", "DELETE FROM status_history"):
-        with pytest.raises(sqlite3.IntegrityError, match="append-only"):
-            async with loaded_store.transaction() as conn:
+        with pytest.raises((sqlite3.IntegrityError, asyncpg.PostgresError), match="append-only"):
+            async with any_loaded_store.transaction() as conn:
                 await conn.execute(sql)
-    assert len(await loaded_store.status_history("europol-partnership")) == 1
+    assert len(await any_loaded_store.status_history("europol-partnership")) == 1
 
 
 @pytest.mark.parametrize(
@@ -105,11 +111,11 @@ async def test_status_history_is_append_only(loaded_store: Store) -> None:
     [("no-such-pledge", "delivered", "no pledge"), ("europol-partnership", "done", "unknown")],
 )
 async def test_set_status_rejects_bad_input(
-    loaded_store: Store, slug: str, status: str, message: str
+    any_loaded_store: Store, slug: str, status: str, message: str
 ) -> None:
     with pytest.raises(StoreError, match=message):
-        await loaded_store.set_status(slug, status, note="n", changed_by="t")
-    assert await loaded_store.status_history() == []
+        await any_loaded_store.set_status(slug, status, note="n", changed_by="t")
+    assert await any_loaded_store.status_history() == []
 
 
 HOSTILE_QUERIES = [
@@ -139,40 +145,40 @@ HOSTILE_QUERIES = [
 
 
 @pytest.mark.parametrize("query", HOSTILE_QUERIES, ids=lambda q: repr(q[:20]))
-async def test_search_never_raises_on_user_text(loaded_store: Store, query: str) -> None:
-    hits = await loaded_store.search(query)
+async def test_search_never_raises_on_user_text(any_loaded_store: Store, query: str) -> None:
+    hits = await any_loaded_store.search(query)
     assert isinstance(hits, list)
     assert len(hits) <= 10
-    assert (await loaded_store.counts())["pledges"] == 6
+    assert (await any_loaded_store.counts())["pledges"] == 6
 
 
 @pytest.mark.parametrize(
     "query", ['"Europol', "Europol*", "Europol AND", "NEAR(Europol", "europol)", "EUROPOL"]
 )
-async def test_search_still_finds_through_syntax(loaded_store: Store, query: str) -> None:
-    slugs = {hit.slug for hit in await loaded_store.search(query)}
+async def test_search_still_finds_through_syntax(any_loaded_store: Store, query: str) -> None:
+    slugs = {hit.slug for hit in await any_loaded_store.search(query)}
     assert {"europol-partnership", "police-officers-to-europol"} <= slugs
 
 
-async def test_search_finds_the_power_by_its_restrictions(loaded_store: Store) -> None:
-    hits = await loaded_store.search("vehicles")
+async def test_search_finds_the_power_by_its_restrictions(any_loaded_store: Store) -> None:
+    hits = await any_loaded_store.search("vehicles")
     assert hits
     assert hits[0].kind == "power"
     assert hits[0].slug == "serious-crime-prevention-orders"
     assert "**" in hits[0].snippet
 
 
-async def test_search_prefix_matches_the_last_word(loaded_store: Store) -> None:
-    assert any(h.slug == "europol-partnership" for h in await loaded_store.search("Euro"))
+async def test_search_prefix_matches_the_last_word(any_loaded_store: Store) -> None:
+    assert any(h.slug == "europol-partnership" for h in await any_loaded_store.search("Euro"))
 
 
-async def test_search_falls_back_to_any_word(loaded_store: Store) -> None:
-    hits = await loaded_store.search("vehicles zzzqqq")
+async def test_search_falls_back_to_any_word(any_loaded_store: Store) -> None:
+    hits = await any_loaded_store.search("vehicles zzzqqq")
     assert any(h.slug == "serious-crime-prevention-orders" for h in hits)
 
 
-async def test_search_ranks_title_matches_first(loaded_store: Store) -> None:
-    hits = await loaded_store.search("Security Agreement")
+async def test_search_ranks_title_matches_first(any_loaded_store: Store) -> None:
+    hits = await any_loaded_store.search("Security Agreement")
     assert hits[0].slug == "europe-security-agreement"
 
 
