@@ -6,7 +6,6 @@ import argparse
 import asyncio
 import getpass
 import logging
-import sqlite3
 import sys
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from datetime import date
@@ -14,8 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from bot.client import logredact
-from bot.config import Config, ConfigError, load_config
-from bot.database_file import backup, in_use, restore
+from bot.config import Config, ConfigError, load_config, parse_database_url
+from bot.database_file import DATABASE_ERRORS, backup, copy_database, in_use, restore
 from bot.errors import OperatorError, StoreError
 from bot.models import STATUSES
 from bot.pledges.content import (
@@ -38,6 +37,14 @@ def shard_ids(text: str) -> list[int]:
         return sorted({int(part) for part in text.split(",") if part.strip()})
     except ValueError:
         raise argparse.ArgumentTypeError("shard ids are numbers separated by commas") from None
+
+
+def database_url(text: str) -> Path | str:
+    """`db copy`'s --from/--to: a URL as `[database] url` takes it (relative to here)."""
+    try:
+        return parse_database_url(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -82,6 +89,16 @@ def build_parser() -> argparse.ArgumentParser:
     db.add_parser(
         "restore", help="replace the database with a backup (the bot must be stopped)"
     ).add_argument("file", type=Path, metavar="FILE")
+    copy = db.add_parser(
+        "copy",
+        help="copy every row into a new, empty database: SQLite <-> PostgreSQL (no bot running)",
+        description="Copy every table's rows, ids kept, from one pledgebot database into a "
+        "new, empty one, then verify each table's row count. URLs as [database] url takes "
+        "them: sqlite:///FILE (relative to here), sqlite:////ABSOLUTE/FILE, "
+        "postgresql://USER@HOST/DATABASE (password from PGPASSWORD or ~/.pgpass).",
+    )
+    copy.add_argument("--from", dest="source", type=database_url, required=True, metavar="URL")
+    copy.add_argument("--to", dest="target", type=database_url, required=True, metavar="URL")
 
     content = commands.add_parser("content", help="add a statement").add_subparsers(
         dest="content_command", required=True, metavar="ACTION"
@@ -122,16 +139,29 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 async def with_store(config: Config, action: Callable[[Store], Awaitable[int]]) -> int:
-    # Held while the store is open: `db restore` refuses meanwhile.
-    with in_use(config.database_path):
-        store = await Store.open(config.database_path)
-        try:
-            return await action(store)
-        finally:
-            await store.close()
+    location = config.database
+    if not isinstance(location, Path):  # a server database: no file to hold
+        return await _with_open_store(location, action)
+    # Held while the store is open: `db restore` and `db copy` refuse meanwhile.
+    with in_use(location):
+        return await _with_open_store(location, action)
+
+
+async def _with_open_store(location: Path | str, action: Callable[[Store], Awaitable[int]]) -> int:
+    store = await Store.open(location)
+    try:
+        return await action(store)
+    finally:
+        await store.close()
 
 
 def db_backup(config: Config, target: Path) -> int:
+    if config.database_url is not None:
+        raise OperatorError(
+            "db backup copies a SQLite file; this database is on PostgreSQL: back it up "
+            f"with pg_dump, e.g. `pg_dump --format=custom --file={target} "
+            f"'{config.database_url}'`"
+        )
     copied = backup(config.database_path, target)
     print(
         f"backup written: {copied.path} ({copied.size / 2**20:.1f} MiB, schema version "
@@ -141,6 +171,12 @@ def db_backup(config: Config, target: Path) -> int:
 
 
 def db_restore(config: Config, source: Path) -> int:
+    if config.database_url is not None:
+        raise OperatorError(
+            "db restore replaces a SQLite file; this database is on PostgreSQL: restore a "
+            f"pg_dump with pg_restore (psql for a plain SQL dump), e.g. `pg_restore --clean "
+            f"--dbname='{config.database_url}' {source}`, with every bot stopped"
+        )
     done = restore(source, config.database_path)
     print(f"restored {done.database} from {source}")
     if done.replaced is not None:
@@ -150,7 +186,8 @@ def db_restore(config: Config, source: Path) -> int:
 
 async def db_init(config: Config) -> int:
     async def init(store: Store) -> int:
-        print(f"database ready: {store.path} (schema version {await store.schema_version()})")
+        version = await store.schema_version()
+        print(f"database ready: {config.database_name} (schema version {version})")
         return 0
 
     return await with_store(config, init)
@@ -181,7 +218,12 @@ async def db_export(config: Config, out: Path) -> int:
 async def db_check(config: Config) -> int:
     async def check(store: Store) -> int:
         counts = await store.counts()
-        print(f"database: {store.path} (schema version {await store.schema_version()})")
+        print(f"database: {config.database_name} (schema version {await store.schema_version()})")
+        if config.database_url is not None:
+            print(
+                "migrations current; content and quotes checked through the store below; "
+                "not checked here: the server's own storage (PostgreSQL's amcheck, pg_dump)"
+            )
         failures: list[str] = []
         sources_failed: list[str] = []
         for statement in await store.statements():
@@ -217,6 +259,18 @@ async def db_check(config: Config) -> int:
         return 1 if failures or sources_failed else 0
 
     return await with_store(config, check)
+
+
+async def db_copy(source: Path | str, target: Path | str) -> int:
+    copied = await copy_database(source, target)
+    for table in copied:
+        print(f"  {table.name:<20} {table.rows:>9} rows")
+    total = sum(table.rows for table in copied)
+    print(
+        f"copied {total} rows in {len(copied)} tables from {source} to {target}; "
+        "every table's row count verified"
+    )
+    return 0
 
 
 def content_new(config: Config, args: argparse.Namespace) -> int:
@@ -264,6 +318,7 @@ def dispatch(config: Config, args: argparse.Namespace) -> int:
             "load": lambda: db_load(config, args.dir),
             "export": lambda: db_export(config, args.out),
             "check": lambda: db_check(config),
+            "copy": lambda: db_copy(args.source, args.target),
         }
         return asyncio.run(actions[args.db_command]())
     if args.command == "status":
@@ -295,8 +350,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     except (OperatorError, ContentError, StoreError) as exc:
         print(f"pledgebot: {exc}", file=sys.stderr)
         code = getattr(exc, "exit_code", 1)  # e.g. 78 for a refused token
-    except sqlite3.Error as exc:
-        print(f"pledgebot: database error on {config.database_path}: {exc}", file=sys.stderr)
+    except DATABASE_ERRORS as exc:
+        print(f"pledgebot: database error on {config.database_name}: {exc}", file=sys.stderr)
         code = 1
     except KeyboardInterrupt:
         code = 130

@@ -18,9 +18,16 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, NamedTuple
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
-__all__ = ["CONFIG_ENV_VAR", "TOKEN_ENV_VAR", "Config", "ConfigError", "load_config"]
+__all__ = [
+    "CONFIG_ENV_VAR",
+    "TOKEN_ENV_VAR",
+    "Config",
+    "ConfigError",
+    "load_config",
+    "parse_database_url",
+]
 
 CONFIG_ENV_VAR = "PLEDGEBOT_CONFIG"
 TOKEN_ENV_VAR = "DISCORD_TOKEN"
@@ -32,7 +39,10 @@ LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 class Config:
     """Validated settings. `Config()` is the built-in defaults (the single source of them)."""
 
+    # The store: a SQLite file ([database] path, or url = "sqlite:///FILE"), unless
+    # database_url names a PostgreSQL database ([database] url = "postgresql://...").
     database_path: Path = Path("data/pledgebot.db")  # [database] path
+    database_url: str | None = None  # [database] url when postgresql://; never a password
     content_dir: Path = Path("data")  # [content] directory
     # Member answers kept per content state; 0 = answer every question afresh (benchmarks).
     answer_cache: int = 1024  # [content] answer_cache, 0..100000
@@ -55,6 +65,17 @@ class Config:
     # Secret: only ever from the environment, and kept out of repr()/str() and thus out of logs.
     token: str | None = field(default=None, repr=False)
     source: Path | None = None  # the file these settings came from; None = built-in defaults
+
+    @property
+    def database(self) -> Path | str:
+        """Where the store lives, as `Store.open` takes it: a SQLite file's `Path`, or a
+        PostgreSQL URL (a `str`)."""
+        return self.database_url if self.database_url is not None else self.database_path
+
+    @property
+    def database_name(self) -> str:
+        """The store's location for messages and logs (a URL never carries a password)."""
+        return str(self.database)
 
 
 class ConfigError(Exception):
@@ -199,6 +220,49 @@ def _url(*schemes: str) -> _Parser:
     return parse
 
 
+PG_SCHEMES = ("postgresql", "postgres")
+PASSWORD_REFUSAL = (
+    "a password is refused here: give it in the PGPASSWORD environment variable or a "
+    ".pgpass file (https://www.postgresql.org/docs/current/libpq-pgpass.html), never in the URL"
+)
+
+
+def parse_database_url(url: str) -> Path | str:
+    """`sqlite:///FILE` -> the file's Path (`sqlite:////abs/file` for an absolute one, as
+    SQLAlchemy spells it); `postgresql://user@host[:port]/db` -> the URL as it is.
+
+    ValueError says what is wrong, including a password in a PostgreSQL URL.
+    """
+    scheme, sep, rest = url.partition(":")
+    scheme = scheme.lower()
+    if sep and scheme == "sqlite":
+        if not rest.startswith("///") or len(rest) == 3 or "?" in rest:
+            raise ValueError(f'a SQLite URL is "sqlite:///FILE" (FILE relative), got {url!r}')
+        return Path(unquote(rest[3:])).expanduser()
+    if sep and scheme in PG_SCHEMES and rest.startswith("//"):
+        from bot.database_pg import password_in_dsn  # asyncpg only when PostgreSQL is named
+
+        try:
+            urlsplit(url).port  # noqa: B018 - raises on a port that is not a number
+        except ValueError as error:
+            raise ValueError(f"not a usable PostgreSQL URL ({error}): {url!r}") from None
+        if password_in_dsn(url):
+            raise ValueError(PASSWORD_REFUSAL)
+        return url
+    raise ValueError(f'must be "sqlite:///FILE" or "postgresql://USER@HOST/DATABASE", got {url!r}')
+
+
+def _database_url(value: object) -> Path | str | None:
+    """[database] url; "" means not set, like an absent key."""
+    text = _string(value).strip()
+    if not text:
+        return None
+    try:
+        return parse_database_url(text)
+    except ValueError as error:
+        raise _Invalid(str(error)) from None
+
+
 def _listen_address(value: object) -> tuple[str, int] | None:
     """An address as "HOST:PORT" ("[::1]:9108" for IPv6); "" means off; port 0, any free one."""
     text = _string(value).strip()
@@ -218,7 +282,10 @@ class _Setting(NamedTuple):
 
 # The whole file format: section -> key -> setting. Defaults live on Config.
 _SPEC: dict[str, dict[str, _Setting]] = {
-    "database": {"path": _Setting("database_path", _path)},
+    "database": {
+        "url": _Setting("database_url", _database_url),
+        "path": _Setting("database_path", _path),
+    },
     "content": {
         "directory": _Setting("content_dir", _path),
         "answer_cache": _Setting("answer_cache", _int_between(0, 100_000)),
@@ -324,7 +391,20 @@ def _parse(document: Mapping[str, object], base: Path) -> tuple[dict[str, Any], 
                 problems.append(f"{name}: {error}")
                 continue
             changes[setting.attr] = base / parsed if isinstance(parsed, Path) else parsed
+    if isinstance(url := changes.get("database_url"), Path):  # a SQLite file, as path is
+        changes["database_url"] = None
+        if "database_path" in changes:
+            problems.append(_BOTH_DATABASE_KEYS)
+        changes["database_path"] = url
+    elif url is not None and "database_path" in changes:
+        problems.append(_BOTH_DATABASE_KEYS)
     return changes, problems
+
+
+_BOTH_DATABASE_KEYS = (
+    "database.url and database.path: set one or the other, not both "
+    '(path = "FILE" is the same as url = "sqlite:///FILE")'
+)
 
 
 def load_config(path: Path | None = None, environ: Mapping[str, str] | None = None) -> Config:

@@ -1,4 +1,4 @@
-"""The database as a file: who is using it, online backup, and restore.
+"""The database as a file: who is using it, online backup, restore, and copy.
 
 Copying `pledgebot.db` while the bot runs loses whatever still sits in its `-wal` file, so
 backups go through SQLite's online backup API instead: one consistent snapshot, taken
@@ -9,6 +9,10 @@ the database (the bot, the console, and the operator CLI) holds a shared `flock`
 `<database>.lock` for as long as it has the database open; `restore` takes that lock
 exclusively, without waiting, and refuses if it cannot. The kernel drops a process's lock
 when it exits, even on `kill -9`, so no stale lock file can block a restore.
+
+Backup and restore are SQLite's: a PostgreSQL server has its own (`pg_dump`,
+`pg_restore`). `copy_database` moves every row between any two pledgebot databases,
+SQLite or PostgreSQL, through the `Database` interface.
 """
 
 from __future__ import annotations
@@ -17,12 +21,13 @@ import contextlib
 import fcntl
 import os
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO
 
+from bot.database import Database, SQLiteDatabase
 from bot.errors import OperatorError, StoreError
 from bot.migrations import SCHEMA_VERSION
 
@@ -75,7 +80,7 @@ def in_use(database: Path) -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def exclusive(database: Path) -> Iterator[None]:
+def exclusive(database: Path, doing: str = "restore") -> Iterator[None]:
     """The database to ourselves, or OperatorError naming why not (never waits)."""
     file = _open_lock_file(database)
     try:
@@ -83,7 +88,7 @@ def exclusive(database: Path) -> Iterator[None]:
             fcntl.flock(file, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             raise OperatorError(
-                f"refusing to restore: a pledgebot process is using {database} "
+                f"refusing to {doing}: a pledgebot process is using {database} "
                 "(the bot, the console or another command); stop it first"
             ) from None
         yield
@@ -238,6 +243,225 @@ def _set_aside(database: Path, now: datetime) -> Path | None:
     for sidecar in ("-wal", "-shm"):  # never left to be replayed into the restored file
         database.with_name(database.name + sidecar).unlink(missing_ok=True)
     return kept
+
+
+# -- copy between databases ----------------------------------------------------------------
+
+# The migrations' own bookkeeping (PostgreSQL's `schema_version`; SQLite keeps its version
+# in the file header): each side's is its own, written when it was migrated.
+INTERNAL_TABLES = frozenset({"schema_version"})
+# The tables FTS5 keeps behind a virtual table `t`: `t_data`, `t_idx`, ... (its own).
+_FTS5_SHADOWS = ("data", "idx", "content", "docsize", "config")
+COPY_BATCH = 1000  # rows per executemany
+
+
+def _driver_errors() -> tuple[type[Exception], ...]:
+    """sqlite3's errors, and asyncpg's where it is installed."""
+    found: list[type[Exception]] = [sqlite3.Error]
+    try:
+        import asyncpg
+    except ImportError:  # a SQLite-only install
+        return tuple(found)
+    return (*found, asyncpg.PostgresError, asyncpg.InterfaceError)
+
+
+# What either database driver raises on a failed statement (not OSError: a file the CLI
+# writes is not the database).
+DATABASE_ERRORS = _driver_errors()
+
+
+@dataclass(frozen=True)
+class CopiedTable:
+    name: str
+    rows: int
+
+
+@dataclass
+class _Table:
+    columns: list[str]  # in the order they are copied; a virtual table's rowid first
+    fts5: bool = False  # SQLite: an FTS5 index (optimized after a bulk insert)
+    identities: tuple[str, ...] = ()  # PostgreSQL: identity columns (their sequences move)
+
+
+async def copy_database(source: Path | str, target: Path | str) -> list[CopiedTable]:
+    """Copy every row of every pledgebot table from `source` to `target`.
+
+    Each is a SQLite file's `Path` or a PostgreSQL URL. Both are migrated to the current
+    version first. The target must hold no rows (a fresh file or `createdb`), and no
+    pledgebot process may hold either SQLite file. Tables are copied in dependency order
+    (foreign keys), one transaction each, ids kept; PostgreSQL's identity sequences are
+    then moved past the largest id. At the end every table's row count is compared, and
+    OperatorError names any table that differs.
+
+    The search index is copied as a table (rowids kept) rather than rebuilt: it is a
+    function of the content rows, which are copied verbatim, so the copy is the index the
+    target would build, needs no dialect-bound rebuild SQL here, and its count is verified
+    like any table's. PostgreSQL computes its tsvector column itself on insert, and SQLite
+    FTS5 builds its own structures (its shadow tables are never copied).
+    """
+    _check_endpoints(source, target)
+    async with _opened(source) as src, _opened(target) as dst:
+        tables = await _tables(src)
+        target_tables = await _tables(dst)
+        _check_same_shape(tables, target_tables)
+        order = _dependency_order(tables, await _references(src) | await _references(dst))
+        filled = [(t, n) for t in order if (n := await _count_rows(dst, t))]
+        if filled:
+            listed = ", ".join(f"{t} ({n} rows)" for t, n in filled)
+            raise OperatorError(
+                f"refusing to copy: the target {target} already holds data ({listed}); "
+                "copy into a new SQLite file or a new, empty PostgreSQL database (createdb)"
+            )
+        for name in order:
+            await _copy_table(src, dst, name, tables[name], target_tables[name])
+        copied = []
+        for name in order:
+            had, has = await _count_rows(src, name), await _count_rows(dst, name)
+            if had != has:
+                raise OperatorError(
+                    f"copy NOT complete: table {name} has {had} rows in {source} "
+                    f"but {has} in {target}"
+                )
+            copied.append(CopiedTable(name, has))
+    return copied
+
+
+def _check_endpoints(source: Path | str, target: Path | str) -> None:
+    if isinstance(source, Path) and isinstance(target, Path):
+        same = source.resolve() == target.resolve()
+    else:
+        same = source == target
+    if same:
+        raise OperatorError(f"--from and --to are the same database ({source})")
+    if isinstance(source, Path) and not source.is_file():
+        raise OperatorError(f"there is no database at {source} to copy from")
+
+
+@contextlib.asynccontextmanager
+async def _opened(where: Path | str) -> AsyncIterator[Database]:
+    """The database opened and migrated; a SQLite file held exclusively meanwhile."""
+    if isinstance(where, Path):
+        with exclusive(where, "copy"):
+            database: Database = await SQLiteDatabase.open(where)
+            try:
+                yield database
+            finally:
+                await database.close()
+        return
+    from bot.database_pg import PostgresDatabase  # asyncpg only when PostgreSQL is used
+
+    database = await PostgresDatabase.open(where)
+    try:
+        yield database
+    finally:
+        await database.close()
+
+
+async def _tables(db: Database) -> dict[str, _Table]:
+    """Every pledgebot table and the columns a copy writes (never generated ones)."""
+    found: dict[str, _Table] = {}
+    if db.dialect == "sqlite":
+        rows = await db.rows(
+            "SELECT name, sql FROM sqlite_master WHERE type = 'table' "
+            "AND name NOT LIKE 'sqlite_%' ORDER BY name"
+        )
+        virtual = {r["name"] for r in rows if r["sql"].upper().startswith("CREATE VIRTUAL")}
+        shadows = {f"{v}_{suffix}" for v in virtual for suffix in _FTS5_SHADOWS}
+        for r in rows:
+            name = r["name"]
+            if name in shadows or name in INTERNAL_TABLES:
+                continue
+            # table_xinfo hides nothing but lists generated columns (hidden 2 or 3)
+            info = await db.rows(f'PRAGMA table_xinfo("{name}")')
+            columns = [c["name"] for c in info if c["hidden"] == 0]
+            fts5 = name in virtual
+            found[name] = _Table(["rowid", *columns] if fts5 else columns, fts5=fts5)
+        return found
+    rows = await db.rows(
+        "SELECT c.table_name, c.column_name, c.is_identity "
+        "FROM information_schema.columns c JOIN information_schema.tables t "
+        "ON t.table_schema = c.table_schema AND t.table_name = c.table_name "
+        "WHERE c.table_schema = current_schema() AND t.table_type = 'BASE TABLE' "
+        "AND c.is_generated = 'NEVER' ORDER BY c.table_name, c.ordinal_position"
+    )
+    for r in rows:
+        name = r["table_name"]
+        if name in INTERNAL_TABLES:
+            continue
+        table = found.setdefault(name, _Table([]))
+        table.columns.append(r["column_name"])
+        if r["is_identity"] == "YES":
+            table.identities += (r["column_name"],)
+    return found
+
+
+async def _references(db: Database) -> set[tuple[str, str]]:
+    """(table, the table it references) for every foreign key."""
+    if db.dialect == "sqlite":
+        names = [r[0] for r in await db.rows("SELECT name FROM sqlite_master WHERE type = 'table'")]
+        found = set()
+        for name in names:
+            for fk in await db.rows(f'PRAGMA foreign_key_list("{name}")'):
+                found.add((name, fk["table"]))
+        return found
+    rows = await db.rows(
+        "SELECT conrelid::regclass::text, confrelid::regclass::text FROM pg_constraint "
+        "WHERE contype = 'f' AND connamespace = current_schema()::regnamespace"
+    )
+    return {(r[0], r[1]) for r in rows}
+
+
+def _check_same_shape(source: dict[str, _Table], target: dict[str, _Table]) -> None:
+    """Both sides at one schema version have the same tables and columns; else say how."""
+    problems = [f"table {t} only in the source" for t in sorted(set(source) - set(target))]
+    problems += [f"table {t} only in the target" for t in sorted(set(target) - set(source))]
+    for name in sorted(set(source) & set(target)):
+        if set(source[name].columns) != set(target[name].columns):
+            only = sorted(set(source[name].columns) ^ set(target[name].columns))
+            problems.append(f"table {name} differs in columns {', '.join(only)}")
+    if problems:
+        raise OperatorError("cannot copy, the schemas differ: " + "; ".join(problems))
+
+
+def _dependency_order(tables: dict[str, _Table], references: set[tuple[str, str]]) -> list[str]:
+    """Referenced tables before the tables that reference them (then by name)."""
+    order: list[str] = []
+    waiting = sorted(tables)
+    while waiting:
+        ready = [t for t in waiting if all(r in order or r == t for (f, r) in references if f == t)]
+        if not ready:  # a cycle of foreign keys: none in pledgebot's schema
+            raise OperatorError(f"cannot order the tables {', '.join(waiting)} by foreign keys")
+        order += ready
+        waiting = [t for t in waiting if t not in ready]
+    return order
+
+
+async def _count_rows(db: Database, table: str) -> int:
+    return int(await db.scalar(f'SELECT count(*) FROM "{table}"'))
+
+
+async def _copy_table(
+    src: Database, dst: Database, name: str, source: _Table, target: _Table
+) -> None:
+    """One table in one transaction, ids kept; a failure names the table."""
+    columns = source.columns
+    listed = ", ".join(f'"{c}"' for c in columns)
+    rows = [tuple(r) for r in await src.rows(f'SELECT {listed} FROM "{name}"')]
+    insert = f'INSERT INTO "{name}" ({listed}) VALUES ({", ".join("?" for _ in columns)})'
+    try:
+        async with dst.transaction() as tx:
+            for start in range(0, len(rows), COPY_BATCH):
+                await tx.executemany(insert, rows[start : start + COPY_BATCH])
+            for column in target.identities:  # next id: past the largest copied
+                await tx.scalar(
+                    f"SELECT setval(pg_get_serial_sequence(?, ?), "
+                    f'coalesce(max("{column}"), 0) + 1, false) FROM "{name}"',
+                    (name, column),
+                )
+            if target.fts5 and rows:  # one b-tree per term, as the store's rebuild leaves
+                await tx.execute(f'INSERT INTO "{name}"("{name}") VALUES (\'optimize\')')
+    except DATABASE_ERRORS as error:
+        raise OperatorError(f"copy failed at table {name} (nothing of it kept): {error}") from None
 
 
 # -- helpers ------------------------------------------------------------------------------

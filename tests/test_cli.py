@@ -275,3 +275,67 @@ def test_content_new_refuses_to_overwrite(
     code, _, err = run(capsys, *cfg, "--source", str(source), "--slug", "again")
     assert code == 1
     assert "cannot read the source" in err
+
+
+# --- [database] url = "postgresql://..." ------------------------------------------------
+
+
+@pytest.fixture
+def pg_config(tmp_path: Path, pg_server: str) -> Path:
+    """A config naming a fresh PostgreSQL database (sync: the CLI runs its own loop)."""
+    from tests.pg_server import new_database
+
+    path = tmp_path / "pg.toml"
+    url = asyncio.run(new_database(pg_server))
+    path.write_text(f'[database]\nurl = "{url}"\n[content]\ndirectory = "{DATA_DIR}"\n')
+    return path
+
+
+def test_init_on_postgresql(capsys: pytest.CaptureFixture[str], pg_config: Path) -> None:
+    code, out, err = run(capsys, "--config", str(pg_config), "db", "init")
+    assert code == 0, err
+    assert out.startswith("database ready: postgresql://postgres@127.0.0.1:")
+    assert "(schema version 8)" in out
+
+
+@pytest.mark.parametrize(
+    ("action", "named"),
+    [("backup", "pg_dump --format=custom --file="), ("restore", "pg_restore --clean")],
+)
+def test_backup_and_restore_on_postgresql_name_the_server_tools(
+    capsys: pytest.CaptureFixture[str], pg_config: Path, tmp_path: Path, action: str, named: str
+) -> None:
+    code, out, err = run(capsys, "--config", str(pg_config), "db", action, str(tmp_path / "x"))
+    assert code == 1
+    assert out == ""
+    assert len(err.strip().splitlines()) == 1
+    assert (
+        f"this database is on PostgreSQL: {action} " in err
+        or "this database is on PostgreSQL" in err
+    )
+    assert named in err
+    assert not (tmp_path / "x").exists()
+
+
+def test_a_sqlite_url_in_the_config_is_the_file(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    config = tmp_path / "url.toml"
+    config.write_text(
+        f'[database]\nurl = "sqlite:///url.db"\n[content]\ndirectory = "{DATA_DIR}"\n'
+    )
+    code, out, err = run(capsys, "--config", str(config), "db", "init")
+    assert code == 0, err
+    assert out.startswith(f"database ready: {tmp_path / 'url.db'} ")
+    assert (tmp_path / "url.db").is_file()
+
+
+def test_a_password_in_the_configured_url_is_refused(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    config = tmp_path / "pw.toml"
+    config.write_text('[database]\nurl = "postgresql://bot:hunter2@db.internal/pledgebot"\n')
+    code, _, err = run(capsys, "--config", str(config), "db", "init")
+    assert code == 2
+    assert "database.url: a password is refused here" in err and "PGPASSWORD" in err
+    assert "hunter2" not in err

@@ -101,12 +101,22 @@ def test_example_file_parses_to_the_defaults() -> None:
     assert config == dataclasses.replace(Config(), source=EXAMPLE)
 
 
-def test_example_file_documents_every_key_with_its_default(tmp_path: Path) -> None:
-    """Uncommenting every `# key = value` line must still give the defaults."""
-    text = re.sub(r"(?m)^# (\w+ = )", r"\1", EXAMPLE.read_text(encoding="utf-8"))
+@pytest.mark.parametrize("alternative", ["url", "path"])
+def test_example_file_documents_every_key_with_its_default(
+    tmp_path: Path, alternative: str
+) -> None:
+    """Uncommenting every `# key = value` line must still give the defaults.
+
+    [database] url and path are two spellings of one setting (setting both is refused),
+    so each is uncommented in turn, with every other key.
+    """
+    example = EXAMPLE.read_text(encoding="utf-8")
+    text = re.sub(r"(?m)^# (\w+ = )", r"\1", example)
     documented = {(s, k) for s, table in tomllib.loads(text).items() for k in table}
     assert documented == {(s, k) for s, table in _SPEC.items() for k in table}
 
+    other = {"url": "path", "path": "url"}[alternative]
+    text = re.sub(rf"(?m)^# (?!{other} = )(\w+ = )", r"\1", example)
     config = load_config(write(tmp_path, text), environ={})
     defaults = Config()
     assert config == dataclasses.replace(
@@ -115,6 +125,13 @@ def test_example_file_documents_every_key_with_its_default(tmp_path: Path) -> No
         content_dir=tmp_path / defaults.content_dir,
         source=tmp_path / "config.toml",
     )
+
+
+def test_example_file_with_both_database_keys_is_refused(tmp_path: Path) -> None:
+    text = re.sub(r"(?m)^# (\w+ = )", r"\1", EXAMPLE.read_text(encoding="utf-8"))
+    problems = problems_for(tmp_path, text)
+    assert len(problems) == 1
+    assert problems[0].startswith("database.url and database.path: set one or the other")
 
 
 def test_spec_sets_every_config_field_exactly_once() -> None:
@@ -450,3 +467,104 @@ def test_config_is_frozen() -> None:
 def test_module_does_not_import_discord() -> None:
     code = "import sys, bot.config; sys.exit('discord' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], cwd=REPO, check=False).returncode == 0
+
+
+# --- [database] url ---------------------------------------------------------------------
+
+
+def test_the_default_store_is_the_sqlite_file() -> None:
+    config = Config()
+    assert config.database_url is None
+    assert config.database == Path("data/pledgebot.db")
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("sqlite:///data/pledgebot.db", "data/pledgebot.db"),  # relative to the file
+        ("sqlite:///db/bot%20one.db", "db/bot one.db"),
+        ("SQLite:///bot.db", "bot.db"),
+    ],
+)
+def test_a_sqlite_url_names_the_file_relative_to_the_config(
+    tmp_path: Path, url: str, expected: str
+) -> None:
+    config = load_config(write(tmp_path, f'[database]\nurl = "{url}"\n'), environ={})
+    assert config.database_path == tmp_path / expected
+    assert config.database_url is None
+    assert config.database == tmp_path / expected
+
+
+def test_an_absolute_sqlite_url(tmp_path: Path) -> None:
+    config = load_config(
+        write(tmp_path, '[database]\nurl = "sqlite:////srv/pledgebot/bot.db"\n'), environ={}
+    )
+    assert config.database == Path("/srv/pledgebot/bot.db")
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgresql://pledgebot@db.internal/pledgebot",
+        "postgresql://pledgebot@10.0.0.5:5433/pledgebot?sslmode=require",
+        "postgres://pledgebot@localhost/pledgebot",
+        "postgresql:///pledgebot",  # the local server's socket, as libpq reads it
+    ],
+)
+def test_a_postgresql_url_selects_postgresql(tmp_path: Path, url: str) -> None:
+    config = load_config(write(tmp_path, f'[database]\nurl = "{url}"\n'), environ={})
+    assert config.database_url == url
+    assert config.database == url
+    assert config.database_path == Config().database_path  # unused, left at its default
+
+
+def test_an_empty_url_is_not_set(tmp_path: Path) -> None:
+    config = load_config(write(tmp_path, '[database]\nurl = ""\npath = "x.db"\n'), environ={})
+    assert config.database == tmp_path / "x.db"
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgresql://pledgebot:hunter2@db.internal/pledgebot",
+        "postgresql://db.internal/pledgebot?user=pledgebot&password=hunter2",
+    ],
+)
+def test_a_password_in_the_url_is_refused(tmp_path: Path, url: str) -> None:
+    problems = problems_for(tmp_path, f'[database]\nurl = "{url}"\n')
+    assert len(problems) == 1
+    assert problems[0].startswith("database.url: a password is refused here")
+    assert "PGPASSWORD" in problems[0] and ".pgpass" in problems[0]
+    assert "hunter2" not in problems[0]
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        '"postgresql://pledgebot@db/pb"',
+        '"sqlite:///bot.db"',
+    ],
+)
+def test_url_and_path_together_are_refused(tmp_path: Path, url: str) -> None:
+    problems = problems_for(tmp_path, f'[database]\nurl = {url}\npath = "bot.db"\n')
+    assert problems == [
+        "database.url and database.path: set one or the other, not both "
+        '(path = "FILE" is the same as url = "sqlite:///FILE")'
+    ]
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("mysql://u@h/db", 'must be "sqlite:///FILE" or "postgresql://USER@HOST/DATABASE"'),
+        ("data/pledgebot.db", 'must be "sqlite:///FILE" or'),
+        ("sqlite://bot.db", 'a SQLite URL is "sqlite:///FILE"'),
+        ("sqlite:///", 'a SQLite URL is "sqlite:///FILE"'),
+        ("postgresql://u@h:port/db", "not a usable PostgreSQL URL"),
+    ],
+)
+def test_a_bad_url_is_refused(tmp_path: Path, url: str, message: str) -> None:
+    problems = problems_for(tmp_path, f'[database]\nurl = "{url}"\n')
+    assert len(problems) == 1
+    assert problems[0].startswith("database.url: ")
+    assert message in problems[0]

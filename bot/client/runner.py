@@ -100,8 +100,9 @@ async def serve(config: Config, token: str, options: dict[str, Any]) -> None:
     The database comes first, so a bad path is reported at once even while Discord is
     down. SIGTERM (systemd's stop) closes the bot cleanly, and the process exits 0.
     """
-    check_sqlite_file_opens(config.database_path)
-    store = await Store.open(config.database_path)  # and migrates, or says why not
+    if config.database_url is None:
+        check_sqlite_file_opens(config.database_path)
+    store = await Store.open(config.database)  # and migrates, or says why not
     await store.close()
     stopping = asyncio.Event()
     current: list[PledgeBot] = []

@@ -41,7 +41,7 @@ class Services:
     @classmethod
     async def start(cls, config: Config) -> Services:
         """Open the store and load content (skipped when unchanged since last start)."""
-        store = await Store.open(config.database_path)
+        store = await Store.open(config.database)
         try:
             report = await load_content(store, config.content_dir, skip_if_unchanged=True)
             log.info(
