@@ -363,44 +363,60 @@ class Store:
     async def _search_pg(self, text: str, limit: int) -> list[Row]:
         """PostgreSQL dialect (full-text search): rows as `_search_fts5` gives them.
 
-        All words must match; when that finds nothing, any word may match. Every match
-        is ranked (the GIN index finds them); only the page gets a snippet.
+        All words must match; when that finds nothing, any word may match. As on
+        SQLite, only a bounded candidate set is ranked (`_PG_SEARCH`), and only the page
+        gets a snippet.
         """
         tried = None
+        window = max(SEARCH_WINDOW, 3 * limit)
         for any_word in (False, True):
             query = pg_tsquery(text, any_word=any_word)
             if query is None or query == tried:
                 return []
             tried = query
-            rows = await self.rows(_PG_SEARCH, (query, limit))
+            in_title = pg_tsquery(text, any_word=any_word, weight="A")
+            rows = await self.rows(_PG_SEARCH, (query, limit, in_title, window))
             if rows:
                 return rows
         return []
 
 
-def pg_tsquery(text: str, *, any_word: bool = False) -> str | None:
+def pg_tsquery(text: str, *, any_word: bool = False, weight: str = "") -> str | None:
     """Turn user text into a safe `to_tsquery` text: every word quoted, the last a prefix.
 
     The words are `fts_query`'s (`_WORD` tokens, at most `MAX_QUERY_TOKENS`), so they hold
     no quote, backslash or operator; quoting each still makes tsquery operators
-    (`&`, `|`, `!`, `<->`, `:`) plain text. PostgreSQL dialect.
+    (`&`, `|`, `!`, `<->`, `:`) plain text. `weight` ("A": the title) limits each word
+    to the parts of a document with that weight. PostgreSQL dialect.
     """
     words = _WORD.findall(text)[:MAX_QUERY_TOKENS]
     if not words:
         return None
     quoted = ["'" + w.replace("'", "''").replace("\\", "\\\\") + "'" for w in words]
-    quoted[-1] += ":*"
+    if weight:
+        quoted = [f"{q}:{weight}" for q in quoted]
+        quoted[-1] = quoted[-1][: -len(weight)] + "*" + weight
+    else:
+        quoted[-1] += ":*"
     return (" | " if any_word else " & ").join(quoted)
 
 
 # Search: PostgreSQL dialect. Title (weight A) counts ten times the body (B), the body
 # three times the quotes (C), as SQLite's bm25 weights; kind and slug are not indexed.
-# The rank is negated so that, as with bm25, lower is better. Ties go to the shorter
-# document (`rowid` follows document length, `_rebuild_search_index`).
+# The rank is negated so that, as with bm25, lower is better. Ranking is the cost (the
+# GIN index finds thousands of matches in a few milliseconds; ts_rank_cd over all of them
+# takes a hundred), so, as `_BOUNDED_SEARCH` does on SQLite, only candidates are ranked:
+# the first ?4 matches in rowid order (shortest documents first) and the first ?4 whose
+# title matches (?3: the same words, weight A only). Fewer than ?4 matches: all ranked.
 _PG_SEARCH = (
-    "WITH q(query) AS (SELECT to_tsquery('english', ?1)), "
+    "WITH q(query, in_title) AS (SELECT to_tsquery('english', ?1), to_tsquery('english', ?3)), "
+    "candidates(id) AS ("
+    " (SELECT s.rowid FROM search_index s, q WHERE s.document @@ q.query "
+    "  ORDER BY s.rowid LIMIT ?4) UNION "
+    " (SELECT s.rowid FROM search_index s, q WHERE s.document @@ q.in_title "
+    "  ORDER BY s.rowid LIMIT ?4)), "
     "hits AS (SELECT s.*, ts_rank_cd('{0.0, 0.1, 0.3, 1.0}', s.document, q.query) AS score "
-    " FROM search_index s, q WHERE s.document @@ q.query "
+    " FROM search_index s JOIN candidates c ON c.id = s.rowid, q "
     " ORDER BY score DESC, s.rowid LIMIT ?2) "
     "SELECT kind, slug, title, statement, ts_headline('english', "
     # the snippet comes from the body and quotes when they match (the title is shown

@@ -11,7 +11,7 @@ import pytest
 
 from bot.errors import StoreError
 from bot.migrations import MIGRATIONS, SCHEMA_VERSION, split_sql
-from bot.store import Store, database_location, fts_query
+from bot.store import Store, database_location, fts_query, pg_tsquery
 
 
 def make_database_at_version(path: Path, version: int) -> None:
@@ -206,3 +206,30 @@ async def test_any_store_opens_migrated_and_writes(any_store: Store) -> None:
     await any_store.set_meta("kept", "yes")
     await any_store.set_meta("kept", "still")
     assert await any_store.get_meta("kept") == "still"
+
+
+async def test_search_ranks_a_late_title_match_first_among_many(any_store: Store) -> None:
+    """Only candidates are ranked on both backends; a title match far past the first
+    window of body matches is still one of them, and comes first."""
+    rows = [
+        (n, f"body-{n}", f"Record {n}", ("about gangs " if n % 5 == 0 else "about ") + "x " * 5)
+        for n in range(1, 301)
+    ]  # 60 body matches: more than the window of 30 ranked by default
+    rows.append((999, "late-title", "Smuggling gangs", "a short text"))
+    async with any_store.transaction() as tx:
+        await tx.executemany(
+            "INSERT INTO search_index(rowid, kind, slug, title, body, quotes, statement) "
+            "VALUES (?, 'pledge', ?, ?, ?, '', 's')",
+            rows,
+        )
+    hits = await any_store.search("gangs")
+    assert len(hits) == 10
+    assert hits[0].slug == "late-title", [(h.slug, h.rank) for h in hits]
+    assert "**" in hits[0].snippet
+
+
+def test_pg_tsquery_quotes_every_word() -> None:
+    assert pg_tsquery("NEAR(a 'b' c:*") == "'NEAR' & 'a' & 'b' & 'c':*"
+    assert pg_tsquery("a b", any_word=True) == "'a' | 'b':*"
+    assert pg_tsquery("a b", weight="A") == "'a':A & 'b':*A"
+    assert pg_tsquery("?! & |") is None
