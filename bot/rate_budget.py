@@ -10,12 +10,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-import sqlite3
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from contextvars import ContextVar
 
+from bot.errors import STORE_ERRORS
 from bot.store import Store
 
 log = logging.getLogger(__name__)
@@ -66,7 +66,7 @@ class RateBudget:
         no request fails because of the database."""
         try:
             return await self._reserve()
-        except sqlite3.Error as error:
+        except STORE_ERRORS as error:
             log.warning("rate budget unavailable in the store (%s); pacing locally", error)
             now = time.monotonic()
             turn = max(now, self._local_next)

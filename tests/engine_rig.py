@@ -1,19 +1,27 @@
 """The briefing engine's test rig: a controllable clock, a fake sender, a real store.
 
-Shared by tests/test_scheduler.py and tests/test_engine_store_truth.py; the `rig`
-fixture itself lives in tests/conftest.py.
+Shared by the engine's test files; the `rig` fixture itself lives in tests/conftest.py
+(on `loaded_store`, which reads `store`). A test module that imports
+`store_on_both_backends` overrides `store` there, so its `rig` (and `store`) tests run
+once per backend: `[sqlite]` and `[postgresql]`. A test about SQLite alone (its file,
+its locks) takes `sqlite_only(reason)`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+import sqlite3
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import asyncpg
+import pytest
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
+from bot import database_pg
 from bot.briefings.compose import Briefing
 from bot.briefings.engine import BriefingEngine, DeliveryFailure, FailureKind
 from bot.briefings.schedules import Schedule
@@ -144,3 +152,51 @@ def new_rig(store: Store) -> Rig:
         scheduler=scheduler,
     )
     return Rig(store, engine, sender, clock)
+
+
+@pytest.fixture(name="store")
+async def store_on_both_backends(any_store: Store) -> Store:
+    """`store`, once per backend (tests/conftest.py's `any_store`), for the module that
+    imports this."""
+    return any_store
+
+
+def sqlite_only(reason: str) -> pytest.MarkDecorator:
+    """Run a test of a module on both backends on SQLite alone; PostgreSQL is skipped,
+    saying why."""
+    return pytest.mark.parametrize(
+        "store_location",
+        ["sqlite", pytest.param("postgresql", marks=pytest.mark.skip(reason=reason))],
+        indirect=True,
+    )
+
+
+@asynccontextmanager
+async def write_lock_held_elsewhere(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> AsyncIterator[None]:
+    """Another process holds the store's write lock, past a timeout cut to 50 ms: SQLite's
+    `BEGIN IMMEDIATE` (writes fail with `database is locked`), or PostgreSQL's writer
+    advisory lock (writes fail with a lock timeout)."""
+    if store.path is not None:
+        await store.db.writer.execute("PRAGMA busy_timeout = 50")  # type: ignore[attr-defined]
+        other = sqlite3.connect(store.path, isolation_level=None)
+        other.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        finally:
+            other.execute("ROLLBACK")
+            other.close()
+        return
+    begin = database_pg._BEGIN.replace(
+        f"lock_timeout = '{database_pg.LOCK_TIMEOUT}'", "lock_timeout = '50ms'"
+    )
+    assert begin != database_pg._BEGIN
+    monkeypatch.setattr(database_pg, "_BEGIN", begin)
+    other_pg = await asyncpg.connect(store.db.dsn)  # type: ignore[attr-defined]
+    try:
+        await other_pg.execute("BEGIN")
+        await other_pg.execute("SELECT pg_advisory_xact_lock($1)", database_pg.WRITER_LOCK)
+        yield
+    finally:
+        await other_pg.close()

@@ -26,7 +26,11 @@ from bot.client.runner import make_bot
 from bot.pledges.lookup import Catalog
 from bot.store import Store
 from tests.e2e import quick, world
-from tests.engine_rig import GUILD, Rig
+from tests.engine_rig import (
+    GUILD,
+    Rig,
+    store_on_both_backends,  # noqa: F401 (the `store` fixture)
+)
 
 NINE = datetime(2026, 10, 21, 9, 0, tzinfo=UTC)
 

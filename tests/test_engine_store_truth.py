@@ -1,7 +1,8 @@
 """The briefing engine reads the store at fire time (issue: on time and exactly once).
 
 Each test is named after the numbered failure it guards against. A fake clock and a fake
-sender (tests/engine_rig.py) stand in for time and Discord; the store is real SQLite.
+sender (tests/engine_rig.py) stand in for time and Discord; the store is real: SQLite
+and PostgreSQL (each test runs on both, `[sqlite]` and `[postgresql]`).
 The same promises with two real `pledgebot run` processes are in
 tests/test_engine_two_processes.py.
 """
@@ -10,15 +11,27 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import time
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
+import pytest
+
+from bot.briefings import engine as engine_module
 from bot.briefings.admin import BriefingAdmin, Request
 from bot.briefings.engine import BriefingEngine, marker_for
 from bot.models import utc_slot
 from bot.pledges.lookup import Catalog
-from tests.engine_rig import FakeSender, Rig
+from bot.store import Store
+from tests.engine_rig import (
+    FakeSender,
+    Rig,
+    new_rig,
+    store_on_both_backends,  # noqa: F401 (the `store` fixture)
+    write_lock_held_elsewhere,
+)
 
 NINE = datetime(2026, 10, 21, 9, 0, tzinfo=UTC)
 
@@ -80,6 +93,43 @@ async def test_item1_reconcile_picks_up_changes_from_other_processes(rig: Rig) -
     created = await rig.schedule(time_of_day="12:00", timezone="UTC")
     await rig.engine.reconcile()
     assert rig.planned(created.id) == NINE + timedelta(hours=3)
+
+
+async def test_item1_a_change_reaches_another_process_within_a_second(
+    store_location: Path | str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two processes, each with its own connections: a change committed by one is planned
+    by the other within a second. On PostgreSQL the change's NOTIFY does it (the poll is
+    made too slow to); on SQLite the change-log poll, once a second."""
+    here, there = await Store.open(store_location), await Store.open(store_location)
+    rig_here, rig_there = new_rig(here), new_rig(there)
+    within = 1.0
+    if there.db.dialect == "postgresql":
+        monkeypatch.setattr(engine_module, "RECONCILE_SECONDS", 60.0)
+    else:
+        within += engine_module.RECONCILE_SECONDS  # a poll's wait, then its read
+    try:
+        schedule = await rig_here.schedule(time_of_day="09:00", timezone="UTC")
+        await rig_there.engine.plan_all()  # starts its reconcile loop (and LISTEN)
+        assert rig_there.planned(schedule.id) == NINE
+        for hour, changes in [
+            (10, {"time_of_day": "10:00"}),
+            (None, {"state": "paused"}),
+            (11, {"state": "active", "time_of_day": "11:00"}),
+        ]:
+            started = time.monotonic()
+            await rig_here.engine.schedules.update(
+                schedule.guild_id, schedule.id, changes, by=1, action="edited"
+            )
+            expected = None if hour is None else NINE.replace(hour=hour)
+            while rig_there.planned(schedule.id) != expected:
+                assert time.monotonic() - started < within, changes
+                await asyncio.sleep(0.01)
+    finally:
+        for rig_ in (rig_here, rig_there):
+            await rig_.engine.stop()
+        await here.close()
+        await there.close()
 
 
 async def test_item2_cancel_during_retries_never_posts(rig: Rig) -> None:
@@ -167,22 +217,19 @@ async def test_item5_catch_up_and_recovery_go_on_past_a_bad_row(rig: Rig) -> Non
     assert len(rig.sender.posts) == 4  # two recovered posts and two caught-up ones
 
 
-async def test_item6_a_database_locked_at_claim_time_loses_no_slot(rig: Rig) -> None:
+async def test_item6_a_database_locked_at_claim_time_loses_no_slot(
+    rig: Rig, monkeypatch: pytest.MonkeyPatch
+) -> None:
     schedule = await rig.schedule(time_of_day="09:00", timezone="UTC")
     await rig.engine.plan_all()
-    await rig.store.db.writer.execute("PRAGMA busy_timeout = 50")
-    other = sqlite3.connect(rig.store.path, isolation_level=None)
-    other.execute("BEGIN IMMEDIATE")  # another process holds the write lock past the timeout
     rig.clock.now = NINE
-    try:
+    # another process holds the write lock past the timeout
+    async with write_lock_held_elsewhere(rig.store, monkeypatch):
         await rig.engine.fire(schedule.id)
         assert rig.sender.posts == []
         retry = rig.planned(schedule.id)
         assert retry is not None
         assert NINE < retry <= NINE + timedelta(seconds=10)  # looks again soon
-    finally:
-        other.execute("ROLLBACK")
-        other.close()
     rig.clock.now = retry
     await rig.engine.fire(schedule.id)
     assert len(rig.sender.posts) == 1

@@ -1,4 +1,5 @@
-"""The briefing engine with a controllable clock and a fake sender; real SQLite store."""
+"""The briefing engine with a controllable clock and a fake sender; a real store, on SQLite
+and on PostgreSQL."""
 
 from __future__ import annotations
 
@@ -8,7 +9,10 @@ from typing import Any
 import pytest
 
 from bot.briefings.engine import FailureKind, Shards, nonce_for
-from tests.engine_rig import Rig
+from tests.engine_rig import (
+    Rig,
+    store_on_both_backends,  # noqa: F401 (the `store` fixture)
+)
 
 PLANS = [
     # (fields, timezone, start, end, expected slots)

@@ -6,9 +6,10 @@ from its current rule which slots are due (as UTC instants, after the last one d
 with) and posts the newest within the catch-up window. A stale job (the schedule was
 edited, paused or cancelled elsewhere) finds nothing due and replans. A reconcile loop
 reads the store's change log every second, so every process replans what any other
-changed. A slot is claimed in the store before it is sent, and sent with a nonce derived
-from the claim; a re-send after Discord may have forgotten that nonce first looks for the
-post in the channel. So restarts, retries and several processes never post a slot twice.
+changed; on PostgreSQL a NOTIFY sent with each change wakes it at once. A slot is
+claimed in the store before it is sent, and sent with a nonce derived from the claim; a
+re-send after Discord may have forgotten that nonce first looks for the post in the
+channel. So restarts, retries and several processes never post a slot twice.
 """
 
 from __future__ import annotations
@@ -19,7 +20,6 @@ import functools
 import hashlib
 import logging
 import math
-import sqlite3
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
@@ -32,9 +32,9 @@ from apscheduler.triggers.date import DateTrigger
 from bot.briefings import compose
 from bot.briefings.compose import Briefing
 from bot.briefings.recurrence import Recurrence, build_recurrence, missed_slots, next_slots
-from bot.briefings.schedules import Schedule, Schedules
+from bot.briefings.schedules import CHANGES_CHANNEL, Schedule, Schedules
 from bot.database import Row
-from bot.errors import UserError
+from bot.errors import STORE_ERRORS, UserError
 from bot.models import Pledge, Power, utc_slot, utc_slot_instant
 from bot.rate_budget import RateBudget
 from bot.store import Store
@@ -224,6 +224,9 @@ class BriefingEngine:
         # while plan_all runs: the schedules planned or unplanned meanwhile by others
         self._touched: set[int] | None = None
         self._reconciler: asyncio.Task[None] | None = None
+        self._changed = asyncio.Event()  # set by a NOTIFY of a change (PostgreSQL)
+        self._reconciling = asyncio.Lock()
+        self._listening = False
         self._fire_failures: dict[int, int] = {}
         self._preparing = asyncio.Semaphore(PREPARING_AT_ONCE)
         self._composed: dict[tuple[object, ...], asyncio.Future[Briefing | None]] = {}
@@ -299,6 +302,7 @@ class BriefingEngine:
         if not self.scheduler.running:
             self.scheduler.start()
         if self._reconciler is None:
+            await self._listen_for_changes()
             self._reconciler = asyncio.create_task(self._reconcile_forever())
 
     async def _active_rules(self) -> AsyncIterator[tuple[int, Row]]:
@@ -338,18 +342,43 @@ class BriefingEngine:
 
     async def reconcile(self) -> None:
         """Replan every schedule that anyone (this process or another) changed since the
-        last look."""
-        changed, self._seen_change = await self.schedules.changed_since(self._seen_change)
-        for schedule_id in sorted(changed):
-            await self.plan(schedule_id)
+        last look.
+
+        One at a time: once a call returns, every change it read is planned, even when the
+        background loop (woken by a NOTIFY) read it first.
+        """
+        async with self._reconciling:
+            changed, self._seen_change = await self.schedules.changed_since(self._seen_change)
+            for schedule_id in sorted(changed):
+                await self.plan(schedule_id)
 
     async def _reconcile_forever(self) -> None:
+        """Reconcile every RECONCILE_SECONDS, and at once when a change is notified."""
         while True:
-            await asyncio.sleep(RECONCILE_SECONDS)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._changed.wait(), RECONCILE_SECONDS)
+            self._changed.clear()  # a change notified from here on wakes the next round
             try:
                 await self.reconcile()
             except Exception:
                 log.warning("could not read schedule changes; trying again", exc_info=True)
+
+    async def _listen_for_changes(self) -> None:
+        """On PostgreSQL, have every committed schedule change (any process's) wake the
+        reconcile loop: the notification is only a wake-up, the change log stays what is
+        read. Without it (SQLite, or a listening connection that failed) the loop polls."""
+        listen = getattr(self.store.db, "listen", None)
+        if listen is None or self._listening:
+            return
+        try:
+            await listen(CHANGES_CHANNEL, self._on_change_notified)
+        except STORE_ERRORS as error:
+            log.warning("cannot listen for schedule changes (%s); polling only", error)
+        else:
+            self._listening = True
+
+    def _on_change_notified(self, _channel: str, _payload: str) -> None:
+        self._changed.set()
 
     async def plan(self, schedule_id: int) -> tuple[str, datetime] | None:
         """(Re)plan a schedule's next slot from the table; unplan it if not active."""
@@ -474,7 +503,7 @@ class BriefingEngine:
                 schedule_id,
                 error,
                 delay,
-                exc_info=not isinstance(error, sqlite3.Error),
+                exc_info=not isinstance(error, STORE_ERRORS),
             )
             self._plan_at(schedule_id, self.clock() + timedelta(seconds=delay))
             with contextlib.suppress(Exception):  # the store may still be failing

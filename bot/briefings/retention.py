@@ -43,12 +43,16 @@ UNION SELECT d.id FROM deliveries d JOIN (
 """
 # The next batch of old finished rows, by id. `+state` keeps SQLite walking the primary
 # key from where the last batch stopped, rather than collecting every old row from the
-# state index and sorting them again for each batch. SQLite dialect (the unary `+`).
-_OLD_ROWS = f"""
+# state index and sorting them again for each batch. SQLite dialect (the unary `+`);
+# PostgreSQL's planner needs no such hint, and has no unary `+` for text.
+_OLD_ROWS = {
+    dialect: f"""
 SELECT id FROM deliveries
-WHERE id > ? AND id <= ? AND +state IN {_FINISHED} AND claimed_at < ?
+WHERE id > ? AND id <= ? AND {state} IN {_FINISHED} AND claimed_at < ?
 ORDER BY id LIMIT ?
 """
+    for dialect, state in (("sqlite", "+state"), ("postgresql", "state"))
+}
 
 
 async def prune_deliveries(
@@ -70,10 +74,11 @@ async def prune_deliveries(
         return 0
     last = int(row[0])
     kept = {int(r[0]) for r in await store.rows(_KEPT)}
+    old_rows = _OLD_ROWS[store.db.dialect]
     after, removed = 0, 0
     while True:
         async with store.transaction() as tx:
-            old = [int(r[0]) for r in await tx.rows(_OLD_ROWS, (after, last, cutoff, batch_rows))]
+            old = [int(r[0]) for r in await tx.rows(old_rows, (after, last, cutoff, batch_rows))]
             doomed = [i for i in old if i not in kept]
             if doomed:
                 await tx.execute(

@@ -2,6 +2,11 @@
 
 Every query a command makes is scoped by guild id, so no command from one server can
 read or touch another server's schedules.
+
+Every change to a schedule adds a row to `schedule_changes`, the log every process's
+engine reads to replan. On PostgreSQL the same transaction also sends a NOTIFY on
+`CHANGES_CHANNEL` (delivered only when it commits), so other processes look at the log
+at once instead of at their next poll.
 """
 
 from __future__ import annotations
@@ -14,6 +19,9 @@ from typing import Any
 from bot.database import Row, Transaction
 from bot.errors import UserError
 from bot.store import Store, utc_now
+
+# LISTEN/NOTIFY channel of schedule changes (PostgreSQL); the payload is the schedule id
+CHANGES_CHANNEL = "pledgebot_schedule_changes"
 
 EDITABLE = (
     "channel_id",
@@ -135,7 +143,7 @@ class Schedules:
             )
             assert inserted is not None
             schedule_id = int(inserted)
-            await _log_change(tx, schedule_id, created_by, now, "created", values)
+            await self._log_change(tx, schedule_id, created_by, now, "created", values)
         schedule = await self.get(guild_id, schedule_id)
         assert schedule is not None
         return schedule
@@ -188,7 +196,7 @@ class Schedules:
             )
             if updated_rows == 0:
                 raise UserError(f"There is no briefing #{schedule_id} in this server.")
-            await _log_change(tx, schedule_id, by, now, action, dict(changes))
+            await self._log_change(tx, schedule_id, by, now, action, dict(changes))
         updated = await self.by_id(schedule_id)
         assert updated is not None
         return updated
@@ -207,7 +215,9 @@ class Schedules:
         """Schedules changed (by any process) after change `change_id`, and the latest change.
 
         The change log is the store's change counter: one indexed read, however many
-        schedules there are.
+        schedules there are. Its ids become visible in order on both backends, because
+        write transactions take turns (SQLite's `BEGIN IMMEDIATE`, PostgreSQL's writer
+        lock), so nothing committed later can appear below an id already read.
         """
         rows = await self.store.rows(
             "SELECT schedule_id, id FROM schedule_changes WHERE id > ? ORDER BY id", (change_id,)
@@ -339,6 +349,27 @@ class Schedules:
         )
         return [_delivery(r) for r in rows]
 
+    # -- the change log -------------------------------------------------------------
+
+    async def _log_change(
+        self,
+        tx: Transaction,
+        schedule_id: int,
+        by: int,
+        when: str,
+        action: str,
+        detail: Mapping[str, Any],
+    ) -> None:
+        """Log a change in the change's own transaction, and on PostgreSQL wake every
+        listening process when it commits (a rolled-back change sends nothing)."""
+        await tx.execute(
+            "INSERT INTO schedule_changes(schedule_id, changed_by, changed_at, action, detail) "
+            "VALUES (?, ?, ?, ?, ?)",
+            (schedule_id, by, when, action, json.dumps(detail, sort_keys=True, default=str)),
+        )
+        if self.store.db.dialect == "postgresql":
+            await tx.execute("SELECT pg_notify(?, ?)", (CHANGES_CHANNEL, str(schedule_id)))
+
     # -- per-server settings ------------------------------------------------------
 
     async def settings(self, guild_id: int) -> GuildSettings:
@@ -356,18 +387,3 @@ class Schedules:
                 "moderator_role_id = excluded.moderator_role_id",
                 (settings.guild_id, settings.timezone, settings.moderator_role_id),
             )
-
-
-async def _log_change(
-    tx: Transaction,
-    schedule_id: int,
-    by: int,
-    when: str,
-    action: str,
-    detail: Mapping[str, Any],
-) -> None:
-    await tx.execute(
-        "INSERT INTO schedule_changes(schedule_id, changed_by, changed_at, action, detail) "
-        "VALUES (?, ?, ?, ?, ?)",
-        (schedule_id, by, when, action, json.dumps(detail, sort_keys=True, default=str)),
-    )
