@@ -339,3 +339,24 @@ def test_a_password_in_the_configured_url_is_refused(
     assert code == 2
     assert "database.url: a password is refused here" in err and "PGPASSWORD" in err
     assert "hunter2" not in err
+
+
+def test_load_check_export_on_postgresql_match_sqlite(
+    capsys: pytest.CaptureFixture[str], pg_config: Path, config_file: Path, tmp_path: Path
+) -> None:
+    exported = {}
+    for name, config in (("postgresql", pg_config), ("sqlite", config_file)):
+        cfg = ("--config", str(config))
+        assert run(capsys, *cfg, "db", "load")[0] == 0
+        code, out, err = run(capsys, *cfg, "db", "check")
+        assert code == 0, err
+        assert "quotes verified against their statement: 23/23" in out
+        assert ("not checked here" in out) == (name == "postgresql")
+        out_dir = tmp_path / f"export-{name}"
+        assert run(capsys, *cfg, "db", "export", "--out", str(out_dir))[0] == 0
+        exported[name] = {
+            str(p.relative_to(out_dir)): p.read_text()
+            for p in sorted(out_dir.rglob("*"))
+            if p.is_file()
+        }
+    assert exported["postgresql"] == exported["sqlite"]

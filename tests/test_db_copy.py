@@ -253,3 +253,40 @@ def test_copy_refuses_a_missing_source_and_itself(
         capsys, "db", "copy", "--from", f"sqlite:///{missing}", "--to", f"sqlite:///{missing}"
     )
     assert code == 1 and "are the same database" in err
+
+
+def test_the_copied_search_index_is_the_one_postgresql_builds(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, pg_url: str, pg_server: str
+) -> None:
+    """`db copy` copies search_index as a table instead of rebuilding it: the rows are
+    the ones the target's own rebuild makes, and the target's search finds them."""
+    from bot.pledges.content import load_content
+    from bot.store import Store
+    from tests.conftest import DATA_DIR
+
+    first = populate(capsys, tmp_path, tmp_path / "first.db")
+    assert run(capsys, "db", "copy", "--from", f"sqlite:///{first}", "--to", pg_url)[0] == 0
+    columns = "rowid, kind, slug, title, body, quotes, statement"
+
+    async def indexes() -> tuple[list[tuple[object, ...]], list[tuple[object, ...]], list[str]]:
+        rebuilt_url = await new_database(pg_server)
+        try:
+            rebuilt = await Store.open(rebuilt_url)
+            try:
+                await load_content(rebuilt, DATA_DIR)
+                built = await rebuilt.rows(f"SELECT {columns} FROM search_index ORDER BY rowid")
+            finally:
+                await rebuilt.close()
+        finally:
+            await drop_database(pg_server, rebuilt_url)
+        store = await Store.open(pg_url)
+        try:
+            copied = await store.rows(f"SELECT {columns} FROM search_index ORDER BY rowid")
+            hits = [hit.slug for hit in await store.search("europol")]
+        finally:
+            await store.close()
+        return [tuple(r) for r in built], [tuple(r) for r in copied], hits
+
+    built, copied, hits = asyncio.run(indexes())
+    assert copied == built
+    assert "europol-partnership" in hits
