@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from bot.briefings.engine import BriefingEngine
 from bot.client.app import PledgeBot
+from bot.client.runner import make_bot
+from bot.config import Config
 from bot.database_file import lock_path
 from bot.migrations import SCHEMA_VERSION
 from tests.e2e import World, running_bot, with_config, world
@@ -201,3 +204,19 @@ async def test_backup_refuses_a_missing_database_and_itself(tmp_path: Path) -> N
     onto_itself = await cli("db", "backup", str(database), config=config)
     assert_one_line_error(onto_itself, "onto itself")
     assert integrity(database) == "ok"
+
+
+async def test_only_a_sqlite_bot_holds_the_in_use_lock(tmp_path: Path) -> None:
+    """The lock file guards a SQLite file against `db restore`; a bot on PostgreSQL must not
+    lock (and create beside the working directory) the default SQLite path it never uses."""
+    on_sqlite = make_bot(replace(Config(), database_path=tmp_path / "bot.db"))
+    on_postgres = make_bot(
+        replace(Config(), database_path=tmp_path / "unused.db", database_url="postgresql://u@h/db")
+    )
+    try:
+        assert on_sqlite._database_hold is not None
+        assert on_postgres._database_hold is None
+    finally:
+        await on_sqlite.close()
+        await on_postgres.close()
+    assert not lock_path(tmp_path / "unused.db").exists()

@@ -175,7 +175,10 @@ class PledgeBot(commands.Bot):
         self.synced_scope: str | None = None
         self.gateway = GatewayStatus(list(getattr(self, "shard_ids", None) or [0]))
         self.monitoring: MonitoringServer | None = None
-        self._database_hold = DatabaseInUse(config.database_path)
+        # A SQLite file's in-use lock; a PostgreSQL server has its own sessions.
+        self._database_hold = (
+            DatabaseInUse(config.database_path) if config.database_url is None else None
+        )
         self._briefing_outcomes: BriefingOutcomes | None = None
         self._write_probe: WriteProbe | None = None
         self._retention: asyncio.Task[None] | None = None
@@ -205,7 +208,8 @@ class PledgeBot(commands.Bot):
 
     async def setup_hook(self) -> None:
         # Held until close: `pledgebot db restore` refuses while any bot uses the file.
-        self._database_hold.acquire()
+        if self._database_hold is not None:
+            self._database_hold.acquire()
         self.services = await Services.start(self.config)
         if self.metrics is not None:
             self.metrics.measure_writes(self.services.store)
@@ -366,7 +370,8 @@ class PledgeBot(commands.Bot):
         if self.services is not None:
             await self.services.close()
             self.services = None
-        self._database_hold.release()
+        if self._database_hold is not None:
+            self._database_hold.release()
 
 
 class ShardedPledgeBot(PledgeBot, commands.AutoShardedBot):
