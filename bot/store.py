@@ -1,7 +1,8 @@
 """The store: content and status queries, full-text search, over a `Database`.
 
-Connections live in `bot.database` (SQLite's: `SQLiteDatabase`); migrations in
-`bot.migrations`; schedule queries in `bot.briefings.schedules`.
+Connections live in `bot.database` (SQLite's `SQLiteDatabase`) and `bot.database_pg`
+(`PostgresDatabase`); migrations in `bot.migrations` / `bot.migrations_pg`; schedule
+queries in `bot.briefings.schedules`. `Store.open` picks the backend from its location.
 
 SQL here is written with `?` placeholders and kept portable where it can be; what is
 bound to one dialect (search and its index, JSON and string aggregates, the schema
