@@ -24,7 +24,7 @@ from pathlib import Path
 
 import discord
 
-from bench import envelope, fanout, fanout2, memory, roundtrip, search, startup
+from bench import envelope, fanout, fanout2, memory, postgres, roundtrip, search, startup
 from bench.common import REPO, Report, Settings
 
 RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
@@ -37,8 +37,10 @@ BENCHMARKS: dict[str, Benchmark] = {
     "memory": memory.run,
     "startup": startup.run,
     "envelope": envelope.run,
+    "postgres": postgres.run,
 }
-CLOCK_BOUND = ("fanout2",)  # waits for a whole clock minute, whatever the sizes
+# These wait for a whole clock minute, whatever the sizes (postgres: its fan-out part).
+CLOCK_BOUND = ("fanout2", "postgres")
 SECTION = re.compile(r"<!-- bench:(\w+) -->\n.*?<!-- /bench:\1 -->\n", re.DOTALL)
 
 
@@ -169,10 +171,11 @@ def main() -> None:
         default=None,
         help="fanout: wait for APScheduler at the next whole minute (clock, the default) "
         "or call engine.fire(id) for every schedule at once with the engine's clock moved "
-        "to the slot (gather, the default with --quick); fanout2 always waits for the minute",
+        "to the slot (gather, the default with --quick); fanout2 and postgres always wait for "
+        "the minute",
     )
     args = parser.parse_args()
-    # fanout2 waits for a real clock minute; --quick leaves it out unless named.
+    # fanout2 and postgres wait for a real clock minute; --quick leaves them out unless named.
     names = args.names or [n for n in BENCHMARKS if not (args.quick and n in CLOCK_BOUND)]
     unknown = [n for n in names if n not in BENCHMARKS]
     if unknown:

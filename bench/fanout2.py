@@ -26,10 +26,8 @@ interaction callback, as in the round-trip benchmark.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import random
-import sqlite3
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -60,6 +58,7 @@ from bench.fixtures import (
 from bench.procs import BotProcess
 from bot.local import ChannelState, Emulator, GuildState, RecordedRequest, UserState
 from bot.models import utc_slot
+from bot.store import Store
 
 log = logging.getLogger(__name__)
 
@@ -209,13 +208,16 @@ def limited(request: RecordedRequest) -> bool:
     return not request.path.startswith(("/interactions/", "/webhooks/"))
 
 
-def deliveries(database: Path, slot: str) -> Counter[str]:
-    uri = f"file:{database}?mode=ro"
-    with contextlib.closing(sqlite3.connect(uri, uri=True, timeout=30)) as db:
-        rows = db.execute(
+async def deliveries(database: Path | str, slot: str) -> Counter[str]:
+    """The slot's deliveries by state, read through the store (SQLite file or PostgreSQL)."""
+    store = await Store.open(database)
+    try:
+        rows = await store.rows(
             "SELECT state, count(*) FROM deliveries WHERE slot = ? GROUP BY state", (slot,)
-        ).fetchall()
-    return Counter({state: count for state, count in rows})
+        )
+    finally:
+        await store.close()
+    return Counter({str(row[0]): int(row[1]) for row in rows})
 
 
 def log_findings(proc: BotProcess) -> tuple[int, int, list[str]]:
@@ -263,19 +265,33 @@ class Run:
     gave_up: bool
 
 
-async def run(settings: Settings) -> Report:
-    servers = 200 if settings.quick else SERVERS
-    per_shard = servers // SHARDS
-    idle_seconds = 8.0 if settings.quick else 20.0
-    generated = 1_000 if settings.quick else 2_000
-    bound = servers / RATE
-    report = Report(
-        "fanout2",
-        f"Fan-out across two processes: {servers:,} briefings due the same minute",
+@dataclass(frozen=True)
+class Sizes:
+    servers: int
+    idle_seconds: float
+    generated: int
+
+    @classmethod
+    def of(cls, settings: Settings) -> Sizes:
+        if settings.quick:
+            return cls(200, 8.0, 1_000)
+        return cls(SERVERS, 20.0, 2_000)
+
+    @property
+    def bound(self) -> float:
+        return self.servers / RATE
+
+
+def describe(settings: Settings, backend: str = "SQLite") -> tuple[str, str]:
+    """The benchmark's title and method, with the database it runs on named."""
+    sizes = Sizes.of(settings)
+    servers, bound, generated = sizes.servers, sizes.bound, sizes.generated
+    title = f"Fan-out across two processes: {servers:,} briefings due the same minute"
+    method = (
         f"{servers:,} servers with one daily digest briefing each, all due the same UTC "
         f"minute, split by shard between two bot subprocesses (`bench/botproc.py` with "
         f"`--shard-count 2 --shard-ids 0` / `1`, the bot as `pledgebot run` builds it) on one "
-        f"SQLite database; one emulator with a global limit of {RATE:g} requests/s "
+        f"{backend} database; one emulator with a global limit of {RATE:g} requests/s "
         "(429 `global: true` past it); bot config `global_rate_per_second` = 50 (the "
         "default), so the processes must share the store's rate budget. APScheduler in each "
         "process fires its half at the minute. Time to deliver all is from the slot to the "
@@ -284,11 +300,31 @@ async def run(settings: Settings) -> Report:
         "accepted from the slot until every briefing arrived (and 2 s more). `/pledge show` "
         f"runs every {PACE * 1000:.0f} ms (open loop) in a shard-1 server against shard 1, "
         "the process holding the emulator's one gateway session, each for a pledge not asked "
-        f"before ({generated:,} generated pledges plus data/): for {idle_seconds:g} s just "
-        f"before the minute with both processes idle (baseline, after {WARMUP} unmeasured "
+        f"before ({generated:,} generated pledges plus data/): for {sizes.idle_seconds:g} s "
+        f"just before the minute with both processes idle (baseline, after {WARMUP} unmeasured "
         "warm-up commands), then from the slot until every briefing arrived. Round trips are "
-        "the emulator's clock from INTERACTION_CREATE to the callback.",
+        "the emulator's clock from INTERACTION_CREATE to the callback."
     )
+    return title, method
+
+
+async def run(settings: Settings) -> Report:
+    report = Report("fanout2", *describe(settings))
+    summarise(report, await measure(settings))
+    return report
+
+
+async def measure(settings: Settings, database_url: str | None = None) -> Run:
+    """The fan-out on a SQLite file made for it, or on the (empty) PostgreSQL database
+    `database_url` names; the store is created and loaded the same way on both."""
+    sizes = Sizes.of(settings)
+    servers, idle_seconds, generated, bound = (
+        sizes.servers,
+        sizes.idle_seconds,
+        sizes.generated,
+        sizes.bound,
+    )
+    per_shard = servers // SHARDS
     with temp_dir("fanout2") as tmp:
         content = write_content(tmp / "content", generated)
         emu = Emulator(rate_limit_per_second=RATE)
@@ -297,7 +333,7 @@ async def run(settings: Settings) -> Report:
         try:
             shard_guilds, extra = add_split_guilds(emu, per_shard)
             user = emu.add_user("member")
-            database = tmp / "fanout2.db"
+            database: Path | str = database_url or tmp / "fanout2.db"
             await prepare_database(database, content)
             config = write_config(tmp / "fanout2.toml", database=database, content=content, emu=emu)
             started: list[float] = []
@@ -369,7 +405,7 @@ async def run(settings: Settings) -> Report:
             requests = emu.requests[first_request:]
             limited_429 = emu.rate_limited_count - limited_before
             perf_to_wall = time.time() - time.perf_counter()
-            states = deliveries(database, utc_slot(due))
+            states = await deliveries(database, utc_slot(due))
             result = Run(
                 servers=servers,
                 extra_guilds=extra,
@@ -397,8 +433,7 @@ async def run(settings: Settings) -> Report:
             await asyncio.gather(*(p.stop() for p in procs), return_exceptions=True)
             await emu.stop()
         result.logs = [log_findings(p) for p in procs]
-    summarise(report, result)
-    return report
+    return result
 
 
 def summarise(report: Report, run: Run) -> None:

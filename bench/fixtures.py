@@ -172,20 +172,35 @@ def generated_slugs(count: int, picks: int, seed: int = 7) -> list[str]:
 
 
 def write_config(
-    path: Path, *, database: Path, content: Path, emu: Emulator, answer_cache: int | None = None
+    path: Path,
+    *,
+    database: Path | str,
+    content: Path,
+    emu: Emulator,
+    answer_cache: int | None = None,
 ) -> Path:
-    """A pledgebot config file pointing at the emulator (the token stays in the environment)."""
+    """A pledgebot config file pointing at the emulator (the token stays in the environment).
+
+    `database`: a SQLite file (`[database] path`) or a `postgresql://` URL (`[database] url`).
+    """
     content_table: dict[str, Any] = {"directory": str(content)}
     if answer_cache is not None:
         content_table["answer_cache"] = answer_cache
     document = {
-        "database": {"path": str(database)},
+        "database": database_table(database),
         "content": content_table,
         "logging": {"level": "WARNING"},
         "discord": {"api_base_url": emu.base_url, "gateway_url": emu.gateway_url},
     }
     path.write_text(tomli_w.dumps(document), "utf-8")
     return path
+
+
+def database_table(database: Path | str) -> dict[str, str]:
+    """The config's [database] table for a SQLite file or a `postgresql://` URL."""
+    if isinstance(database, str) and database.startswith(("postgresql://", "postgres://")):
+        return {"url": database}
+    return {"path": str(database)}
 
 
 def add_guilds(
@@ -204,9 +219,10 @@ class Planned:
 
 
 async def prepare_database(
-    path: Path, content: Path, briefings: Sequence[Planned] = (), *, limit: int = 500
+    path: Path | str, content: Path, briefings: Sequence[Planned] = (), *, limit: int = 500
 ) -> list[int]:
-    """Create the database, load content, insert briefings (daily, digest, UTC); return ids."""
+    """Create the database (a SQLite file or a `postgresql://` URL), load content, insert
+    briefings (daily, digest, UTC); return their ids."""
     store = await Store.open(path)
     try:
         await load_content(store, content)
@@ -215,8 +231,11 @@ async def prepare_database(
     return await add_briefings(path, briefings, limit=limit)
 
 
-async def add_briefings(path: Path, briefings: Sequence[Planned], *, limit: int = 500) -> list[int]:
-    """Insert briefings (daily, digest, UTC) through the store, as any process would."""
+async def add_briefings(
+    path: Path | str, briefings: Sequence[Planned], *, limit: int = 500
+) -> list[int]:
+    """Insert briefings (daily, digest, UTC) through the store, as any process would
+    (`path`: a SQLite file or a `postgresql://` URL)."""
     store = await Store.open(path)
     try:
         schedules = Schedules(store)

@@ -200,15 +200,20 @@ async def start_subject(
     *,
     cache: int | None,
     distinct: int,
+    database: Path | str | None = None,
 ) -> tuple[Subject, BotProcess]:
-    """A bot and its emulator, with `distinct` inputs per kind (asked in order, cycled)."""
+    """A bot and its emulator, with `distinct` inputs per kind (asked in order, cycled).
+
+    `database`: where pledgebot keeps its store (a SQLite file or a `postgresql://` URL);
+    by default a SQLite file `NAME.db` in `tmp`.
+    """
     emu = Emulator()
     await emu.start()
     guild = emu.add_guild("Bench", channels=("general",))
     member = emu.add_user("member")
     config = write_config(
         tmp / f"{name}.toml",
-        database=tmp / f"{name}.db",
+        database=database or tmp / f"{name}.db",
         content=content or DATA_DIR,
         emu=emu,
         answer_cache=cache,
@@ -233,10 +238,16 @@ async def wait_started(proc: BotProcess) -> None:
         await proc.wait_for("engine_started", 120)
 
 
-async def measure(subjects: list[Subject], warmup: int, samples: int, budget: float) -> int:
-    """Interleaved rounds; returns how many measured rounds fit in `budget` seconds."""
+async def measure(
+    subjects: list[Subject],
+    warmup: int,
+    samples: int,
+    budget: float,
+    kinds: tuple[str, ...] = KINDS,
+) -> int:
+    """Interleaved rounds of `kinds`; returns how many measured rounds fit in `budget` s."""
     for subject in subjects:
-        subject.samples = {kind: [] for kind in KINDS}
+        subject.samples = {kind: [] for kind in kinds}
     deadline = time.monotonic() + budget
     done = 0
     for round_index in range(warmup + samples):
@@ -244,7 +255,7 @@ async def measure(subjects: list[Subject], warmup: int, samples: int, budget: fl
             break
         shift = round_index % len(subjects)
         order = subjects[shift:] + subjects[:shift]
-        for kind in KINDS:
+        for kind in kinds:
             for subject in order:
                 latency = await ask(subject, kind, round_index)
                 if round_index >= warmup:
