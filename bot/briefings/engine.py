@@ -55,8 +55,9 @@ RECONCILE_SECONDS = 1.0
 # A firing that failed on the store (locked, full) looks again after these delays.
 FIRE_RETRY_DELAYS = (5.0, 10.0, 20.0, 40.0, 60.0)
 # Schedules reading their rows at once, and schedules claiming and composing at once: each
-# bounds how long a member's query waits behind the engine's when thousands fall due.
-PREPARING_AT_ONCE = 4
+# bounds how long a member's query waits behind the engine's when thousands fall due
+# (four store operations in all, PostgreSQL's pool size).
+PREPARING_AT_ONCE = 2
 COMPOSED_KEPT = 256
 CONTENT_STATE_SECONDS = 1.0
 # What a row that no longer parses raises (an unknown zone after a tzdata change, a
@@ -230,7 +231,8 @@ class BriefingEngine:
         self._fire_failures: dict[int, int] = {}
         # Two gates, not one: with a single one, a schedule that has read its row queues
         # again behind every other schedule's read before it may claim, so with 1,000 due
-        # at once the first post waited for 1,000 reads (0.7 s on PostgreSQL).
+        # at once the first post waited for 1,000 reads (0.7 s on PostgreSQL). Two of each
+        # keep the engine to four store operations at once, as one gate of four did.
         self._reading = asyncio.Semaphore(PREPARING_AT_ONCE)
         self._preparing = asyncio.Semaphore(PREPARING_AT_ONCE)
         self._composed: dict[tuple[object, ...], asyncio.Future[Briefing | None]] = {}
