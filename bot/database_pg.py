@@ -27,6 +27,7 @@ pool runs `UNLISTEN *`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
@@ -195,11 +196,14 @@ class PostgresDatabase:
     async def transaction(self) -> AsyncIterator[PgTransaction]:
         """One write transaction at a time, across processes; rolled back whole on error."""
         async with self._write_lock, self._pool.acquire() as conn:
-            await conn.execute(_BEGIN)  # one round trip (simple query protocol)
             try:
+                # One round trip (simple query protocol). Inside the try: when the lock
+                # times out, BEGIN has already run and the transaction must be ended.
+                await conn.execute(_BEGIN)
                 yield PgTransaction(conn)
             except BaseException:
-                await conn.execute("ROLLBACK")
+                with contextlib.suppress(Exception):  # the first error is the one to see
+                    await conn.execute("ROLLBACK")
                 raise
             await conn.execute("COMMIT")
 

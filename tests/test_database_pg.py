@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator
 
 import asyncpg
 import pytest
 
-from bot import migrations
+from bot import database_pg, migrations
 from bot.database import Database
 from bot.database_pg import PostgresDatabase, password_in_dsn, redact, translate
 from bot.errors import StoreError
@@ -332,3 +333,41 @@ async def test_listen_notify_round_trip(pg_dsn: str) -> None:
     finally:
         await listener.close()
         await sender.close()
+
+
+async def test_a_lock_timeout_at_begin_ends_the_transaction(
+    db: PostgresDatabase,
+    pg_dsn: str,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The writer lock held elsewhere past the timeout: the write fails, and its connection
+    goes back to the pool with its transaction ended by us, not reset by the pool with an
+    error logged each time the store is locked."""
+    monkeypatch.setattr(
+        database_pg,
+        "_BEGIN",
+        database_pg._BEGIN.replace("lock_timeout = '5s'", "lock_timeout = '50ms'"),
+    )
+    other = await asyncpg.connect(pg_dsn)
+    try:
+        await other.execute("BEGIN")
+        await other.execute("SELECT pg_advisory_xact_lock($1)", database_pg.WRITER_LOCK)
+        with (
+            caplog.at_level(logging.WARNING),
+            pytest.raises(asyncpg.exceptions.LockNotAvailableError),
+        ):
+            async with db.transaction() as tx:
+                await tx.execute("UPDATE meta SET value = value")
+        await other.execute("ROLLBACK")
+        for _ in range(4):  # every pooled connection, had it been left mid-transaction
+            async with db.transaction() as tx:
+                assert await tx.scalar("SELECT 1") == 1
+        open_elsewhere = await other.fetchval(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+            "AND state LIKE 'idle in transaction%'"
+        )
+        assert open_elsewhere == 0
+        assert not [r for r in caplog.records if "active transaction" in r.getMessage()]
+    finally:
+        await other.close()
