@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import IO
 
 from bot.database import Database, SQLiteDatabase
-from bot.errors import OperatorError, StoreError
+from bot.errors import DRIVER_ERRORS, OperatorError, StoreError
 from bot.migrations import SCHEMA_VERSION
 
 # How long a backup or restore waits for another connection's lock (the bot's busy time).
@@ -255,19 +255,9 @@ _FTS5_SHADOWS = ("data", "idx", "content", "docsize", "config")
 COPY_BATCH = 1000  # rows per executemany
 
 
-def _driver_errors() -> tuple[type[Exception], ...]:
-    """sqlite3's errors, and asyncpg's where it is installed."""
-    found: list[type[Exception]] = [sqlite3.Error]
-    try:
-        import asyncpg
-    except ImportError:  # a SQLite-only install
-        return tuple(found)
-    return (*found, asyncpg.PostgresError, asyncpg.InterfaceError)
-
-
 # What either database driver raises on a failed statement (not OSError: a file the CLI
 # writes is not the database).
-DATABASE_ERRORS = _driver_errors()
+DATABASE_ERRORS = DRIVER_ERRORS
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ class StoreError(Exception):
     """A store problem worth showing to an operator (bad path, newer schema, ...)."""
 
 
-def _store_errors() -> tuple[type[Exception], ...]:
+def _driver_errors() -> tuple[type[Exception], ...]:
     """The database drivers' own errors: sqlite3's, and asyncpg's where it is installed."""
     import sqlite3
 
@@ -23,12 +23,17 @@ def _store_errors() -> tuple[type[Exception], ...]:
     except ImportError:  # a SQLite-only install
         pass
     else:
-        # a server error (lock timeout, lost connection, ...), a misused or closed
-        # connection, and the socket's own errors while the pool reconnects
-        found += [asyncpg.PostgresError, asyncpg.InterfaceError, OSError]
+        # a server error (lock timeout, lost connection, ...) and a misused or closed
+        # connection
+        found += [asyncpg.PostgresError, asyncpg.InterfaceError]
     return tuple(found)
 
 
+# What either driver raises on a failed statement.
+DRIVER_ERRORS: tuple[type[Exception], ...] = _driver_errors()
 # What a failing store raises on either backend (a lock held past its timeout, a full
-# disk, a lost connection): `except STORE_ERRORS` treats them alike.
-STORE_ERRORS: tuple[type[Exception], ...] = _store_errors()
+# disk, a lost connection): `except STORE_ERRORS` treats them alike. With PostgreSQL, the
+# socket's own errors while the pool reconnects too.
+STORE_ERRORS: tuple[type[Exception], ...] = DRIVER_ERRORS + (
+    (OSError,) if len(DRIVER_ERRORS) > 1 else ()
+)
