@@ -129,3 +129,17 @@ class Report:
             ("target", "measured", "limit", "verdict"),
             [(t.name, t.measured, t.limit, t.verdict) for t in self.targets],
         )
+
+
+def latency_row(label: str, stats: Stats, base: Stats) -> tuple[str, ...]:
+    """One bot's round trips: n, min, median, p99, max, and the ratios to the baseline's."""
+    return (
+        label,
+        str(stats.count),
+        ms(stats.min),
+        ms(stats.median),
+        ms(stats.p99),
+        ms(stats.max),
+        times(ratio(stats.median, base.median)),
+        times(ratio(stats.p99, base.p99)),
+    )

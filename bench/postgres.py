@@ -21,7 +21,7 @@ import time
 import asyncpg
 
 from bench import fanout2
-from bench.common import Report, Settings, Stats, Table, Target, ms, ratio, times
+from bench.common import Report, Settings, Stats, Table, Target, latency_row, ms, ratio, times
 from bench.fixtures import temp_dir, write_content
 from bench.procs import BotProcess
 from bench.roundtrip import KINDS, Subject, measure, start_subject, wait_started
@@ -159,18 +159,7 @@ def summarise_roundtrips(
         rows: list[tuple[str, ...]] = []
         for subject in subjects:
             stats = Stats.of(subject.samples[kind])
-            rows.append(
-                (
-                    subject.label,
-                    str(stats.count),
-                    ms(stats.min),
-                    ms(stats.median),
-                    ms(stats.p99),
-                    ms(stats.max),
-                    times(ratio(stats.median, base.median)),
-                    times(ratio(stats.p99, base.p99)),
-                )
-            )
+            rows.append(latency_row(subject.label, stats, base))
         report.tables.append(
             Table(
                 f"Round trip {kind}",

@@ -24,7 +24,18 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench.common import DATA_DIR, Report, Settings, Stats, Table, Target, ms, ratio, times
+from bench.common import (
+    DATA_DIR,
+    Report,
+    Settings,
+    Stats,
+    Table,
+    Target,
+    latency_row,
+    ms,
+    ratio,
+    times,
+)
 from bench.fixtures import (
     autocomplete_inputs,
     generated_slugs,
@@ -279,18 +290,7 @@ def summarise(
         rows: list[tuple[str, ...]] = []
         for subject in subjects:
             stats = Stats.of(subject.samples[kind])
-            rows.append(
-                (
-                    subject.label,
-                    str(stats.count),
-                    ms(stats.min),
-                    ms(stats.median),
-                    ms(stats.p99),
-                    ms(stats.max),
-                    times(ratio(stats.median, base.median)),
-                    times(ratio(stats.p99, base.p99)),
-                )
-            )
+            rows.append(latency_row(subject.label, stats, base))
             if subject is baseline or not subject.targets:
                 continue  # the baseline, the same-size baseline and the cache-hit rows
             median_ratio = ratio(stats.median, base.median)
