@@ -14,8 +14,8 @@ from typing import Any
 
 from bot.client import logredact
 from bot.config import Config, ConfigError, load_config, parse_database_url
-from bot.database_file import DATABASE_ERRORS, backup, copy_database, in_use, restore
-from bot.errors import OperatorError, StoreError
+from bot.database_file import backup, copy_database, in_use, restore
+from bot.errors import OperatorError, StoreError, driver_errors
 from bot.models import STATUSES
 from bot.pledges.content import (
     ContentError,
@@ -350,7 +350,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     except (OperatorError, ContentError, StoreError) as exc:
         print(f"pledgebot: {exc}", file=sys.stderr)
         code = getattr(exc, "exit_code", 1)  # e.g. 78 for a refused token
-    except DATABASE_ERRORS as exc:
+    except driver_errors() as exc:
         print(f"pledgebot: database error on {config.database_name}: {exc}", file=sys.stderr)
         code = 1
     except KeyboardInterrupt:

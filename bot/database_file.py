@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import IO
 
 from bot.database import Database, SQLiteDatabase
-from bot.errors import DRIVER_ERRORS, OperatorError, StoreError
+from bot.errors import OperatorError, StoreError, driver_errors
 from bot.migrations import SCHEMA_VERSION
 
 # How long a backup or restore waits for another connection's lock (the bot's busy time).
@@ -255,11 +255,6 @@ _FTS5_SHADOWS = ("data", "idx", "content", "docsize", "config")
 COPY_BATCH = 1000  # rows per executemany
 
 
-# What either database driver raises on a failed statement (not OSError: a file the CLI
-# writes is not the database).
-DATABASE_ERRORS = DRIVER_ERRORS
-
-
 @dataclass(frozen=True)
 class CopiedTable:
     name: str
@@ -450,7 +445,7 @@ async def _copy_table(
                 )
             if target.fts5 and rows:  # one b-tree per term, as the store's rebuild leaves
                 await tx.execute(f'INSERT INTO "{name}"("{name}") VALUES (\'optimize\')')
-    except DATABASE_ERRORS as error:
+    except driver_errors() as error:
         raise OperatorError(f"copy failed at table {name} (nothing of it kept): {error}") from None
 
 

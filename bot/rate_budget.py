@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from contextvars import ContextVar
 
-from bot.errors import STORE_ERRORS
+from bot.errors import store_errors
 from bot.store import Store
 
 log = logging.getLogger(__name__)
@@ -66,7 +66,7 @@ class RateBudget:
         no request fails because of the database."""
         try:
             return await self._reserve()
-        except STORE_ERRORS as error:
+        except store_errors() as error:
             log.warning("rate budget unavailable in the store (%s); pacing locally", error)
             now = time.monotonic()
             turn = max(now, self._local_next)

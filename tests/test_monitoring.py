@@ -215,9 +215,10 @@ async def test_a_metrics_port_in_use_is_one_clear_error(tmp_path: Path) -> None:
     )
 
 
-def test_a_bot_without_metrics_never_loads_the_metrics_libraries() -> None:
-    """prometheus-client and aiohttp's server cost about 4 MiB: only a bot that serves
-    /metrics may import them (a separate interpreter, so no other test has loaded them)."""
+def test_a_sqlite_bot_without_metrics_loads_neither_metrics_nor_postgresql() -> None:
+    """prometheus-client and aiohttp's server cost about 4 MiB, asyncpg about 4 more: only a
+    bot that serves /metrics, or runs on PostgreSQL, may import them (a separate
+    interpreter, so no other test has loaded them)."""
     script = (
         "import sys, asyncio\n"
         "from bot.client.runner import make_bot\n"
@@ -227,7 +228,8 @@ def test_a_bot_without_metrics_never_loads_the_metrics_libraries() -> None:
         "    assert bot.metrics is None\n"
         "    await bot.close()\n"
         "asyncio.run(main())\n"
-        "print(sorted(m for m in ('prometheus_client', 'aiohttp.web') if m in sys.modules))\n"
+        "heavy = ('prometheus_client', 'aiohttp.web', 'asyncpg')\n"
+        "print(sorted(m for m in heavy if m in sys.modules))\n"
     )
     done = subprocess.run(
         [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=True

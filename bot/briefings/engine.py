@@ -34,7 +34,7 @@ from bot.briefings.compose import Briefing
 from bot.briefings.recurrence import Recurrence, build_recurrence, missed_slots, next_slots
 from bot.briefings.schedules import CHANGES_CHANNEL, Schedule, Schedules
 from bot.database import Row
-from bot.errors import STORE_ERRORS, UserError
+from bot.errors import UserError, store_errors
 from bot.models import Pledge, Power, utc_slot, utc_slot_instant
 from bot.rate_budget import RateBudget
 from bot.store import Store
@@ -378,7 +378,7 @@ class BriefingEngine:
             return
         try:
             await listen(CHANGES_CHANNEL, self._on_change_notified)
-        except STORE_ERRORS as error:
+        except store_errors() as error:
             log.warning("cannot listen for schedule changes (%s); polling only", error)
         else:
             self._listening = True
@@ -509,7 +509,7 @@ class BriefingEngine:
                 schedule_id,
                 error,
                 delay,
-                exc_info=not isinstance(error, STORE_ERRORS),
+                exc_info=not isinstance(error, store_errors()),
             )
             self._plan_at(schedule_id, self.clock() + timedelta(seconds=delay))
             with contextlib.suppress(Exception):  # the store may still be failing
