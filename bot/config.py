@@ -10,7 +10,6 @@ Discord machinery starts.
 
 from __future__ import annotations
 
-import difflib
 import os
 import tomllib
 import zoneinfo
@@ -320,6 +319,8 @@ _TOKEN_REFUSAL = (
 def _did_you_mean(name: str, section: str | None = None) -> str:
     """A hint for an unknown section (section=None) or an unknown key in `section`."""
     options = _SPEC if section is None else _SPEC[section]
+    import difflib  # only for a suggestion: not loaded at start-up
+
     match = difflib.get_close_matches(name, list(options), n=1)
     if match and section is None:
         return f" (did you mean [{match[0]}]?)"

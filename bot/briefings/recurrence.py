@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import bisect
 import calendar
-import difflib
 import re
 from collections import deque
 from collections.abc import Iterator
@@ -568,6 +567,8 @@ def parse_timezone(text: str) -> str:
     if found is not None:
         return found
     hint = "Use an IANA name like `Europe/London` or `America/New_York`"
+    import difflib  # only for a suggestion: not loaded at start-up
+
     close = difflib.get_close_matches(_fold_zone(cleaned), list(_zone_by_folded()), n=3)
     if close:
         suggestions = ", ".join(f"`{_zone_by_folded()[c]}`" for c in close)

@@ -7,7 +7,6 @@ with thousands of pledges, far inside Discord's 3-second window.
 from __future__ import annotations
 
 import bisect
-import difflib
 import re
 from array import array
 from collections.abc import Callable, Iterable
@@ -213,6 +212,8 @@ class Catalog:
                 f"“{shown}” matches more than one {self.kind}. Did you mean:\n"
                 + _suggestion_lines(candidates[:5])
             )
+        import difflib  # only for a suggestion: not loaded at start-up
+
         close = difflib.get_close_matches(
             folded, [e.slug for e in self._entries] + [e.folded for e in self._entries], n=5
         )
