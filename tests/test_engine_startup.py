@@ -340,6 +340,19 @@ async def test_planning_waits_for_ready_or_every_server(monkeypatch: pytest.Monk
     await asyncio.wait_for(waiting, 1)
 
 
+async def test_planning_waits_for_the_gateway_only_so_long(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """No READY at all (a gateway that never becomes ready, or a bot in no servers):
+    planning starts anyway once PLANNING_WAITS_AT_MOST has passed."""
+    monkeypatch.setattr(app_module, "SERVERS_POLL_SECONDS", 0.001)
+    monkeypatch.setattr(app_module, "PLANNING_WAITS_AT_MOST", 0.05)
+    waiting = asyncio.create_task(PledgeBot._servers_streamed(FakeBot()))  # type: ignore[arg-type]
+    await asyncio.sleep(0.01)
+    assert not waiting.done()
+    await asyncio.wait_for(waiting, 1)
+
+
 async def test_plan_all_reads_in_chunks_and_an_edit_between_chunks_stands(
     rig: Rig, monkeypatch: pytest.MonkeyPatch
 ) -> None:

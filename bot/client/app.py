@@ -40,6 +40,9 @@ log = logging.getLogger(__name__)
 SyncMode = Literal["auto", "force", "off"]
 # How often start-up looks whether every server has streamed in (a glance at the cache).
 SERVERS_POLL_SECONDS = 0.02
+# Planning starts by then at the latest, whatever the gateway does (an outage, a session
+# that keeps being taken over, a bot in no servers, where READY lists none to wait for).
+PLANNING_WAITS_AT_MOST = 5.0
 CommandInstaller = Callable[[app_commands.CommandTree[Any], Services, BriefingAdmin], None]
 
 
@@ -316,12 +319,16 @@ class PledgeBot(commands.Bot):
         slows the stream and so delays on_ready. Once they are in, discord.py still waits
         `guild_ready_timeout` (2 s by default) for more before on_ready, and the process
         is idle: planning then costs on_ready nothing. Servers that stay unavailable (an
-        outage) make this wait until on_ready, which is still before catch-up needs it.
+        outage) make this wait until on_ready, which is still before catch-up needs it, or
+        PLANNING_WAITS_AT_MOST, whichever comes first.
         """
+        deadline = asyncio.get_running_loop().time() + PLANNING_WAITS_AT_MOST
         while not self.is_ready() and not self.is_closed():
             guilds = self.guilds
             if guilds and all(not guild.unavailable for guild in guilds):
                 return
+            if asyncio.get_running_loop().time() >= deadline:
+                return  # a gateway slow to become ready never holds planning up for long
             await asyncio.sleep(SERVERS_POLL_SECONDS)
 
     async def sync_commands(self) -> bool:
