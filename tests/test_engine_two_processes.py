@@ -38,6 +38,18 @@ pytestmark = pytest.mark.e2e
 GUILDS = 100  # ~2 s of posts at the shared budget: long enough for both to post at once
 EDITED, PAUSED, CANCELLED, CANCELLED_IN_RETRY = 0, 1, 2, 3
 STARTED = "briefing engine planned"
+# Generous: on a loaded CI machine two fresh processes migrate, load content and sync
+# commands one after the other (SQLite's write lock) before either plans.
+START_TIMEOUT = 150
+
+
+def started_or_output(bots: list[BotProcess]) -> str:
+    """For a start-up that timed out: the end of each process's output that did not start."""
+    return "\n".join(
+        f"--- {bot.name}, last lines:\n" + "\n".join(bot.output().splitlines()[-15:])
+        for bot in bots
+        if STARTED not in bot.output()
+    )
 
 
 class NoDiscord:
@@ -121,7 +133,10 @@ async def scenario(tmp_path: Path, database: Path | str) -> Outcome:
         bots = [BotProcess(tmp_path, config, emu.token, name=f"bot{i}") for i in (1, 2)]
         await asyncio.gather(*(bot.start() for bot in bots))
         await wait_for(
-            lambda: all(STARTED in bot.output() for bot in bots), 60, "both processes started"
+            lambda: all(STARTED in bot.output() for bot in bots),
+            START_TIMEOUT,
+            "both processes started",
+            explain=lambda: started_or_output(bots),
         )
         slot = whole_minute_after(datetime.now(UTC), margin=12)
         store, admin = await moderator_elsewhere(database)
@@ -291,7 +306,10 @@ async def test_item4_two_processes_start_together_on_an_older_database(tmp_path:
     try:
         await asyncio.gather(*(bot.start() for bot in bots))
         await wait_for(
-            lambda: all(STARTED in bot.output() for bot in bots), 60, "both processes started"
+            lambda: all(STARTED in bot.output() for bot in bots),
+            START_TIMEOUT,
+            "both processes started",
+            explain=lambda: started_or_output(bots),
         )
         assert [bot.proc.returncode for bot in bots if bot.proc] == [None, None]
         assert all("Traceback" not in bot.output() for bot in bots)

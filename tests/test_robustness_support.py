@@ -45,13 +45,19 @@ def leaks(text: str, allowed: Any = ()) -> list[str]:
 
 
 async def wait_for(
-    predicate: Callable[[], bool], timeout: float, what: str, interval: float = 0.02
+    predicate: Callable[[], bool],
+    timeout: float,
+    what: str,
+    interval: float = 0.02,
+    explain: Callable[[], str] | None = None,
 ) -> None:
-    """Poll `predicate` until it holds; a TimeoutError names what never happened."""
+    """Poll `predicate` until it holds; a TimeoutError names what never happened (and
+    `explain()` adds what the processes involved said)."""
     deadline = time.monotonic() + timeout
     while not predicate():
         if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out after {timeout} s waiting for {what}")
+            detail = f"\n{explain()}" if explain is not None else ""
+            raise TimeoutError(f"timed out after {timeout} s waiting for {what}{detail}")
         await asyncio.sleep(interval)
 
 
