@@ -255,6 +255,10 @@ class Store:
         )
         return row[0], row[1]
 
+    async def latest_status_change(self) -> int:
+        """The id of the newest status change (0 when none): a `changes` bookmark."""
+        return int(await self.scalar("SELECT coalesce(max(id), 0) FROM status_history"))
+
     async def counts(self) -> dict[str, int]:
         tables = ("statements", "pledges", "powers", "claims", "quotes", "status_history")
         return {t: int(await self.scalar(f"SELECT count(*) FROM {t}")) for t in tables}

@@ -128,12 +128,16 @@ async def test_a_slot_missed_while_down_is_caught_up_even_if_replanned_meanwhile
 
     after_snapshot(rig, replanned_meanwhile)
     await rig.engine.plan_all()
-    assert rig.planned(schedule.id) == NINE + timedelta(days=1)
+    # the replan looks at the due 09:00 slot now, rather than moving past it
+    assert rig.planned(schedule.id) == NINE + timedelta(minutes=5)
     await rig.engine.catch_up()
     assert len(rig.sender.posts) == 1
     delivery = await rig.engine.schedules.delivery(schedule.id, "2026-10-21T09:00Z")
     assert delivery is not None
     assert (delivery.state, delivery.late) == ("sent", True)
+    assert rig.planned(schedule.id) == NINE + timedelta(days=1)
+    await rig.engine.fire(schedule.id)  # the look planned for 09:05, should it still run
+    assert len(rig.sender.posts) == 1
 
 
 async def test_a_change_by_another_process_during_plan_all_converges_on_reconcile(

@@ -11,7 +11,7 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from bot.briefings.compose import CONTENT_KINDS, Briefing
-from bot.briefings.engine import BriefingEngine, recurrence_of
+from bot.briefings.engine import UNREADABLE, BriefingEngine, recurrence_of
 from bot.briefings.recurrence import build_recurrence, next_slots, parse_timezone
 from bot.briefings.schedules import Schedule, Schedules
 from bot.errors import UserError
@@ -44,6 +44,21 @@ class Request:
 
 
 RULE_FIELDS = frozenset({"time_of_day", "days", "cron", "run_date", "timezone"})
+
+
+def stored_rule(schedule: Schedule) -> str:
+    """The rule's columns as stored, for a row whose rule no longer parses."""
+    parts = [
+        f"{name} “{cards.escape_markdown(cards.shorten(value, 100))}”"
+        for name, value in (
+            ("cron", schedule.cron),
+            ("time", schedule.time_of_day),
+            ("days", schedule.days),
+            ("date", schedule.run_date),
+        )
+        if value
+    ]
+    return ", ".join(parts) or "no rule"
 
 
 def timestamp(instant: datetime, style: str = "F") -> str:
@@ -171,6 +186,11 @@ class BriefingAdmin:
         if RULE_FIELDS & fields.keys():
             # A new rule starts now: a slot that the edit put in the past is not "missed".
             fields["active_since"] = self.engine.clock().isoformat()
+        if fields.get("content", schedule.content) != schedule.content:
+            # The cursor was the old content's: spotlight's next record, or the last
+            # status change posted. New content starts afresh; `changes` from this edit.
+            changes = fields["content"] == "changes"
+            fields["cursor"] = await self.engine.store.latest_status_change() if changes else 0
         updated = await self.schedules.update(
             guild_id, schedule_id, fields, by=user_id, action="edited"
         )
@@ -280,7 +300,12 @@ class BriefingAdmin:
     # -- describing ---------------------------------------------------------------
 
     def rule_text(self, schedule: Schedule) -> str:
-        return f"{recurrence_of(schedule).describe()} ({schedule.timezone})"
+        """The rule in words; a row that no longer parses is shown as stored, so that one
+        broken row never hides the others from moderators."""
+        try:
+            return f"{recurrence_of(schedule).describe()} ({schedule.timezone})"
+        except UNREADABLE:
+            return f"{stored_rule(schedule)} ({schedule.timezone}), which can't be read"
 
     def content_text(self, content: str) -> str:
         kind, _, slug = content.partition(":")
@@ -295,19 +320,23 @@ class BriefingAdmin:
         }.get(kind, content)
 
     async def describe(self, schedule: Schedule, *, title: str, history: bool = False) -> Card:
+        state = schedule.state + (f" — {schedule.pause_reason}" if schedule.pause_reason else "")
+        if schedule.state == "finished":  # a one-off: how its slot ended
+            ended = await self.schedules.last_delivery(schedule.id, scheduled_only=True)
+            if ended is not None:
+                state += f" — {ended.state}" + (f": {ended.error}" if ended.error else "")
         fields = [
             Field("Channel", f"<#{schedule.channel_id}>", inline=True),
             Field("When", self.rule_text(schedule), inline=True),
             Field("Content", self.content_text(schedule.content), inline=True),
             Field("Ping", f"<@&{schedule.role_id}>" if schedule.role_id else "nobody", inline=True),
-            Field(
-                "State",
-                schedule.state + (f" — {schedule.pause_reason}" if schedule.pause_reason else ""),
-                inline=True,
-            ),
+            Field("State", cards.shorten(state, 1024), inline=True),
         ]
         if schedule.state == "active":
-            upcoming = await self.engine.upcoming(schedule, 3)
+            try:
+                upcoming = await self.engine.upcoming(schedule, 3)
+            except UNREADABLE:
+                upcoming = []
             fields.append(
                 Field(
                     "Next posts",

@@ -17,6 +17,10 @@ from bot.pledges.cards import Card, Field
 EMBEDS_PER_MESSAGE = 10
 DIGEST_PLEDGES_PER_CARD = 12
 CONTENT_KINDS = ("digest", "spotlight", "changes")
+# Kept free in every message for the delivery marker the sender adds to the last footer
+# (" · Briefing #id · slot"): without it a full message goes over Discord's 6,000.
+MARKER_ROOM = 80
+MESSAGE_BUDGET = cards.EMBED_TOTAL_LIMIT - MARKER_ROOM
 
 
 @dataclass(frozen=True)
@@ -40,14 +44,15 @@ def at_a_glance(pledges: Sequence[Pledge]) -> str:
 
 
 def fit_message(found: Sequence[Card], overflow_note: str) -> tuple[Card, ...]:
-    """Keep whole cards while the message stays within 10 embeds and 6000 characters."""
+    """Keep whole cards while the message stays within 10 embeds and 6000 characters,
+    the delivery marker's room included."""
     kept: list[Card] = []
     total = 0
     for index, card in enumerate(found):
         room_for_note = index < len(found) - 1
         reserve = len(overflow_note) + 40 if room_for_note else 0
         if len(kept) == EMBEDS_PER_MESSAGE - (1 if room_for_note else 0) or (
-            total + card.size() + reserve > cards.EMBED_TOTAL_LIMIT
+            total + card.size() + reserve > MESSAGE_BUDGET
         ):
             remaining = len(found) - index
             kept.append(Card(title="More", description=f"{overflow_note} ({remaining} more)"))

@@ -54,6 +54,7 @@ NONCE_TRUST = timedelta(seconds=60)
 RECONCILE_SECONDS = 1.0
 # A firing that failed on the store (locked, full) looks again after these delays.
 FIRE_RETRY_DELAYS = (5.0, 10.0, 20.0, 40.0, 60.0)
+MAX_FIRE_RETRY = timedelta(seconds=max(FIRE_RETRY_DELAYS))
 # Schedules reading their rows at once, and schedules claiming and composing at once: each
 # bounds how long a member's query waits behind the engine's when thousands fall due
 # (four store operations in all, PostgreSQL's pool size).
@@ -350,13 +351,23 @@ class BriefingEngine:
         """Replan every schedule that anyone (this process or another) changed since the
         last look.
 
-        One at a time: once a call returns, every change it read is planned, even when the
-        background loop (woken by a NOTIFY) read it first.
+        One at a time: once a call returns, every change it read is planned (or will be
+        read again), even when the background loop (woken by a NOTIFY) read it first. The
+        bookmark moves only past what was planned: a schedule whose planning failed (a
+        read that failed once) is read again next round, and the others are planned now.
         """
         async with self._reconciling:
-            changed, self._seen_change = await self.schedules.changed_since(self._seen_change)
-            for schedule_id in sorted(changed):
-                await self.plan(schedule_id)
+            changed, latest = await self.schedules.changed_since(self._seen_change)
+            failed_from: int | None = None
+            for schedule_id, first_change in changed.items():
+                try:
+                    await self.plan(schedule_id)
+                except Exception as error:
+                    failed_from = first_change if failed_from is None else failed_from
+                    log.warning(
+                        "briefing %s: could not plan (%s); trying again", schedule_id, error
+                    )
+            self._seen_change = latest if failed_from is None else failed_from - 1
 
     async def _reconcile_forever(self) -> None:
         """Reconcile every RECONCILE_SECONDS, and at once when a change is notified."""
@@ -405,6 +416,22 @@ class BriefingEngine:
             return None
 
     def _plan_next(self, schedule: Schedule, last: str | None) -> tuple[str, datetime] | None:
+        """Plan the next look: at a due slot nobody has dealt with yet, else the next slot.
+
+        An edit that keeps the rule (a channel, the content) keeps `active_since`, so a slot
+        that fell due before it and is still unclaimed (its firing waits to run, or retries
+        after a store error) is still owed: the look stays planned for it, never moved past.
+        """
+        now = self.clock()
+        since = max(datetime.fromisoformat(schedule.active_since), self._last_instant(last))
+        rule = (schedule.time_of_day, schedule.days, schedule.cron, schedule.run_date)
+        if since < now and _slot_between(rule, schedule.timezone, since, now):
+            planned = self._planned.get(schedule.id)
+            # a retry already planned keeps its back-off; anything later looks now
+            when = planned if planned is not None and planned <= now + MAX_FIRE_RETRY else now
+            self._plan_at(schedule.id, when)
+            due = self.missed_since(schedule, last)
+            return due[-1] if due else (utc_slot(when), when)
         upcoming = self._upcoming(schedule, last, 1)
         if not upcoming:
             self.unplan(schedule.id)
@@ -619,10 +646,6 @@ class BriefingEngine:
         await self.schedules.finish(schedule.id, slot, "sent", message_id=message_id)
         if briefing.next_cursor is not None:
             await self.schedules.set_cursor(schedule.id, briefing.next_cursor)
-        if schedule.run_date and not manual:
-            await self.schedules.update(
-                schedule.guild_id, schedule.id, {"state": "finished"}, by=0, action="finished"
-            )
         return "sent"
 
     async def _stopped(self, schedule_id: int, *, manual: bool) -> str | None:
@@ -657,6 +680,14 @@ class BriefingEngine:
             await self.schedules.finish(schedule.id, slot, "failed", error=reason)
         self.unplan(schedule.id)
         current = await self.schedules.by_id(schedule.id)
+        if current is not None and current.state == "finished" and slot is not None:
+            # a one-off's only slot failed: it is finished, and moderators are told why
+            await self._notify(
+                schedule,
+                f"⚠️ Briefing #{schedule.id} (a one-off) could not post in "
+                f"<#{schedule.channel_id}>: {reason}. Schedule a new one once that is fixed.",
+            )
+            return
         if current is None or current.state != "active":
             return
         await self.schedules.update(
@@ -667,10 +698,13 @@ class BriefingEngine:
             action="paused by pledgebot",
         )
         log.warning("briefing %s paused: %s", schedule.id, reason)
-        text = (
+        await self._notify(
+            schedule,
             f"⏸️ Briefing #{schedule.id} for <#{schedule.channel_id}> is paused: {reason}. "
-            f"Fix it, then use `/briefing resume id:{schedule.id}`."
+            f"Fix it, then use `/briefing resume id:{schedule.id}`.",
         )
+
+    async def _notify(self, schedule: Schedule, text: str) -> None:
         try:
             await self.sender.notify(schedule.guild_id, text, avoid_channel_id=schedule.channel_id)
         except DeliveryFailure as failure:
@@ -790,9 +824,7 @@ class BriefingEngine:
         searched for the post's marker first.
         """
         now = self.clock()
-        for delivery in await self.schedules.unfinished():
-            if schedule_id is not None and delivery.schedule_id != schedule_id:
-                continue
+        for delivery in await self.schedules.unfinished(schedule_id):
             try:
                 schedule = await self.schedules.by_id(delivery.schedule_id)
                 if schedule is None or not self.shards.owns(schedule.guild_id):

@@ -182,7 +182,7 @@ class Schedules:
         self, guild_id: int, schedule_id: int, changes: Mapping[str, Any], *, by: int, action: str
     ) -> Schedule:
         """Apply edits or a state change, logging who changed what."""
-        allowed = {*EDITABLE, "state", "pause_reason", "last_error", "active_since"}
+        allowed = {*EDITABLE, "state", "pause_reason", "last_error", "active_since", "cursor"}
         unknown = set(changes) - allowed
         if unknown:
             raise ValueError(f"not editable: {sorted(unknown)}")
@@ -211,8 +211,9 @@ class Schedules:
         async with self.store.transaction() as tx:
             await tx.execute("UPDATE schedules SET cursor = ? WHERE id = ?", (cursor, schedule_id))
 
-    async def changed_since(self, change_id: int) -> tuple[set[int], int]:
-        """Schedules changed (by any process) after change `change_id`, and the latest change.
+    async def changed_since(self, change_id: int) -> tuple[dict[int, int], int]:
+        """Schedules changed (by any process) after change `change_id`, each with its first
+        change id after it (oldest first), and the latest change id.
 
         The change log is the store's change counter: one indexed read, however many
         schedules there are. Its ids become visible in order on both backends, because
@@ -220,9 +221,11 @@ class Schedules:
         lock), so nothing committed later can appear below an id already read.
         """
         rows = await self.store.rows(
-            "SELECT schedule_id, id FROM schedule_changes WHERE id > ? ORDER BY id", (change_id,)
+            "SELECT schedule_id, min(id) AS first, max(id) FROM schedule_changes WHERE id > ? "
+            "GROUP BY schedule_id ORDER BY first",
+            (change_id,),
         )
-        return {r[0] for r in rows}, (rows[-1][1] if rows else change_id)
+        return {r[0]: r[1] for r in rows}, max((r[2] for r in rows), default=change_id)
 
     async def latest_change(self) -> int:
         rows = await self.store.rows("SELECT coalesce(max(id), 0) FROM schedule_changes")
@@ -289,6 +292,8 @@ class Schedules:
                 "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(schedule_id, slot) DO NOTHING",
                 (schedule_id, slot, state, now, now, error),
             )
+            if recorded:
+                await self._end_one_off(tx, schedule_id, slot, state, now)
             return recorded == 1
 
     async def finish(
@@ -300,14 +305,35 @@ class Schedules:
         message_id: int | None = None,
         error: str | None = None,
     ) -> None:
+        """Record how a claimed slot ended (sent, failed, skipped)."""
+        now = utc_now()
         async with self.store.transaction() as tx:
             await tx.execute(
                 "UPDATE deliveries SET state = ?, finished_at = ?, message_id = ?, error = ? "
                 "WHERE schedule_id = ? AND slot = ?",
-                (state, utc_now(), message_id, error, schedule_id, slot),
+                (state, now, message_id, error, schedule_id, slot),
             )
             await tx.execute(
                 "UPDATE schedules SET last_error = ? WHERE id = ?", (error, schedule_id)
+            )
+            await self._end_one_off(tx, schedule_id, slot, state, now)
+
+    async def _end_one_off(
+        self, tx: Transaction, schedule_id: int, slot: str, outcome: str, now: str
+    ) -> None:
+        """A one-off has a single scheduled slot: however that slot ended, the briefing is
+        finished, in the same transaction, so none stays active with nothing planned.
+        A manual post never ends it; a cancelled one stays cancelled."""
+        ended = await tx.execute(
+            "UPDATE schedules SET state = 'finished', updated_at = ? "
+            "WHERE id = ? AND run_date IS NOT NULL AND state IN ('active', 'paused') "
+            "AND EXISTS (SELECT 1 FROM deliveries WHERE schedule_id = ? AND slot = ? "
+            "AND manual = 0)",
+            (now, schedule_id, schedule_id, slot),
+        )
+        if ended:
+            await self._log_change(
+                tx, schedule_id, 0, now, "finished", {"state": "finished", "outcome": outcome}
             )
 
     async def delivery(self, schedule_id: int, slot: str) -> Delivery | None:
@@ -316,8 +342,12 @@ class Schedules:
         )
         return _delivery(rows[0]) if rows else None
 
-    async def last_delivery(self, schedule_id: int, *, sent_only: bool = False) -> Delivery | None:
-        where = "AND state = 'sent'" if sent_only else ""
+    async def last_delivery(
+        self, schedule_id: int, *, sent_only: bool = False, scheduled_only: bool = False
+    ) -> Delivery | None:
+        where = ("AND state = 'sent' " if sent_only else "") + (
+            "AND manual = 0" if scheduled_only else ""
+        )
         rows = await self.store.rows(
             f"SELECT * FROM deliveries WHERE schedule_id = ? {where} ORDER BY id DESC LIMIT 1",
             (schedule_id,),
@@ -339,8 +369,13 @@ class Schedules:
         )
         return {r[0]: r[1] for r in rows}
 
-    async def unfinished(self) -> list[Delivery]:
-        rows = await self.store.rows("SELECT * FROM deliveries WHERE state = 'claimed' ORDER BY id")
+    async def unfinished(self, schedule_id: int | None = None) -> list[Delivery]:
+        """Slots claimed and never finished: every schedule's, or one schedule's only (a
+        retry after a failed firing, which thousands may make at once)."""
+        where, params = ("AND schedule_id = ? ", (schedule_id,)) if schedule_id else ("", ())
+        rows = await self.store.rows(
+            f"SELECT * FROM deliveries WHERE state = 'claimed' {where}ORDER BY id", params
+        )
         return [_delivery(r) for r in rows]
 
     async def deliveries(self, schedule_id: int) -> list[Delivery]:
