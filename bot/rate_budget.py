@@ -3,6 +3,12 @@
 Discord allows 50 requests a second per bot token, whichever process sends them, so the
 budget lives in the store: each request reserves the next free turn in one small write
 transaction, and waits for it. Interaction responses are exempt, as on Discord.
+
+Turns are times on one clock. On PostgreSQL that is the server's, read inside the
+reservation: hosts' clocks differ, and turns booked on several would be spaced on none
+(one host 2 s behind waited 2 s on every request). A SQLite file serves one host, whose
+clock it is. A turn booked further ahead than `max_ahead` is no queue but a broken clock
+(stepped back, or an old booking by one far ahead): it is repaired to now, not waited for.
 """
 
 from __future__ import annotations
@@ -22,6 +28,16 @@ log = logging.getLogger(__name__)
 
 # Posts spaced exactly at the limit arrive a little bunched by the network and trip it.
 HEADROOM = 0.93
+# A request waits at most this many turns (or 1 s, if longer): a turn booked further
+# ahead is a broken clock, not a queue (each process queues its posts before booking).
+MAX_AHEAD_TURNS = 4
+# The booked turn and "now" by the database's own clock: the server's on PostgreSQL; on
+# SQLite, NULL (the budget's local clock).
+_BOOKED_AND_NOW = {
+    "sqlite": "SELECT (SELECT next_at FROM rate_budget WHERE name = ?), NULL",
+    "postgresql": "SELECT (SELECT next_at FROM rate_budget WHERE name = ?), "
+    "extract(epoch FROM clock_timestamp())::float8",
+}
 # Interaction callbacks and followups (webhook-token routes) are not bound by the limit.
 EXEMPT = re.compile(r"/interactions/|/webhooks/")
 
@@ -41,6 +57,7 @@ class RateBudget:
     ) -> None:
         self.store = store
         self.interval = 1.0 / (per_second * HEADROOM)
+        self.max_ahead = max(1.0, MAX_AHEAD_TURNS * self.interval)
         self.name = name
         self.clock = clock
         self.sleep = sleep
@@ -48,11 +65,22 @@ class RateBudget:
         self._queue = asyncio.Lock()
 
     async def _reserve(self) -> float:
-        """Take the next free turn (a wall-clock time, shared across processes)."""
+        """Take the next free turn (a time on the database's clock, shared across
+        processes); `clock` is used only where the database has none (SQLite)."""
         async with self.store.transaction() as tx:
-            booked = await tx.scalar("SELECT next_at FROM rate_budget WHERE name = ?", (self.name,))
-            now = self.clock()
-            turn = max(now, now if booked is None else booked)
+            ((booked, server_now),) = await tx.rows(
+                _BOOKED_AND_NOW[self.store.db.dialect], (self.name,)
+            )
+            now = self.clock() if server_now is None else server_now
+            turn = now if booked is None else max(now, booked)
+            if turn - now > self.max_ahead:
+                log.warning(
+                    "rate budget %r: the next turn was booked %.0f s ahead (a clock stepped "
+                    "back?); booking from now instead",
+                    self.name,
+                    turn - now,
+                )
+                turn = now
             await tx.execute(
                 "INSERT INTO rate_budget(name, next_at) VALUES (?, ?) "
                 "ON CONFLICT(name) DO UPDATE SET next_at = excluded.next_at",

@@ -1,6 +1,7 @@
 """`/metrics` and `/healthz`, read over real HTTP on 127.0.0.1 while the bot runs against
 the emulator: before and after a gateway drop, with the database refusing writes, and
-with the gateway gone.
+with the gateway gone. The tests given `store_location` run once per backend (SQLite,
+PostgreSQL).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from bot.client.app import PledgeBot
 from bot.client.runner import make_bot
 from bot.errors import OperatorError
 from tests.e2e import World, running_bot, with_config, world
+from tests.engine_rig import write_lock_held_elsewhere
 from tests.test_robustness_support import wait_for
 
 pytestmark = pytest.mark.e2e
@@ -37,10 +39,18 @@ def engine_of(bot: PledgeBot) -> BriefingEngine:
 
 
 @asynccontextmanager
-async def monitored(tmp_path: Path) -> AsyncIterator[tuple[World, PledgeBot, str]]:
-    """The bot with metrics on a free port; yields its base URL."""
+async def monitored(
+    tmp_path: Path, store_location: Path | str
+) -> AsyncIterator[tuple[World, PledgeBot, str]]:
+    """The bot with metrics on a free port, its store at `store_location` (a SQLite file,
+    or a PostgreSQL DSN); yields its base URL."""
+    database = (
+        {"database_url": store_location}
+        if isinstance(store_location, str)
+        else {"database_path": store_location}
+    )
     async with world(tmp_path, heartbeat_interval_ms=200) as w:
-        config = with_config(w, metrics_listen=("127.0.0.1", 0), global_rate_limit=RATE)
+        config = with_config(w, metrics_listen=("127.0.0.1", 0), global_rate_limit=RATE, **database)
         async with running_bot(w, config) as bot:
             assert bot.monitoring is not None
             yield w, bot, f"http://127.0.0.1:{bot.monitoring.port}"
@@ -92,9 +102,9 @@ async def deliver(bot: PledgeBot, schedule_id: int, slot: str = SLOT) -> str:
 
 
 async def test_metrics_and_health_over_http_before_and_after_a_gateway_drop(
-    tmp_path: Path,
+    tmp_path: Path, store_location: Path | str
 ) -> None:
-    async with monitored(tmp_path) as (w, bot, base):
+    async with monitored(tmp_path, store_location) as (w, bot, base):
         await wait_for(lambda: math.isfinite(bot.latency), 10, "a heartbeat acknowledged")
         assert await get(base + "/healthz") == (200, "text/plain; charset=utf-8", "ok\n")
 
@@ -172,16 +182,25 @@ async def test_metrics_and_health_over_http_before_and_after_a_gateway_drop(
         )
 
 
-async def test_health_is_503_with_the_reason(tmp_path: Path) -> None:
-    async with monitored(tmp_path) as (w, bot, base):
+async def test_health_is_503_with_the_reason(
+    tmp_path: Path, store_location: Path | str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with monitored(tmp_path, store_location) as (w, bot, base):
         assert (await get(base + "/healthz"))[0] == 200
         assert bot.services is not None
-        writer = bot.services.store.db.writer  # SQLite's own connection
-        await writer.execute("PRAGMA query_only = ON")  # every write is refused
-        status, _, text = await get(base + "/healthz")
-        assert status == 503
-        assert text == "database not writable: attempt to write a readonly database\n"
-        await writer.execute("PRAGMA query_only = OFF")
+        store = bot.services.store
+        if store.path is not None:
+            writer = store.db.writer  # type: ignore[attr-defined]  # SQLite's own connection
+            await writer.execute("PRAGMA query_only = ON")  # every write is refused
+            status, _, text = await get(base + "/healthz")
+            assert status == 503
+            assert text == "database not writable: attempt to write a readonly database\n"
+            await writer.execute("PRAGMA query_only = OFF")
+        else:
+            async with write_lock_held_elsewhere(store, monkeypatch):  # past a 50 ms timeout
+                status, _, text = await get(base + "/healthz")
+            assert status == 503
+            assert text == "database not writable: canceling statement due to lock timeout\n"
         assert (await get(base + "/healthz"))[0] == 200
 
         await w.emu.stop()  # Discord is gone: the gateway cannot reconnect
@@ -191,6 +210,33 @@ async def test_health_is_503_with_the_reason(tmp_path: Path) -> None:
         assert text.startswith("gateway disconnected for "), text
         found = await metrics(base)
         assert one(found, "pledgebot_gateway_connected") == 0
+
+
+async def test_metrics_answer_while_outcomes_cannot_be_read_and_count_them_later(
+    tmp_path: Path, store_location: Path | str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Issue 17 item 7: a store error while reading outcomes is a warning, not a 500, and
+    what that look missed is counted by the next one. The error is real: a change logged
+    with a `detail` that is not JSON, which neither database's JSON functions will read."""
+    async with monitored(tmp_path, store_location) as (w, bot, base):
+        assert bot.services is not None
+        store = bot.services.store
+        schedule_id = await create(bot, w)
+        assert await deliver(bot, schedule_id) == "sent"
+        async with store.transaction() as tx:
+            await tx.execute(
+                "INSERT INTO schedule_changes(schedule_id, changed_by, changed_at, action, "
+                "detail) VALUES (?, 0, '2099-01-01T00:00Z', 'broken', 'not json')",
+                (schedule_id,),
+            )
+        unread = await metrics(base)  # a 200: `metrics` checks the status
+        assert one(unread, "pledgebot_briefings_total", outcome="sent") == 0
+        assert "metrics: could not read briefing outcomes" in caplog.text
+
+        async with store.transaction() as tx:
+            await tx.execute("UPDATE schedule_changes SET detail = '{}' WHERE action = 'broken'")
+        read = await metrics(base)
+        assert one(read, "pledgebot_briefings_total", outcome="sent") == 1
 
 
 async def test_metrics_are_off_by_default(tmp_path: Path) -> None:

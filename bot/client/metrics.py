@@ -193,27 +193,32 @@ class BriefingOutcomes:
         self._after_delivery, self._after_change = int(row[0]), int(row[1])
 
     async def read(self) -> Tally[str]:
+        """The outcomes since the last look. The bookmarks move only once both reads have
+        succeeded: a failed look leaves them, and the next one counts the same rows."""
         async with self._lock:
             found: Tally[str] = Tally()
             pending = sorted(self._pending)
             again = f" OR d.id IN ({', '.join('?' * len(pending))})" if pending else ""
-            rows = await self.store.rows(
+            deliveries = await self.store.rows(
                 "SELECT d.id, d.state, s.guild_id FROM deliveries d "
                 f"JOIN schedules s ON s.id = d.schedule_id WHERE d.id > ?{again} ORDER BY d.id",
                 (self._after_delivery, *pending),
             )
-            self._pending.clear()
-            for delivery_id, state, guild_id in rows:
+            # Pauses the engine made (a channel refused us, a rule no longer reads);
+            # a moderator's own pause is not a briefing outcome.
+            changes = await self.store.rows(
+                _ENGINE_PAUSES[self.store.db.dialect], (self._after_change,)
+            )
+            still_claimed: set[int] = set()
+            for delivery_id, state, guild_id in deliveries:
                 self._after_delivery = max(self._after_delivery, delivery_id)
                 if not self.owns(guild_id):
                     continue
                 if state == "claimed":
-                    self._pending.add(delivery_id)
+                    still_claimed.add(delivery_id)
                 else:
                     found[state] += 1
-            # Pauses the engine made (a channel refused us, a rule no longer reads);
-            # a moderator's own pause is not a briefing outcome.
-            changes = await self.store.rows(_ENGINE_PAUSES_SQLITE, (self._after_change,))
+            self._pending = still_claimed
             for change_id, guild_id in changes:
                 self._after_change = max(self._after_change, change_id)
                 if self.owns(guild_id):
@@ -221,12 +226,16 @@ class BriefingOutcomes:
             return found
 
 
-# Pauses the engine logged after a change id. SQLite dialect (`json_extract`).
-_ENGINE_PAUSES_SQLITE = (
-    "SELECT c.id, s.guild_id FROM schedule_changes c "
+# Pauses the engine logged after a change id, by dialect: `detail` is the change as JSON.
+_ENGINE_PAUSES = {
+    dialect: "SELECT c.id, s.guild_id FROM schedule_changes c "
     "JOIN schedules s ON s.id = c.schedule_id WHERE c.id > ? AND c.changed_by = 0 "
-    "AND json_extract(c.detail, '$.state') = 'paused' ORDER BY c.id"
-)
+    f"AND {state} = 'paused' ORDER BY c.id"
+    for dialect, state in (
+        ("sqlite", "json_extract(c.detail, '$.state')"),
+        ("postgresql", "c.detail::jsonb ->> 'state'"),
+    )
+}
 
 
 class WriteProbe:
