@@ -8,7 +8,6 @@ import hashlib
 import json
 import logging
 import secrets
-import sqlite3
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any, Literal
@@ -32,7 +31,7 @@ from bot.client.metrics import (
 )
 from bot.config import Config
 from bot.database_file import DatabaseInUse
-from bot.errors import UserError
+from bot.errors import UserError, store_errors
 from bot.pledges.services import Services
 
 log = logging.getLogger(__name__)
@@ -90,9 +89,21 @@ def user_message(error: Exception) -> str | None:
 
 
 async def send_private(interaction: discord.Interaction[Any], text: str) -> None:
-    """Answer privately whether or not the interaction was already acknowledged."""
+    """Answer privately whether or not the interaction was already acknowledged.
+
+    After a public "thinking" defer, Discord turns the first followup into that public
+    message, whatever flags it asks for: the placeholder is deleted first, so that the
+    answer is a new, private message.
+    """
     try:
         if interaction.response.is_done():
+            if (
+                interaction.response.type
+                is discord.InteractionResponseType.deferred_channel_message
+            ):
+                original = await interaction.original_response()
+                if original.flags.loading and not original.flags.ephemeral:
+                    await interaction.delete_original_response()
             await interaction.followup.send(text, ephemeral=True)
         else:
             await interaction.response.send_message(text, ephemeral=True)
@@ -266,7 +277,7 @@ class PledgeBot(commands.Bot):
         if self._briefing_outcomes is not None:
             try:
                 found = await self._briefing_outcomes.read()
-            except sqlite3.Error as error:
+            except store_errors() as error:
                 log.warning("metrics: could not read briefing outcomes (%s)", error)
             else:
                 for outcome, count in found.items():
