@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from bot.client import logredact
-from bot.config import Config, ConfigError, load_config, parse_database_url
+from bot.config import Config, ConfigError, load_config, location_name, parse_database_url
 from bot.database_file import backup, copy_database, in_use, restore
 from bot.errors import OperatorError, StoreError, driver_errors
 from bot.models import STATUSES
@@ -95,7 +95,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Copy every table's rows, ids kept, from one pledgebot database into a "
         "new, empty one, then verify each table's row count. URLs as [database] url takes "
         "them: sqlite:///FILE (relative to here), sqlite:////ABSOLUTE/FILE, "
-        "postgresql://USER@HOST/DATABASE (password from PGPASSWORD or ~/.pgpass).",
+        "postgresql://USER@HOST/DATABASE (password from PGPASSWORD or ~/.pgpass). A "
+        "PostgreSQL source is read as of one moment (one snapshot): rows a bot writes to it "
+        "after the copy begins are not copied.",
     )
     copy.add_argument("--from", dest="source", type=database_url, required=True, metavar="URL")
     copy.add_argument("--to", dest="target", type=database_url, required=True, metavar="URL")
@@ -160,7 +162,7 @@ def db_backup(config: Config, target: Path) -> int:
         raise OperatorError(
             "db backup copies a SQLite file; this database is on PostgreSQL: back it up "
             f"with pg_dump, e.g. `pg_dump --format=custom --file={target} "
-            f"'{config.database_url}'`"
+            f"'{config.database_name}'`"
         )
     copied = backup(config.database_path, target)
     print(
@@ -175,7 +177,7 @@ def db_restore(config: Config, source: Path) -> int:
         raise OperatorError(
             "db restore replaces a SQLite file; this database is on PostgreSQL: restore a "
             f"pg_dump with pg_restore (psql for a plain SQL dump), e.g. `pg_restore --clean "
-            f"--dbname='{config.database_url}' {source}`, with every bot stopped"
+            f"--dbname='{config.database_name}' {source}`, with every bot stopped"
         )
     done = restore(source, config.database_path)
     print(f"restored {done.database} from {source}")
@@ -267,8 +269,8 @@ async def db_copy(source: Path | str, target: Path | str) -> int:
         print(f"  {table.name:<20} {table.rows:>9} rows")
     total = sum(table.rows for table in copied)
     print(
-        f"copied {total} rows in {len(copied)} tables from {source} to {target}; "
-        "every table's row count verified"
+        f"copied {total} rows in {len(copied)} tables from {location_name(source)} to "
+        f"{location_name(target)}; every table's row count verified"
     )
     return 0
 

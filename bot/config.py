@@ -11,13 +11,14 @@ Discord machinery starts.
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 import zoneinfo
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, NamedTuple
-from urllib.parse import unquote, urlsplit
+from urllib.parse import unquote, unquote_plus, urlsplit
 
 __all__ = [
     "CONFIG_ENV_VAR",
@@ -25,7 +26,10 @@ __all__ = [
     "Config",
     "ConfigError",
     "load_config",
+    "location_name",
     "parse_database_url",
+    "password_in_dsn",
+    "redact_dsn",
 ]
 
 CONFIG_ENV_VAR = "PLEDGEBOT_CONFIG"
@@ -73,8 +77,8 @@ class Config:
 
     @property
     def database_name(self) -> str:
-        """The store's location for messages and logs (a URL never carries a password)."""
-        return str(self.database)
+        """The store's location for messages and logs (`location_name`)."""
+        return location_name(self.database)
 
 
 class ConfigError(Exception):
@@ -225,6 +229,51 @@ PASSWORD_REFUSAL = (
     ".pgpass file (https://www.postgresql.org/docs/current/libpq-pgpass.html), never in the URL"
 )
 
+_MASK = "***"
+# libpq's parameters holding a secret; asyncpg reads both from a URL's query string.
+_SECRET_PARAMETERS = frozenset({"password", "sslpassword"})
+# `key=value`, the key at the start or after `?`, `&`, `;`, `#` or a space.
+_PARAMETER = re.compile(r"(?<![^?&;#\s])(?P<key>[^=?&;#\s]+)=(?P<value>[^&;#\s]*)")
+
+
+def _secret_parameter(key: str) -> bool:
+    """`password` in any case or percent-encoding: `PASSWORD`, `pass%77ord`, `pass%2577ord`."""
+    while (decoded := unquote_plus(key)) != key:
+        key = decoded
+    return key.strip().lower() in _SECRET_PARAMETERS
+
+
+def redact_dsn(dsn: str) -> str:
+    """`dsn` fit for a log or an error message: every password in it masked.
+
+    Greedy on purpose. A password holding an unencoded `@`, `/`, `?` or `#` confuses every
+    URL parser (asyncpg splits at the first `@`, urllib at the last), so everything from
+    the first `:` after `//` to the last `@` is masked: in a rare URL more than the
+    password, never less. Then the value of every `password`/`sslpassword` parameter.
+    """
+    scheme, slashes, rest = dsn.partition("://")
+    at = rest.rfind("@")
+    colon = rest.find(":", 0, max(at, 0))
+    if colon >= 0:
+        rest = f"{rest[: colon + 1]}{_MASK}{rest[at:]}"
+
+    def mask(match: re.Match[str]) -> str:
+        return f"{match['key']}={_MASK}" if _secret_parameter(match["key"]) else match[0]
+
+    return _PARAMETER.sub(mask, scheme + slashes + rest)
+
+
+def location_name(where: Path | str) -> str:
+    """A SQLite file's path, or a PostgreSQL URL with any password masked: for messages."""
+    return str(where) if isinstance(where, Path) else redact_dsn(where)
+
+
+def password_in_dsn(dsn: str) -> bool:
+    """Whether `dsn` holds anything `redact_dsn` hides: a password in the user part (even an
+    empty one), or a password parameter however spelt. Refusing exactly that means no
+    setting needs what the logs leave out. (An `@` after a `:` port must be written %40.)"""
+    return redact_dsn(dsn) != dsn
+
 
 def parse_database_url(url: str) -> Path | str:
     """`sqlite:///FILE` -> the file's Path (`sqlite:////abs/file` for an absolute one, as
@@ -234,21 +283,22 @@ def parse_database_url(url: str) -> Path | str:
     """
     scheme, sep, rest = url.partition(":")
     scheme = scheme.lower()
+    shown = redact_dsn(url)  # an error message never repeats a password
     if sep and scheme == "sqlite":
         if not rest.startswith("///") or len(rest) == 3 or "?" in rest:
-            raise ValueError(f'a SQLite URL is "sqlite:///FILE" (FILE relative), got {url!r}')
+            raise ValueError(f'a SQLite URL is "sqlite:///FILE" (FILE relative), got {shown!r}')
         return Path(unquote(rest[3:])).expanduser()
     if sep and scheme in PG_SCHEMES and rest.startswith("//"):
-        from bot.database_pg import password_in_dsn  # asyncpg only when PostgreSQL is named
-
+        if password_in_dsn(url):
+            raise ValueError(PASSWORD_REFUSAL)
         try:
             urlsplit(url).port  # noqa: B018 - raises on a port that is not a number
         except ValueError as error:
             raise ValueError(f"not a usable PostgreSQL URL ({error}): {url!r}") from None
-        if password_in_dsn(url):
-            raise ValueError(PASSWORD_REFUSAL)
         return url
-    raise ValueError(f'must be "sqlite:///FILE" or "postgresql://USER@HOST/DATABASE", got {url!r}')
+    raise ValueError(
+        f'must be "sqlite:///FILE" or "postgresql://USER@HOST/DATABASE", got {shown!r}'
+    )
 
 
 def _database_url(value: object) -> Path | str | None:

@@ -25,8 +25,11 @@ from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO
+from typing import IO, Any, Protocol
 
+import aiosqlite
+
+from bot.config import location_name
 from bot.database import Database, SQLiteDatabase
 from bot.errors import OperatorError, StoreError, driver_errors
 from bot.migrations import SCHEMA_VERSION
@@ -238,11 +241,30 @@ def _set_aside(database: Path, now: datetime) -> Path | None:
         conn.close()
     if str(mode).lower() != "delete":
         raise OperatorError(f"cannot take {database} out of use: another program has it open")
-    kept = database.with_name(f"{database.name}.replaced-{now.strftime('%Y%m%dT%H%M%SZ')}")
-    os.replace(database, kept)
+    kept = _claim_name(database, now)
+    try:
+        os.replace(database, kept)
+    except BaseException:
+        kept.unlink(missing_ok=True)
+        raise
     for sidecar in ("-wal", "-shm"):  # never left to be replayed into the restored file
         database.with_name(database.name + sidecar).unlink(missing_ok=True)
     return kept
+
+
+def _claim_name(database: Path, now: datetime) -> Path:
+    """`<name>.replaced-<UTC second>`, else with `-2`, `-3`... : a name no file has, made
+    (O_EXCL) so that it is ours, so a second restore within the second never overwrites
+    the database the first one kept."""
+    stamp = f"{database.name}.replaced-{now.strftime('%Y%m%dT%H%M%SZ')}"
+    number = 1
+    while True:
+        kept = database.with_name(stamp if number == 1 else f"{stamp}-{number}")
+        try:
+            os.close(os.open(kept, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+            return kept
+        except FileExistsError:
+            number += 1
 
 
 # -- copy between databases ----------------------------------------------------------------
@@ -252,7 +274,7 @@ def _set_aside(database: Path, now: datetime) -> Path | None:
 INTERNAL_TABLES = frozenset({"schema_version"})
 # The tables FTS5 keeps behind a virtual table `t`: `t_data`, `t_idx`, ... (its own).
 _FTS5_SHADOWS = ("data", "idx", "content", "docsize", "config")
-COPY_BATCH = 1000  # rows per executemany
+COPY_BATCH = 1000  # rows read and written at a time: a copy's memory stays bounded
 
 
 @dataclass(frozen=True)
@@ -274,9 +296,14 @@ async def copy_database(source: Path | str, target: Path | str) -> list[CopiedTa
     Each is a SQLite file's `Path` or a PostgreSQL URL. Both are migrated to the current
     version first. The target must hold no rows (a fresh file or `createdb`), and no
     pledgebot process may hold either SQLite file. Tables are copied in dependency order
-    (foreign keys), one transaction each, ids kept; PostgreSQL's identity sequences are
-    then moved past the largest id. At the end every table's row count is compared, and
-    OperatorError names any table that differs.
+    (foreign keys), one transaction each, ids kept, `COPY_BATCH` rows at a time;
+    PostgreSQL's identity sequences are then moved past the largest id. At the end every
+    table's row count is compared with the source's, and OperatorError names any table
+    that differs.
+
+    The source is read from one snapshot (`_snapshot`): a bot still writing a PostgreSQL
+    source cannot leave the copy half before and half after one of its transactions (a
+    delivery without its schedule); what it writes after the copy began is not copied.
 
     The search index is copied as a table (rowids kept) rather than rebuilt: it is a
     function of the content rows, which are copied verbatim, so the copy is the index the
@@ -294,18 +321,21 @@ async def copy_database(source: Path | str, target: Path | str) -> list[CopiedTa
         if filled:
             listed = ", ".join(f"{t} ({n} rows)" for t, n in filled)
             raise OperatorError(
-                f"refusing to copy: the target {target} already holds data ({listed}); "
-                "copy into a new SQLite file or a new, empty PostgreSQL database (createdb)"
+                f"refusing to copy: the target {location_name(target)} already holds data "
+                f"({listed}); copy into a new SQLite file or a new, empty PostgreSQL "
+                "database (createdb)"
             )
-        for name in order:
-            await _copy_table(src, dst, name, tables[name], target_tables[name])
+        async with _snapshot(src) as snapshot:
+            had = {name: await _count_rows(snapshot, name) for name in order}
+            for name in order:
+                await _copy_table(snapshot, dst, name, tables[name], target_tables[name])
         copied = []
         for name in order:
-            had, has = await _count_rows(src, name), await _count_rows(dst, name)
-            if had != has:
+            has = await _count_rows(dst, name)
+            if had[name] != has:
                 raise OperatorError(
-                    f"copy NOT complete: table {name} has {had} rows in {source} "
-                    f"but {has} in {target}"
+                    f"copy NOT complete: table {name} has {had[name]} rows in "
+                    f"{location_name(source)} but {has} in {location_name(target)}"
                 )
             copied.append(CopiedTable(name, has))
     return copied
@@ -317,7 +347,7 @@ def _check_endpoints(source: Path | str, target: Path | str) -> None:
     else:
         same = source == target
     if same:
-        raise OperatorError(f"--from and --to are the same database ({source})")
+        raise OperatorError(f"--from and --to are the same database ({location_name(source)})")
     if isinstance(source, Path) and not source.is_file():
         raise OperatorError(f"there is no database at {source} to copy from")
 
@@ -421,29 +451,90 @@ def _dependency_order(tables: dict[str, _Table], references: set[tuple[str, str]
     return order
 
 
-async def _count_rows(db: Database, table: str) -> int:
+class _Snapshot(Protocol):
+    """The source as of one moment: every read sees the same committed rows."""
+
+    async def scalar(self, sql: str) -> Any: ...
+    def batches(self, sql: str) -> AsyncIterator[list[tuple[Any, ...]]]:
+        """A query's rows, `COPY_BATCH` at a time (never all of them at once)."""
+        ...
+
+
+class _SQLiteSnapshot:
+    def __init__(self, conn: aiosqlite.Connection) -> None:
+        self.conn = conn
+
+    async def scalar(self, sql: str) -> Any:
+        rows = await self.conn.execute_fetchall(sql)
+        return next(iter(rows))[0]
+
+    async def batches(self, sql: str) -> AsyncIterator[list[tuple[Any, ...]]]:
+        async with self.conn.execute(sql) as cursor:
+            while batch := await cursor.fetchmany(COPY_BATCH):
+                yield [tuple(r) for r in batch]
+
+
+class _PgSnapshot:
+    def __init__(self, conn: Any) -> None:  # an asyncpg.Connection
+        self.conn = conn
+
+    async def scalar(self, sql: str) -> Any:
+        return await self.conn.fetchval(sql)
+
+    async def batches(self, sql: str) -> AsyncIterator[list[tuple[Any, ...]]]:
+        cursor = await self.conn.cursor(sql)  # server-side: rows come as they are fetched
+        while batch := await cursor.fetch(COPY_BATCH):
+            yield [tuple(r) for r in batch]
+
+
+@contextlib.asynccontextmanager
+async def _snapshot(db: Database) -> AsyncIterator[_Snapshot]:
+    """Reads of `db` inside one read-only transaction: on PostgreSQL REPEATABLE READ, one
+    snapshot taken at the first read, whatever other sessions commit meanwhile (a SQLite
+    source is held exclusively, and a read transaction is one snapshot there too)."""
+    if isinstance(db, SQLiteDatabase):
+        await db.reader.execute("BEGIN")
+        try:
+            yield _SQLiteSnapshot(db.reader)
+        finally:
+            if db.reader.in_transaction:
+                await db.reader.execute("ROLLBACK")
+        return
+    from bot.database_pg import PostgresDatabase
+
+    assert isinstance(db, PostgresDatabase)
+    async with (
+        db.pool.acquire() as conn,
+        conn.transaction(isolation="repeatable_read", readonly=True),
+    ):
+        yield _PgSnapshot(conn)
+
+
+async def _count_rows(db: Database | _Snapshot, table: str) -> int:
     return int(await db.scalar(f'SELECT count(*) FROM "{table}"'))
 
 
 async def _copy_table(
-    src: Database, dst: Database, name: str, source: _Table, target: _Table
+    src: _Snapshot, dst: Database, name: str, source: _Table, target: _Table
 ) -> None:
-    """One table in one transaction, ids kept; a failure names the table."""
+    """One table in one transaction, ids kept, `COPY_BATCH` rows at a time; a failure
+    names the table."""
     columns = source.columns
     listed = ", ".join(f'"{c}"' for c in columns)
-    rows = [tuple(r) for r in await src.rows(f'SELECT {listed} FROM "{name}"')]
     insert = f'INSERT INTO "{name}" ({listed}) VALUES ({", ".join("?" for _ in columns)})'
     try:
         async with dst.transaction() as tx:
-            for start in range(0, len(rows), COPY_BATCH):
-                await tx.executemany(insert, rows[start : start + COPY_BATCH])
+            copied = 0
+            async for batch in src.batches(f'SELECT {listed} FROM "{name}"'):
+                await tx.executemany(insert, batch)
+                copied += len(batch)
             for column in target.identities:  # next id: past the largest copied
                 await tx.scalar(
                     f"SELECT setval(pg_get_serial_sequence(?, ?), "
                     f'coalesce(max("{column}"), 0) + 1, false) FROM "{name}"',
                     (name, column),
                 )
-            if target.fts5 and rows:  # one b-tree per term, as the store's rebuild leaves
+            if target.fts5 and copied:  # one b-tree per term, as the store's rebuild leaves
                 await tx.execute(f'INSERT INTO "{name}"("{name}") VALUES (\'optimize\')')
     except driver_errors() as error:
         raise OperatorError(f"copy failed at table {name} (nothing of it kept): {error}") from None

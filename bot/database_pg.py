@@ -34,10 +34,11 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequen
 from contextlib import asynccontextmanager
 from functools import lru_cache
 from typing import Any
-from urllib.parse import urlsplit
 
 import asyncpg
 
+from bot.config import password_in_dsn
+from bot.config import redact_dsn as redact
 from bot.database import Row
 from bot.errors import StoreError
 from bot.migrations_pg import SCHEMA_VERSION, migrate, schema_version
@@ -98,24 +99,6 @@ def rows_changed(status: str) -> int:
     return int(last) if last.isdigit() and status.split(" ", 1)[0] != "SELECT" else 0
 
 
-def password_in_dsn(dsn: str) -> bool:
-    """Whether a DSN carries a password (settings must not: use PGPASSWORD or ~/.pgpass)."""
-    try:
-        parts = urlsplit(dsn)
-    except ValueError:
-        return False
-    return bool(parts.password) or "password=" in parts.query
-
-
-def redact(dsn: str) -> str:
-    """The DSN with any password replaced, fit for logs and error messages."""
-    parts = urlsplit(dsn)
-    if parts.password is None:
-        return dsn
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
-    return parts._replace(netloc=netloc).geturl()
-
-
 class PgTransaction:
     """One open transaction on one connection (see `PostgresDatabase.transaction`)."""
 
@@ -157,6 +140,11 @@ class PostgresDatabase:
             pool = await asyncpg.create_pool(dsn, min_size=POOL_MIN, max_size=POOL_MAX)
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
             raise StoreError(f"cannot connect to database {redact(dsn)}: {exc}") from exc
+        except ValueError:  # its text may quote a piece of the URL, a password's even
+            raise StoreError(
+                f"cannot connect to database {redact(dsn)}: asyncpg cannot read the URL "
+                "(is every @ / ? # : in the user name or password percent-encoded?)"
+            ) from None
         database = cls(pool, dsn)
         try:
             async with pool.acquire() as conn:

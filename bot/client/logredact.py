@@ -1,4 +1,5 @@
-"""Tokens never reach a log: a filter on the log handlers rewrites every record first.
+"""Tokens (and database passwords) never reach a log: a filter on the log handlers
+rewrites every record first.
 
 discord.py logs request URLs, and an interaction's token is part of its callback and
 webhook URLs; at DEBUG it also logs every gateway payload whole (an INTERACTION_CREATE
@@ -13,6 +14,8 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from bot.config import redact_dsn
+
 PLACEHOLDER = "[redacted]"
 GATEWAY_LOGGER = "discord.gateway"
 
@@ -22,6 +25,8 @@ _URL_TOKEN = re.compile(r"(/(?:interactions|webhooks)/\d+/)[^/\s'\"?#]+")
 _TOKEN_FIELD = re.compile(r"""(["']\w*token["']\s*:\s*)(["'])(?:(?!\2).)*\2""", re.IGNORECASE)
 # the shape of a Discord bot token: base64 user id . timestamp . HMAC
 _BOT_TOKEN = re.compile(r"\b[MNO][\w-]{23,27}\.[\w-]{6}\.[\w-]{27,40}\b")
+# a PostgreSQL URL, whichever library logged it: its password is masked (`redact_dsn`)
+_DSN = re.compile(r"\bpostgres(?:ql)?://[^\s'\"]*", re.IGNORECASE)
 
 
 def gateway_event(payload: Mapping[str, Any]) -> str:
@@ -41,6 +46,7 @@ class RedactTokens(logging.Filter):
             text = text.replace(secret, PLACEHOLDER)
         text = _URL_TOKEN.sub(rf"\g<1>{PLACEHOLDER}", text)
         text = _TOKEN_FIELD.sub(rf"\g<1>\g<2>{PLACEHOLDER}\g<2>", text)
+        text = _DSN.sub(lambda url: redact_dsn(url[0]), text)
         return _BOT_TOKEN.sub(PLACEHOLDER, text)
 
     def filter(self, record: logging.LogRecord) -> bool:

@@ -23,6 +23,7 @@ from bot.client.app import PledgeBot, ShardedPledgeBot, SyncMode
 from bot.client.endpoints import apply_endpoints
 from bot.config import Config
 from bot.database import check_sqlite_file_opens
+from bot.database_file import in_use
 from bot.errors import OperatorError
 from bot.store import Store
 
@@ -100,10 +101,13 @@ async def serve(config: Config, token: str, options: dict[str, Any]) -> None:
     The database comes first, so a bad path is reported at once even while Discord is
     down. SIGTERM (systemd's stop) closes the bot cleanly, and the process exits 0.
     """
-    if config.database_url is None:
-        check_sqlite_file_opens(config.database_path)
-    store = await Store.open(config.database)  # and migrates, or says why not
-    await store.close()
+    sqlite = config.database_url is None
+    # The in-use lock before the file is opened and migrated: never while `db restore` swaps it.
+    with in_use(config.database_path) if sqlite else contextlib.nullcontext():
+        if sqlite:
+            check_sqlite_file_opens(config.database_path)
+        store = await Store.open(config.database)  # and migrates, or says why not
+        await store.close()
     stopping = asyncio.Event()
     current: list[PledgeBot] = []
 
