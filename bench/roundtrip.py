@@ -46,7 +46,7 @@ from bench.fixtures import (
 )
 from bench.procs import BotProcess
 from bot.local import Emulator, GuildState, UserState
-from bot.store import fts_query
+from bot.search import fts_query
 
 GENERATED = 10_000
 MEDIAN_TARGET = 1.2

@@ -14,7 +14,6 @@ from typing import Any
 
 from bot.client import logredact
 from bot.config import Config, ConfigError, load_config, location_name, parse_database_url
-from bot.database_file import backup, copy_database, in_use, restore
 from bot.errors import OperatorError, StoreError, driver_errors
 from bot.models import STATUSES
 from bot.pledges.content import (
@@ -27,6 +26,8 @@ from bot.pledges.content import (
 )
 from bot.pledges.editorial import coverage_report, new_skeleton, statement_named
 from bot.pledges.ratings import rating_problem
+from bot.storage.copy import copy_database
+from bot.storage.files import backup, in_use, restore
 from bot.store import Store
 
 EXIT_USAGE = 2

@@ -22,7 +22,7 @@ from contextlib import asynccontextmanager
 from contextvars import ContextVar
 
 from bot.errors import store_errors
-from bot.store import Store
+from bot.storage import Database
 
 log = logging.getLogger(__name__)
 
@@ -48,14 +48,14 @@ _prepaid: ContextVar[list[bool] | None] = ContextVar("prepaid", default=None)
 class RateBudget:
     def __init__(
         self,
-        store: Store,
+        database: Database,
         per_second: float,
         *,
         name: str = "global",
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
-        self.store = store
+        self.database = database
         self.interval = 1.0 / (per_second * HEADROOM)
         self.max_ahead = max(1.0, MAX_AHEAD_TURNS * self.interval)
         self.name = name
@@ -67,9 +67,9 @@ class RateBudget:
     async def _reserve(self) -> float:
         """Take the next free turn (a time on the database's clock, shared across
         processes); `clock` is used only where the database has none (SQLite)."""
-        async with self.store.transaction() as tx:
+        async with self.database.transaction() as tx:
             ((booked, server_now),) = await tx.rows(
-                _BOOKED_AND_NOW[self.store.db.dialect], (self.name,)
+                _BOOKED_AND_NOW[self.database.dialect], (self.name,)
             )
             now = self.clock() if server_now is None else server_now
             turn = now if booked is None else max(now, booked)

@@ -1,25 +1,23 @@
-"""The store: content and status queries, full-text search, over a `Database`.
+"""The store: content and status queries over a `Database` (`bot.storage`).
 
-Connections live in `bot.database` (SQLite's `SQLiteDatabase`) and `bot.database_pg`
-(`PostgresDatabase`); migrations in `bot.migrations` / `bot.migrations_pg`; schedule
-queries in `bot.briefings.schedules`. `Store.open` picks the backend from its location.
+Search is `bot.search`; schedule queries are `bot.briefings.schedules`. `Store.open`
+opens the database at a location (a SQLite file or a PostgreSQL URL) and migrates it.
 
 SQL here is written with `?` placeholders and kept portable where it can be; what is
-bound to one dialect (search and its index, JSON and string aggregates, the schema
-version) has a SQLite and a PostgreSQL variant side by side, chosen by `db.dialect`.
+bound to one dialect (JSON and string aggregates) has a SQLite and a PostgreSQL variant
+side by side, chosen by `db.dialect`.
 """
 
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Iterable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
-from bot.database import Database, Row, SQLiteDatabase, Transaction
+from bot import search
 from bot.errors import StoreError
 from bot.models import (
     STATUS_BY_SLUG,
@@ -32,59 +30,14 @@ from bot.models import (
     StatementContent,
     StatusChange,
 )
+from bot.storage import Database, Row, Transaction, database_location, open_database
 
 # The hash of the loaded content files (written by bot.pledges.content with each load).
 CONTENT_FINGERPRINT_KEY = "content_fingerprint"
 
-# Search reads at most this many words of a query: enough for any real question,
-# and it bounds the work a 10,000-character paste can cause.
-MAX_QUERY_TOKENS = 16
-_WORD = re.compile(r"\w+")
-
-# SQLite dialect: the schema version is SQLite's `user_version` (see bot.migrations).
-_SCHEMA_VERSION_SQL = "PRAGMA user_version"
-
-
-def database_location(location: Path | str) -> Path | str:
-    """A SQLite file's `Path`, or a PostgreSQL DSN (a `str`), from a path or a URL.
-
-    `sqlite:///data/p.db` is the relative path `data/p.db` and `sqlite:////srv/p.db` the
-    absolute `/srv/p.db` (SQLAlchemy's spelling); `postgresql://` and `postgres://` URLs
-    are returned as they are; any other string is a path.
-    """
-    if isinstance(location, Path):
-        return location
-    if location.startswith(_PG_SCHEMES):
-        return location
-    if location.startswith("sqlite:"):
-        rest = location.removeprefix("sqlite:")
-        if not rest.startswith("///") or len(rest) == 3:
-            raise StoreError(f"a SQLite URL is sqlite:///path, not {location!r}")
-        return Path(rest[3:])
-    if "://" in location:
-        raise StoreError(f"unknown database URL scheme: {location.split('://', 1)[0]!r}")
-    return Path(location)
-
-
-_PG_SCHEMES = ("postgresql://", "postgres://")
-
 
 def utc_now() -> str:
     return datetime.now(UTC).isoformat(timespec="microseconds")
-
-
-def fts_query(text: str, *, any_word: bool = False) -> str | None:
-    """Turn user text into a safe FTS5 query: every word quoted, the last a prefix.
-
-    Quoting makes FTS5 operators (AND, NEAR, *, column filters) plain words, so no
-    user text can raise a syntax error. SQLite dialect (FTS5's query syntax).
-    """
-    words = _WORD.findall(text)[:MAX_QUERY_TOKENS]
-    if not words:
-        return None
-    quoted = [f'"{w}"' for w in words]
-    quoted[-1] += "*"
-    return (" OR " if any_word else " ").join(quoted)
 
 
 class Store:
@@ -100,26 +53,16 @@ class Store:
 
     @classmethod
     async def open(cls, location: Path | str) -> Store:
-        """Open (creating if needed) and migrate the database at `location`.
-
-        A `Path`, a plain path string or `sqlite:///path` is a SQLite file (as
-        `database_location` reads it); `postgresql://...` (or `postgres://...`) is a
-        PostgreSQL database.
-        """
+        """Open (creating if needed) and migrate the database at `location`: a `Path`, a
+        plain path or `sqlite:///path` (a SQLite file), or `postgresql://...`."""
         where = database_location(location)
-        if isinstance(where, Path):
-            return cls(await SQLiteDatabase.open(where), where)
-        from bot.database_pg import PostgresDatabase  # asyncpg only when it is used
-
-        return cls(await PostgresDatabase.open(where))
+        return cls(await open_database(where), where if isinstance(where, Path) else None)
 
     async def close(self) -> None:
         await self.db.close()
 
     async def schema_version(self) -> int:
-        if isinstance(self.db, SQLiteDatabase):
-            return int(await self.scalar(_SCHEMA_VERSION_SQL))
-        return int(await cast(Any, self.db).schema_version())
+        return await self.db.schema_version()
 
     def transaction(self) -> AbstractAsyncContextManager[Transaction]:
         """One write transaction at a time; rolled back whole on any error."""
@@ -157,7 +100,7 @@ class Store:
         async with self.transaction() as tx:
             for content in contents:
                 await _upsert_statement_content(tx, content)
-            await _rebuild_search_index(tx, self.db.dialect)
+            await search.rebuild_search_index(tx, self.db.dialect)
             await _set_meta(tx, meta)
 
     # -- content: reads -----------------------------------------------------------
@@ -263,6 +206,10 @@ class Store:
         tables = ("statements", "pledges", "powers", "claims", "quotes", "status_history")
         return {t: int(await self.scalar(f"SELECT count(*) FROM {t}")) for t in tables}
 
+    async def search(self, text: str, *, limit: int = 10) -> list[SearchHit]:
+        """Ranked matches for any user text (`bot.search`); never raises on what was typed."""
+        return await search.search(self.db, text, limit=limit)
+
     # -- status -------------------------------------------------------------------
 
     async def set_status(
@@ -321,152 +268,6 @@ class Store:
             )
             for r in rows
         ]
-
-    # -- search -------------------------------------------------------------------
-
-    async def search(self, text: str, *, limit: int = 10) -> list[SearchHit]:
-        """Ranked matches for any user text; never raises on what the user typed."""
-        if self.db.dialect == "postgresql":
-            rows = await self._search_pg(text, limit)
-        else:
-            rows = await self._search_fts5(text, limit)
-        return [
-            SearchHit(
-                cast(RecordKind, r["kind"]),
-                r["slug"],
-                r["title"],
-                r["snippet"],
-                r["rank"],
-                r["statement"],
-            )
-            for r in rows
-        ]
-
-    async def _search_fts5(self, text: str, limit: int) -> list[Row]:
-        """SQLite dialect (FTS5): rows of kind, slug, title, snippet, rank, statement.
-
-        All words must match; when that finds nothing, any word may match. Up to
-        `EXACT_RANK_WORDS` words must all match, so few rows match and every match is
-        ranked. A shorter query (or any-word matching) can match thousands, so only a
-        bounded candidate set is ranked (`_BOUNDED_SEARCH`).
-        """
-        tried = None
-        for any_word in (False, True):
-            query = fts_query(text, any_word=any_word)
-            if query is None or query == tried:
-                return []  # nothing to search, or one word: any-word is the same query
-            tried = query
-            if not any_word and len(_WORD.findall(text)) > EXACT_RANK_WORDS:
-                rows = await self.rows(_EXACT_SEARCH, (query, limit))
-            else:
-                window = max(SEARCH_WINDOW, 3 * limit)
-                rows = await self.rows(_BOUNDED_SEARCH, (query, limit, window))
-            if rows:
-                return rows
-        return []
-
-    async def _search_pg(self, text: str, limit: int) -> list[Row]:
-        """PostgreSQL dialect (full-text search): rows as `_search_fts5` gives them.
-
-        All words must match; when that finds nothing, any word may match. As on
-        SQLite, only a bounded candidate set is ranked (`_PG_SEARCH`), and only the page
-        gets a snippet.
-        """
-        tried = None
-        window = max(SEARCH_WINDOW, 3 * limit)
-        for any_word in (False, True):
-            query = pg_tsquery(text, any_word=any_word)
-            if query is None or query == tried:
-                return []
-            tried = query
-            in_title = pg_tsquery(text, any_word=any_word, weight="A")
-            rows = await self.rows(_PG_SEARCH, (query, limit, in_title, window))
-            if rows:
-                return rows
-        return []
-
-
-def pg_tsquery(text: str, *, any_word: bool = False, weight: str = "") -> str | None:
-    """Turn user text into a safe `to_tsquery` text: every word quoted, the last a prefix.
-
-    The words are `fts_query`'s (`_WORD` tokens, at most `MAX_QUERY_TOKENS`), so they hold
-    no quote, backslash or operator; quoting each still makes tsquery operators
-    (`&`, `|`, `!`, `<->`, `:`) plain text. `weight` ("A": the title) limits each word
-    to the parts of a document with that weight. PostgreSQL dialect.
-    """
-    words = _WORD.findall(text)[:MAX_QUERY_TOKENS]
-    if not words:
-        return None
-    quoted = ["'" + w.replace("'", "''").replace("\\", "\\\\") + "'" for w in words]
-    if weight:
-        quoted = [f"{q}:{weight}" for q in quoted]
-        quoted[-1] = quoted[-1][: -len(weight)] + "*" + weight
-    else:
-        quoted[-1] += ":*"
-    return (" | " if any_word else " & ").join(quoted)
-
-
-# Search: PostgreSQL dialect. Title (weight A) counts ten times the body (B), the body
-# three times the quotes (C), as SQLite's bm25 weights; kind and slug are not indexed.
-# The rank is negated so that, as with bm25, lower is better. Ranking is the cost (the
-# GIN index finds thousands of matches in a few milliseconds; ts_rank_cd over all of them
-# takes a hundred), so, as `_BOUNDED_SEARCH` does on SQLite, only candidates are ranked:
-# the first ?4 matches in rowid order (shortest documents first) and the first ?4 whose
-# title matches (?3: the same words, weight A only). Fewer than ?4 matches: all ranked.
-_PG_SEARCH = (
-    "WITH q(query, in_title) AS (SELECT to_tsquery('english', ?1), to_tsquery('english', ?3)), "
-    "candidates(id) AS ("
-    " (SELECT s.rowid FROM search_index s, q WHERE s.document @@ q.query "
-    "  ORDER BY s.rowid LIMIT ?4) UNION "
-    " (SELECT s.rowid FROM search_index s, q WHERE s.document @@ q.in_title "
-    "  ORDER BY s.rowid LIMIT ?4)), "
-    "hits AS (SELECT s.*, ts_rank_cd('{0.0, 0.1, 0.3, 1.0}', s.document, q.query) AS score "
-    " FROM search_index s JOIN candidates c ON c.id = s.rowid, q "
-    " ORDER BY score DESC, s.rowid LIMIT ?2) "
-    "SELECT kind, slug, title, statement, ts_headline('english', "
-    # the snippet comes from the body and quotes when they match (the title is shown
-    # anyway), else from the title: as FTS5's snippet picks the best column
-    " CASE WHEN ts_filter(document, '{b,c}') @@ q.query "
-    " THEN concat_ws(' ', body, quotes) ELSE title END, q.query, "
-    " 'StartSel=**, StopSel=**, MaxWords=16, MinWords=6, ShortWord=2, MaxFragments=1') "
-    "AS snippet, -score AS rank FROM hits, q ORDER BY score DESC, rowid"
-)
-
-
-# Search: SQLite dialect (FTS5: MATCH, bm25, snippet, rowid, numbered ?N parameters).
-# bm25 weights: kind and slug 0, title 10, body 3, quotes 1 (title matches first).
-_RANKED = (
-    "SELECT kind, slug, title, statement, "
-    "snippet(search_index, -1, '**', '**', '…', 16) AS snippet, "
-    "bm25(search_index, 0, 0, 10.0, 3.0, 1.0) AS rank FROM search_index "
-)
-# Every match ranked: for queries of many words, which few rows match. bm25's fixed cost
-# (a pass over each word's whole doclist) dominates there, and a candidate pass would
-# only add a second merge of the same doclists.
-EXACT_RANK_WORDS = 3
-_EXACT_SEARCH = _RANKED + "WHERE search_index MATCH ?1 ORDER BY rank LIMIT ?2"
-# Rank only what can make the page. Index rowids follow document length (shortest
-# first, `_rebuild_search_index`), and bm25 favours shorter documents, so the first
-# matches in rowid order (a window of ?3, at least `SEARCH_WINDOW`) are the likely
-# best; FTS5 stops after them instead of scoring (and snippeting) every match. Title
-# matches further on are added (the first ?3 of them), so a title match is never lost
-# among thousands of body matches. Only those candidates get bm25 and a snippet; the
-# ranking pass stops at the last candidate's rowid. When fewer than ?3 rows match,
-# all are candidates and the ranking is exact.
-SEARCH_WINDOW = 30
-_BOUNDED_SEARCH = (
-    "WITH window(id) AS ("
-    " SELECT rowid FROM search_index WHERE search_index MATCH ?1 LIMIT ?3), "
-    "bound(n, last) AS (SELECT count(*), max(id) FROM window), "
-    "candidates(id) AS ("
-    " SELECT id FROM window UNION ALL SELECT * FROM ("
-    "  SELECT rowid FROM search_index WHERE search_index MATCH ("
-    "   SELECT CASE WHEN n >= ?3 THEN '{title}: (' || ?1 || ')' ELSE '\"\"' END FROM bound)"
-    "  AND rowid > (SELECT last FROM bound) LIMIT ?3)) "
-    + _RANKED
-    + "WHERE search_index MATCH ?1 AND rowid <= (SELECT max(id) FROM candidates) "
-    "AND +rowid IN candidates ORDER BY rank LIMIT ?2"
-)
 
 
 def _where(conditions: Sequence[tuple[str, Any]]) -> tuple[str, list[Any]]:
@@ -668,49 +469,3 @@ async def _upsert_statement_content(tx: Transaction, content: StatementContent) 
         }
         claim_id = await _upsert(tx, "claims", values, list(values)[1:])
         await _set_quotes(tx, "claim", claim_id, c.quotes)
-
-
-async def _rebuild_search_index(tx: Transaction, dialect: str) -> None:
-    """Rebuild the index from the content tables (FTS5 on SQLite; on PostgreSQL a table
-    whose stored tsvector the server computes, see `bot.migrations_pg`).
-
-    Rowids follow document length, shortest first (ties by kind and slug, so a rebuild
-    of the same content gives the same rowids): the bounded search ranks the first
-    matches in rowid order, and bm25 favours short documents.
-    """
-    await tx.execute("DELETE FROM search_index")
-    if dialect == "postgresql":
-        quotes = (
-            "(SELECT string_agg(q.text, ' ' ORDER BY q.position) FROM quotes q "
-            "WHERE q.record_kind = '{kind}' AND q.record_id = t.id)"
-        )
-    else:
-        quotes = (
-            "(SELECT group_concat(text, ' ') FROM quotes q "
-            "WHERE q.record_kind = '{kind}' AND q.record_id = t.id)"
-        )
-    statement = "(SELECT slug FROM statements s WHERE s.id = t.statement_id)"
-    records = (
-        "SELECT 'pledge' AS kind, t.slug, t.title AS title, "
-        "t.summary || ' ' || t.detail || ' ' || t.scope || ' ' || t.pledged_by || ' ' "
-        "|| t.condition || ' ' || t.partners AS body, "
-        f"{quotes.format(kind='pledge')} AS quotes, {statement} AS statement FROM pledges t "
-        "UNION ALL "
-        "SELECT 'power', t.slug, t.name || ' ' || t.abbreviation, "
-        "t.summary || ' ' || t.detail || ' ' || t.who_applies || ' ' || t.routes || ' ' "
-        "|| t.restrictions || ' ' || t.history || ' ' || t.change_pledged, "
-        f"{quotes.format(kind='power')}, {statement} FROM powers t "
-        "UNION ALL "
-        "SELECT 'claim', t.slug, t.title, t.summary || ' ' || t.attribution, "
-        f"{quotes.format(kind='claim')}, {statement} FROM claims t"
-    )
-    await tx.execute(
-        "INSERT INTO search_index(rowid, kind, slug, title, body, quotes, statement) "
-        "SELECT row_number() OVER (ORDER BY length(title) + length(body) "
-        "+ length(coalesce(quotes, '')), kind, slug), kind, slug, title, body, quotes, "
-        f"statement FROM ({records}) AS records"
-    )
-    if dialect == "sqlite":
-        # One b-tree per term instead of the segments a bulk rebuild leaves (and no delete
-        # markers from the old rows): every doclist read by a search is one seek.
-        await tx.execute("INSERT INTO search_index(search_index) VALUES ('optimize')")

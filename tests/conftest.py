@@ -93,7 +93,7 @@ def pg_template(pg_server: str) -> str:
     async def make() -> None:
         import asyncpg
 
-        from bot.database_pg import PostgresDatabase
+        from bot.storage.postgres import PostgresDatabase
 
         conn = await asyncpg.connect(pg_server)
         try:

@@ -21,10 +21,10 @@ import asyncpg
 import pytest
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
-from bot import database_pg
 from bot.briefings.compose import Briefing
 from bot.briefings.engine import BriefingEngine, DeliveryFailure, FailureKind
 from bot.briefings.schedules import Schedule
+from bot.storage import postgres
 from bot.store import Store
 
 
@@ -185,15 +185,15 @@ async def write_lock_held_elsewhere(
             other.execute("ROLLBACK")
             other.close()
         return
-    begin = database_pg._BEGIN.replace(
-        f"lock_timeout = '{database_pg.LOCK_TIMEOUT}'", "lock_timeout = '50ms'"
+    begin = postgres._BEGIN.replace(
+        f"lock_timeout = '{postgres.LOCK_TIMEOUT}'", "lock_timeout = '50ms'"
     )
-    assert begin != database_pg._BEGIN
-    monkeypatch.setattr(database_pg, "_BEGIN", begin)
+    assert begin != postgres._BEGIN
+    monkeypatch.setattr(postgres, "_BEGIN", begin)
     other_pg = await asyncpg.connect(store.db.dsn)  # type: ignore[attr-defined]
     try:
         await other_pg.execute("BEGIN")
-        await other_pg.execute("SELECT pg_advisory_xact_lock($1)", database_pg.WRITER_LOCK)
+        await other_pg.execute("SELECT pg_advisory_xact_lock($1)", postgres.WRITER_LOCK)
         yield
     finally:
         await other_pg.close()

@@ -17,8 +17,8 @@ from bot.briefings.engine import BriefingEngine
 from bot.client.app import PledgeBot
 from bot.client.runner import make_bot
 from bot.config import Config
-from bot.database_file import lock_path
-from bot.migrations import SCHEMA_VERSION
+from bot.storage.files import lock_path
+from bot.storage.schema import SCHEMA_VERSION
 from tests.e2e import World, running_bot, with_config, world
 from tests.test_robustness_support import (
     assert_one_line_error,

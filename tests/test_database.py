@@ -1,4 +1,4 @@
-"""The database interface (`bot.database`) on SQLite: what the store relies on a backend for.
+"""The database interface (`bot.storage`) on SQLite: what the store relies on a backend for.
 
 The SQL here is portable (`?` placeholders, ON CONFLICT, RETURNING), the kind the store
 writes, on tables every backend has.
@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from bot.database import Database, SQLiteDatabase
+from bot.storage import Database
+from bot.storage.sqlite import SQLiteDatabase
 from tests.test_robustness_database import exclusive_lock
 
 

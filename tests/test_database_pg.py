@@ -9,11 +9,12 @@ from collections.abc import AsyncIterator
 import asyncpg
 import pytest
 
-from bot import database_pg, migrations
-from bot.database import Database
-from bot.database_pg import PostgresDatabase, password_in_dsn, redact, translate
+from bot.config import password_in_dsn
+from bot.config import redact_dsn as redact
 from bot.errors import StoreError
-from bot.migrations_pg import MIGRATIONS, SCHEMA_VERSION
+from bot.storage import Database, postgres
+from bot.storage.postgres import PostgresDatabase, translate
+from bot.storage.schema import SCHEMA_VERSION, STEPS
 
 NOW = "2026-12-03T14:00:00.000000+00:00"
 
@@ -36,8 +37,8 @@ async def _schedule(db: PostgresDatabase, guild_id: int = 1234567890123456789) -
     return int(schedule_id)
 
 
-def test_the_same_number_of_migrations_as_sqlite() -> None:
-    assert SCHEMA_VERSION == migrations.SCHEMA_VERSION == len(MIGRATIONS) == 8
+def test_one_list_of_migration_steps_for_both_backends() -> None:
+    assert SCHEMA_VERSION == len(STEPS) == 8
 
 
 def test_placeholders_are_translated_outside_literals() -> None:
@@ -345,14 +346,14 @@ async def test_a_lock_timeout_at_begin_ends_the_transaction(
     goes back to the pool with its transaction ended by us, not reset by the pool with an
     error logged each time the store is locked."""
     monkeypatch.setattr(
-        database_pg,
+        postgres,
         "_BEGIN",
-        database_pg._BEGIN.replace("lock_timeout = '5s'", "lock_timeout = '50ms'"),
+        postgres._BEGIN.replace("lock_timeout = '5s'", "lock_timeout = '50ms'"),
     )
     other = await asyncpg.connect(pg_dsn)
     try:
         await other.execute("BEGIN")
-        await other.execute("SELECT pg_advisory_xact_lock($1)", database_pg.WRITER_LOCK)
+        await other.execute("SELECT pg_advisory_xact_lock($1)", postgres.WRITER_LOCK)
         with (
             caplog.at_level(logging.WARNING),
             pytest.raises(asyncpg.exceptions.LockNotAvailableError),

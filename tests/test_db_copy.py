@@ -10,7 +10,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from bot.database_file import in_use
+from bot.storage.files import in_use
 from tests.pg_server import drop_database, new_database
 from tests.test_cli import run
 
@@ -204,10 +204,10 @@ def test_copy_refuses_while_a_bot_holds_the_file(
 def test_copy_says_which_table_came_out_short(
     capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import bot.database_file as database_file
+    import bot.storage.copy as storage_copy
 
     first = populate(capsys, tmp_path, tmp_path / "first.db")
-    copy_table = database_file._copy_table
+    copy_table = storage_copy._copy_table
 
     async def lossy(src, dst, name, source, target):  # type: ignore[no-untyped-def]
         await copy_table(src, dst, name, source, target)
@@ -215,7 +215,7 @@ def test_copy_says_which_table_came_out_short(
             async with dst.transaction() as tx:
                 await tx.execute("DELETE FROM deliveries WHERE slot = '2026-12-02T09:00Z'")
 
-    monkeypatch.setattr(database_file, "_copy_table", lossy)
+    monkeypatch.setattr(storage_copy, "_copy_table", lossy)
     target = tmp_path / "second.db"
     code, _, err = run(
         capsys, "db", "copy", "--from", f"sqlite:///{first}", "--to", f"sqlite:///{target}"

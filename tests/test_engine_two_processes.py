@@ -27,8 +27,8 @@ from bot.briefings.admin import BriefingAdmin, Request
 from bot.briefings.compose import Briefing
 from bot.briefings.engine import BriefingEngine
 from bot.local import Emulator
-from bot.migrations import MIGRATIONS
 from bot.pledges.lookup import Catalog
+from bot.storage.schema import SCHEMA_VERSION, STEPS, resolved
 from bot.store import Store
 from tests.pg_server import drop_database, new_database
 from tests.test_robustness_support import BotProcess, rows, wait_for, write_config
@@ -289,8 +289,10 @@ def test_item4_two_processes_start_together_on_a_fresh_database(outcome: Outcome
 async def test_item4_two_processes_start_together_on_an_older_database(tmp_path: Path) -> None:
     database = tmp_path / "older.db"
     with sqlite3.connect(database) as conn:  # as pledgebot left it before migration 4
-        for script in MIGRATIONS[:3]:
-            conn.executescript(script)
+        for step in STEPS[:3]:
+            for script in resolved(step, "sqlite"):
+                assert isinstance(script, str)
+                conn.executescript(script)
         conn.execute("PRAGMA user_version = 3")
     emu = Emulator(token="older")
     await emu.start()
@@ -317,4 +319,4 @@ async def test_item4_two_processes_start_together_on_an_older_database(tmp_path:
         for bot in bots:
             await bot.stop()
         await emu.stop()
-    assert rows(database, "PRAGMA user_version")[0][0] == len(MIGRATIONS)
+    assert rows(database, "PRAGMA user_version")[0][0] == SCHEMA_VERSION

@@ -15,12 +15,13 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-import bot.database_file as database_file
+import bot.storage.copy as storage_copy
 from bot.client.logredact import RedactTokens
 from bot.config import ConfigError, load_config, parse_database_url
-from bot.database_file import backup, copy_database, exclusive, restore
-from bot.database_pg import redact
+from bot.config import redact_dsn as redact
 from bot.errors import OperatorError, StoreError
+from bot.storage.copy import copy_database
+from bot.storage.files import backup, exclusive, restore
 from bot.store import Store
 from tests.test_cli import run
 from tests.test_db_copy import pg_url, populate, table_rows  # noqa: F401 - pg_url: fixture
@@ -187,7 +188,7 @@ def test_copy_holds_one_batch_of_a_large_table_at_a_time(
             ((f"slot-{n:05}", f"{n} {PAYLOAD}") for n in range(10_000)),
         )
     conn.close()
-    monkeypatch.setattr(database_file, "COPY_BATCH", 100)
+    monkeypatch.setattr(storage_copy, "COPY_BATCH", 100)
     target = tmp_path / "second.db"
 
     tracemalloc.start()
@@ -216,7 +217,7 @@ def test_a_postgresql_source_is_copied_as_of_one_moment(
     schedules were copied: the copy holds neither (not a delivery without its schedule)."""
     first = populate(capsys, tmp_path, tmp_path / "first.db")
     assert run(capsys, "db", "copy", "--from", f"sqlite:///{first}", "--to", pg_url)[0] == 0
-    copy_table = database_file._copy_table
+    copy_table = storage_copy._copy_table
 
     async def a_bot_writes_meanwhile(src, dst, name, source, target):  # type: ignore[no-untyped-def]
         await copy_table(src, dst, name, source, target)
@@ -238,8 +239,8 @@ def test_a_postgresql_source_is_copied_as_of_one_moment(
         finally:
             await conn.close()
 
-    monkeypatch.setattr(database_file, "_copy_table", a_bot_writes_meanwhile)
-    monkeypatch.setattr(database_file, "COPY_BATCH", 2)  # several batches per table
+    monkeypatch.setattr(storage_copy, "_copy_table", a_bot_writes_meanwhile)
+    monkeypatch.setattr(storage_copy, "COPY_BATCH", 2)  # several batches per table
     back = tmp_path / "back.db"
     code, _, err = run(capsys, "db", "copy", "--from", pg_url, "--to", f"sqlite:///{back}")
     assert code == 0, err

@@ -44,7 +44,7 @@ async def test_item3_two_processes_draw_on_one_budget(store_location: Path | str
     clock = Clock()
     stores = [await Store.open(store_location) for _ in range(2)]  # two connections
     try:
-        budgets = [RateBudget(s, 50, clock=clock, sleep=clock.sleep) for s in stores]
+        budgets = [RateBudget(s.db, 50, clock=clock, sleep=clock.sleep) for s in stores]
         before = await database_now(stores[0], clock)
         for _ in range(10):
             for budget in budgets:
@@ -65,7 +65,7 @@ async def test_item3_two_processes_draw_on_one_budget(store_location: Path | str
 async def test_item3_discord_py_retries_count_but_do_not_wait(any_store: Store) -> None:
     clock = Clock()
     # 5 a second: PostgreSQL's clock, which moves on, cannot catch up with 3 turns here
-    budget = RateBudget(any_store, 5, clock=clock, sleep=clock.sleep)
+    budget = RateBudget(any_store.db, 5, clock=clock, sleep=clock.sleep)
     before = await database_now(any_store, clock)
     await budget.wait()  # the engine pays for its post
     async with budget.prepaid():
@@ -89,7 +89,7 @@ async def test_item17_8_a_clock_stepped_back_an_hour_does_not_wait_an_hour(
 ) -> None:
     """SQLite: one host, whose clock the budget reads (here a fake one)."""
     clock = Clock()
-    budget = RateBudget(store, 50, clock=clock, sleep=clock.sleep)
+    budget = RateBudget(store.db, 50, clock=clock, sleep=clock.sleep)
     await budget.wait()
     clock.now -= 3600  # NTP steps the clock back an hour
     for _ in range(3):
@@ -107,7 +107,7 @@ async def test_item17_8_a_far_future_booked_turn_is_repaired(
     repaired, on both backends, not waited for by every request."""
     clock = Clock(time.time())  # the host's time: PostgreSQL's server runs on this host
     # 5 a second: PostgreSQL's clock, which moves on, cannot catch up with 2 turns here
-    budget = RateBudget(any_store, 5, clock=clock, sleep=clock.sleep)
+    budget = RateBudget(any_store.db, 5, clock=clock, sleep=clock.sleep)
     async with any_store.transaction() as tx:
         far = await database_now(any_store, clock) + 3600
         await tx.execute("INSERT INTO rate_budget(name, next_at) VALUES ('global', ?)", (far,))
@@ -131,7 +131,8 @@ async def test_item17_8_hosts_with_different_clocks_share_the_servers_clock(
     try:
         # 10 a second, 8 requests: queued turns stay within the second a wait may last
         budgets = [
-            RateBudget(s, 10, clock=c, sleep=c.sleep) for s, c in zip(stores, clocks, strict=True)
+            RateBudget(s.db, 10, clock=c, sleep=c.sleep)
+            for s, c in zip(stores, clocks, strict=True)
         ]
         before = await database_now(stores[0], clocks[0])
         for _ in range(4):
@@ -155,7 +156,7 @@ async def test_item3_a_locked_store_paces_locally_instead_of_failing(
     """Another process holds the write lock past the timeout: SQLite's `database is
     locked`, PostgreSQL's lock timeout. Requests are paced in this process alone."""
     clock = Clock()
-    budget = RateBudget(any_store, 50, clock=clock, sleep=clock.sleep)
+    budget = RateBudget(any_store.db, 50, clock=clock, sleep=clock.sleep)
     async with write_lock_held_elsewhere(any_store, monkeypatch):
         for _ in range(3):
             await budget.wait()  # nothing raised

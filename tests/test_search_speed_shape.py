@@ -12,9 +12,10 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
-from bot.migrations import SCHEMA_VERSION
 from bot.pledges.content import load_content
-from bot.store import SEARCH_WINDOW, Store, fts_query
+from bot.search import SEARCH_WINDOW, fts_query
+from bot.storage.schema import SCHEMA_VERSION
+from bot.store import Store
 from tests.test_store import make_database_at_version
 
 DATA_DIR = Path(__file__).resolve().parent.parent / "data"

@@ -10,18 +10,21 @@ import asyncpg
 import pytest
 
 from bot.errors import StoreError
-from bot.migrations import MIGRATIONS, SCHEMA_VERSION, split_sql
-from bot.store import Store, database_location, fts_query, pg_tsquery
+from bot.search import fts_query, pg_tsquery
+from bot.storage import database_location
+from bot.storage.schema import SCHEMA_VERSION, STEPS, resolved, split_sql
+from bot.store import Store
 
 
 def make_database_at_version(path: Path, version: int) -> None:
     """Build a database the way an older pledgebot left it."""
     conn = sqlite3.connect(path)
-    for script in MIGRATIONS[:version]:
-        if script.startswith("_"):
-            continue  # a Python step reshapes rows; this database has none yet
-        for statement in split_sql(script):
-            conn.execute(statement)
+    for step in STEPS[:version]:
+        for script in resolved(step, "sqlite"):
+            if not isinstance(script, str):
+                continue  # a Python step reshapes rows; this database has none yet
+            for statement in split_sql(script):
+                conn.execute(statement)
     conn.execute(f"PRAGMA user_version = {version}")
     if version >= 1:
         conn.execute("INSERT INTO meta(key, value) VALUES ('kept', 'yes')")

@@ -33,10 +33,10 @@ from bot.briefings import compose
 from bot.briefings.compose import Briefing
 from bot.briefings.recurrence import Recurrence, build_recurrence, missed_slots, next_slots
 from bot.briefings.schedules import CHANGES_CHANNEL, Schedule, Schedules
-from bot.database import Row
 from bot.errors import UserError, store_errors
 from bot.models import Pledge, Power, utc_slot, utc_slot_instant
 from bot.rate_budget import RateBudget
+from bot.storage import Row
 from bot.store import Store
 
 log = logging.getLogger(__name__)
@@ -217,7 +217,7 @@ class BriefingEngine:
         self.clock = clock
         self.sleep = sleep
         self.nonce_trust = nonce_trust
-        self.budget = RateBudget(store, rate_per_second, sleep=sleep)
+        self.budget = RateBudget(store.db, rate_per_second, sleep=sleep)
         self.scheduler = scheduler or AsyncIOScheduler(timezone=UTC)
         self._missed: list[int] = []
         self._planned: dict[int, datetime] = {}  # schedule id -> when to look next

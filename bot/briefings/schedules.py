@@ -16,8 +16,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from bot.database import Row, Transaction
 from bot.errors import UserError
+from bot.storage import Row, Transaction
 from bot.store import Store, utc_now
 
 # LISTEN/NOTIFY channel of schedule changes (PostgreSQL); the payload is the schedule id

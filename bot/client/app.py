@@ -30,9 +30,9 @@ from bot.client.metrics import (
     latency_or_nan,
 )
 from bot.config import Config
-from bot.database_file import DatabaseInUse
 from bot.errors import UserError, store_errors
 from bot.pledges.services import Services
+from bot.storage.files import DatabaseInUse
 
 log = logging.getLogger(__name__)
 

@@ -23,9 +23,9 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
-from bot.database import Transaction
 from bot.errors import OperatorError
 from bot.rate_budget import RateBudget
+from bot.storage import Transaction
 from bot.store import Store
 
 if TYPE_CHECKING:

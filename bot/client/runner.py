@@ -22,9 +22,9 @@ from bot.client import logredact
 from bot.client.app import PledgeBot, ShardedPledgeBot, SyncMode
 from bot.client.endpoints import apply_endpoints
 from bot.config import Config
-from bot.database import check_sqlite_file_opens
-from bot.database_file import in_use
 from bot.errors import OperatorError
+from bot.storage.files import in_use
+from bot.storage.sqlite import check_sqlite_file_opens
 from bot.store import Store
 
 log = logging.getLogger(__name__)

@@ -1,4 +1,4 @@
-"""The PostgreSQL backend: the `Database` interface of `bot.database` over asyncpg.
+"""The PostgreSQL backend: the `Database` interface of `bot.storage.base` over asyncpg.
 
 SQL in the code base is written once, with SQLite's `?` and `?N` placeholders;
 `translate` rewrites them to PostgreSQL's `$N` (outside string literals, quoted
@@ -37,11 +37,10 @@ from typing import Any
 
 import asyncpg
 
-from bot.config import password_in_dsn
-from bot.config import redact_dsn as redact
-from bot.database import Row
+from bot.config import redact_dsn
 from bot.errors import StoreError
-from bot.migrations_pg import SCHEMA_VERSION, migrate, schema_version
+from bot.storage.base import Row, Transaction
+from bot.storage.schema import migrate
 
 NotifyCallback = Callable[[str, str], Awaitable[None] | None]
 
@@ -49,7 +48,17 @@ POOL_MIN = 1
 POOL_MAX = 4
 # pg_advisory_xact_lock key every write transaction takes: "pledgewr" as an int64
 WRITER_LOCK = 0x706C656467657772
-LOCK_TIMEOUT = "5s"  # as bot.database.BUSY_TIMEOUT_MS
+LOCK_TIMEOUT = "5s"  # as bot.storage.base.BUSY_TIMEOUT_MS
+# pg_advisory_xact_lock key for migrations: "pledgebo" as a big-endian int64
+MIGRATION_LOCK = 0x706C65646765626F
+# where the version lives: one row per step applied
+_VERSION_TABLE = """
+CREATE TABLE IF NOT EXISTS schema_version (
+    version INTEGER PRIMARY KEY,
+    applied_at TEXT NOT NULL DEFAULT to_char(
+        clock_timestamp() AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"+00:00"')
+)
+"""
 _BEGIN = (
     f"BEGIN; SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'; SELECT pg_advisory_xact_lock({WRITER_LOCK})"
 )
@@ -139,16 +148,15 @@ class PostgresDatabase:
         try:
             pool = await asyncpg.create_pool(dsn, min_size=POOL_MIN, max_size=POOL_MAX)
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-            raise StoreError(f"cannot connect to database {redact(dsn)}: {exc}") from exc
+            raise StoreError(f"cannot connect to database {redact_dsn(dsn)}: {exc}") from exc
         except ValueError:  # its text may quote a piece of the URL, a password's even
             raise StoreError(
-                f"cannot connect to database {redact(dsn)}: asyncpg cannot read the URL "
+                f"cannot connect to database {redact_dsn(dsn)}: asyncpg cannot read the URL "
                 "(is every @ / ? # : in the user name or password percent-encoded?)"
             ) from None
         database = cls(pool, dsn)
         try:
-            async with pool.acquire() as conn:
-                await migrate(conn, redact(dsn))
+            await migrate(database, redact_dsn(dsn))
         except BaseException:
             await pool.close()
             raise
@@ -162,9 +170,32 @@ class PostgresDatabase:
             self._listener = None
         await self._pool.close()
 
+    # -- migrations (bot.storage.schema's `MigrationTarget`) ----------------------------
+
     async def schema_version(self) -> int:
-        async with self._pool.acquire() as conn:
-            return await schema_version(conn)
+        """The last step applied (0 for an empty database), without taking any lock."""
+        if await self._pool.fetchval("SELECT to_regclass('schema_version')") is None:
+            return 0
+        return int(
+            await self._pool.fetchval("SELECT coalesce(max(version), 0) FROM schema_version")
+        )
+
+    @asynccontextmanager
+    async def migrating(self) -> AsyncIterator[Transaction]:
+        """A transaction holding the migration lock: hosts starting together take turns."""
+        async with self._pool.acquire() as conn, conn.transaction():
+            await conn.execute("SELECT pg_advisory_xact_lock($1)", MIGRATION_LOCK)
+            await conn.execute(_VERSION_TABLE)
+            yield PgTransaction(conn)
+
+    async def version_in(self, tx: Transaction) -> int:
+        return int(await tx.scalar("SELECT coalesce(max(version), 0) FROM schema_version"))
+
+    async def set_version(self, tx: Transaction, version: int) -> None:
+        await tx.execute("INSERT INTO schema_version(version) VALUES (?)", (version,))
+
+    async def run_script(self, tx: Transaction, sql: str) -> None:
+        await tx.execute(sql)  # no parameters: PostgreSQL runs several statements at once
 
     @property
     def pool(self) -> asyncpg.Pool:
@@ -228,13 +259,3 @@ class PostgresDatabase:
     async def notify(self, channel: str, payload: str = "") -> None:
         """Send `payload` to every listener on `channel` (in its own transaction)."""
         await self._pool.execute("SELECT pg_notify($1, $2)", channel, payload)
-
-
-__all__ = [
-    "SCHEMA_VERSION",
-    "PgTransaction",
-    "PostgresDatabase",
-    "password_in_dsn",
-    "redact",
-    "translate",
-]

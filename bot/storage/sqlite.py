@@ -1,81 +1,23 @@
-"""The database under the store: a small interface, and SQLite's implementation of it.
+"""The SQLite backend: `Database` over aiosqlite, one file, a writer and a reader.
 
-`bot.store` and everything above it speak only `Database` and `Transaction`, with SQL
-written with `?` placeholders (a PostgreSQL backend translates them), so a second
-backend slots in beside `SQLiteDatabase` without touching the queries that are portable.
-What is SQLite's alone (PRAGMAs, `BEGIN IMMEDIATE`, migrations by `user_version`) lives
-here and in `bot.migrations` / `bot.database_file`.
+What is SQLite's alone lives here: PRAGMAs, `BEGIN IMMEDIATE`, the schema version in the
+file header (`user_version`). The file's lock, backup and restore are `bot.storage.files`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
-from typing import Any, Protocol, overload
+from typing import Any
 
 import aiosqlite
 
 from bot.errors import StoreError
-from bot.migrations import migrate
-
-BUSY_TIMEOUT_MS = 5000
-
-
-class Row(Protocol):
-    """A result row, read by position (`r[0]`) or by column name (`r["slug"]`).
-
-    aiosqlite's `Row` (sqlite3.Row) and asyncpg's `Record` both are one.
-    """
-
-    @overload
-    def __getitem__(self, key: int, /) -> Any: ...
-    @overload
-    def __getitem__(self, key: str, /) -> Any: ...
-    def __iter__(self) -> Iterator[Any]: ...
-    def __len__(self) -> int: ...
-    def keys(self) -> Iterable[str]: ...
-
-
-class Transaction(Protocol):
-    """One write transaction, as `Database.transaction()` yields it."""
-
-    async def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
-        """Run one statement; returns the number of rows it changed."""
-        ...
-
-    async def executemany(self, sql: str, params: Iterable[Sequence[Any]]) -> None: ...
-
-    async def rows(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
-        """Every row of a query (a SELECT, or a write with RETURNING), inside the transaction."""
-        ...
-
-    async def scalar(self, sql: str, params: Sequence[Any] = ()) -> Any:
-        """The first column of the first row, or None when there is no row."""
-        ...
-
-
-class Database(Protocol):
-    dialect: str  # "sqlite" or "postgresql": which SQL the few dialect-bound queries use
-
-    async def rows(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
-        """Every row of a read, outside any write transaction."""
-        ...
-
-    async def scalar(self, sql: str, params: Sequence[Any] = ()) -> Any:
-        """The first column of the first row of a read, or None when there is no row."""
-        ...
-
-    def transaction(self) -> AbstractAsyncContextManager[Transaction]:
-        """One write transaction: committed on exit, rolled back whole on any error."""
-        ...
-
-    async def close(self) -> None: ...
-
-
-# -- SQLite -------------------------------------------------------------------------
+from bot.storage.base import BUSY_TIMEOUT_MS, Row, Transaction
+from bot.storage.schema import migrate, split_sql
 
 
 class SQLiteTransaction:
@@ -137,12 +79,13 @@ class SQLiteDatabase:
             await writer.execute("PRAGMA journal_mode = WAL")
             await writer.execute("PRAGMA foreign_keys = ON")
             await writer.execute("PRAGMA synchronous = NORMAL")
-            await migrate(writer, path)
-            reader = await _connect_reader(path)
+            database = cls(writer, path)
+            await migrate(database, str(path))
+            database.reader = await _connect_reader(path)
         except BaseException:
             await writer.close()
             raise
-        return cls(writer, path, reader)
+        return database
 
     async def close(self) -> None:
         if self.reader is not self.writer:
@@ -168,6 +111,27 @@ class SQLiteDatabase:
                 await self.writer.execute("ROLLBACK")
                 raise
             await self.writer.execute("COMMIT")
+
+    # -- migrations (bot.storage.schema's `MigrationTarget`) ----------------------------
+
+    async def schema_version(self) -> int:
+        """SQLite keeps it in the file header: `user_version`."""
+        rows = list(await self.writer.execute_fetchall("PRAGMA user_version"))
+        return int(rows[0][0])
+
+    def migrating(self) -> AbstractAsyncContextManager[Transaction]:
+        """`BEGIN IMMEDIATE` is the turn: another process migrating holds the file."""
+        return self.transaction()
+
+    async def version_in(self, tx: Transaction) -> int:
+        return int(await tx.scalar("PRAGMA user_version"))
+
+    async def set_version(self, tx: Transaction, version: int) -> None:
+        await tx.execute(f"PRAGMA user_version = {int(version)}")
+
+    async def run_script(self, tx: Transaction, sql: str) -> None:
+        for statement in split_sql(sql):
+            await tx.execute(statement)
 
 
 async def _connect_reader(path: Path) -> aiosqlite.Connection:

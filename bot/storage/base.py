@@ -1,0 +1,70 @@
+"""The database interface everything above storage speaks: `Database` and `Transaction`.
+
+SQL is written once with SQLite's `?` and `?N` placeholders (`bot.storage.postgres`
+translates them). What is bound to one dialect is chosen by `Database.dialect` where it
+is used, side by side, and kept to a few places (search, JSON aggregates, migrations).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import AbstractAsyncContextManager
+from typing import Any, Protocol, overload
+
+# How long a write waits for another process's lock, on either backend.
+BUSY_TIMEOUT_MS = 5000
+
+
+class Row(Protocol):
+    """A result row, read by position (`r[0]`) or by column name (`r["slug"]`).
+
+    aiosqlite's `Row` (sqlite3.Row) and asyncpg's `Record` both are one.
+    """
+
+    @overload
+    def __getitem__(self, key: int, /) -> Any: ...
+    @overload
+    def __getitem__(self, key: str, /) -> Any: ...
+    def __iter__(self) -> Iterator[Any]: ...
+    def __len__(self) -> int: ...
+    def keys(self) -> Iterable[str]: ...
+
+
+class Transaction(Protocol):
+    """One write transaction, as `Database.transaction()` yields it."""
+
+    async def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
+        """Run one statement; returns the number of rows it changed."""
+        ...
+
+    async def executemany(self, sql: str, params: Iterable[Sequence[Any]]) -> None: ...
+
+    async def rows(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
+        """Every row of a query (a SELECT, or a write with RETURNING), inside the transaction."""
+        ...
+
+    async def scalar(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        """The first column of the first row, or None when there is no row."""
+        ...
+
+
+class Database(Protocol):
+    dialect: str  # "sqlite" or "postgresql": which SQL the few dialect-bound queries use
+
+    async def rows(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
+        """Every row of a read, outside any write transaction."""
+        ...
+
+    async def scalar(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        """The first column of the first row of a read, or None when there is no row."""
+        ...
+
+    async def schema_version(self) -> int:
+        """The last migration step applied (`bot.storage.schema`)."""
+        ...
+
+    def transaction(self) -> AbstractAsyncContextManager[Transaction]:
+        """One write transaction: committed on exit, rolled back whole on any error."""
+        ...
+
+    async def close(self) -> None: ...
