@@ -148,8 +148,13 @@ def test_a_url_in_a_log_record_loses_its_password(url: str) -> None:
 async def test_a_connection_error_never_shows_the_password(url: str) -> None:
     with pytest.raises(StoreError) as failed:
         await Store.open(url)  # nothing listens on port 1
-    assert "cannot connect to database postgresql://bot" in str(failed.value)
-    assert SECRET not in str(failed.value)
+    message = str(failed.value)
+    # refused as the config refuses it, or (where the URL does not read as carrying one)
+    # the connection fails naming the database
+    assert "never in the URL" in message or "cannot connect to database postgresql://bot" in (
+        message
+    )
+    assert SECRET not in message
 
 
 def test_copy_errors_never_show_the_password(

@@ -199,7 +199,8 @@ def test_database_locations() -> None:
     dsn = "postgresql://pledgebot@db.example/pledgebot"
     assert database_location(dsn) == dsn
     assert database_location("postgres://h/d") == "postgres://h/d"
-    for bad in ("sqlite://p.db", "sqlite:///", "mysql://h/d"):
+    assert database_location("POSTGRESQL://h/d") == "POSTGRESQL://h/d"  # any case
+    for bad in ("sqlite://p.db", "sqlite:///", "mysql://h/d", "postgresql://u:pw@h/d"):
         with pytest.raises(StoreError):
             database_location(bad)
 

@@ -14,34 +14,29 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from bot.config import parse_database_url
 from bot.errors import StoreError
 from bot.storage.base import Database, Row, Transaction
 
 __all__ = ["Database", "Row", "Transaction", "database_location", "open_database"]
 
-_PG_SCHEMES = ("postgresql://", "postgres://")
-
 
 def database_location(location: Path | str) -> Path | str:
     """A SQLite file's `Path`, or a PostgreSQL DSN (a `str`), from a path or a URL.
 
-    `sqlite:///data/p.db` is the relative path `data/p.db` and `sqlite:////srv/p.db` the
-    absolute `/srv/p.db` (SQLAlchemy's spelling); `postgresql://` and `postgres://` URLs
-    (the scheme in any case) are returned as they are; any other string is a path.
+    A URL is read as the config reads `[database] url` (`bot.config.parse_database_url`:
+    `sqlite:///data/p.db` is the relative path `data/p.db`, `sqlite:////srv/p.db` the
+    absolute `/srv/p.db`, and a PostgreSQL URL may carry no password); any other string
+    is a path.
     """
     if isinstance(location, Path):
         return location
-    lowered = location.lower()
-    if lowered.startswith(_PG_SCHEMES):
-        return location
-    if lowered.startswith("sqlite:"):
-        rest = location[len("sqlite:") :]
-        if not rest.startswith("///") or len(rest) == 3:
-            raise StoreError(f"a SQLite URL is sqlite:///path, not {location!r}")
-        return Path(rest[3:])
-    if "://" in location:
-        raise StoreError(f"unknown database URL scheme: {location.split('://', 1)[0]!r}")
-    return Path(location)
+    if "://" not in location and not location.lower().startswith("sqlite:"):
+        return Path(location)
+    try:
+        return parse_database_url(location)
+    except ValueError as error:
+        raise StoreError(str(error)) from None
 
 
 async def open_database(location: Path | str) -> Database:
