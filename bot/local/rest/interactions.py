@@ -1,0 +1,192 @@
+"""Answering interactions: the callback, followups and the @original response as webhooks.
+
+Discord allows one callback per interaction, of a type that fits the interaction (a modal or
+choices only where they make sense), within `interaction_deadline` seconds of sending it;
+anything else is refused and recorded as a violation. Followups and the webhook message routes
+need the interaction's token, this application's id and a message response first. The first
+followup after a "thinking" defer replaces the loading message, as on Discord.
+"""
+
+from __future__ import annotations
+
+import time
+
+from bot.local.limits import FieldError, check_choices, check_modal
+from bot.local.models import (
+    FLAG_EPHEMERAL,
+    FLAG_LOADING,
+    JSON,
+    InteractionRecord,
+    StoredMessage,
+    World,
+)
+from bot.local.rest.base import ApiError, Call, Reply
+from bot.local.rest.messages import SETTABLE_FLAGS, apply_edit, new_message, validate
+
+# Callback types Discord accepts per interaction type (2 command, 3 component, 4 autocomplete).
+CALLBACKS_FOR = {2: {4, 5, 9}, 3: {4, 5, 6, 7, 9}, 4: {8}}
+
+
+class InteractionRoutes:
+    """The callback and interaction-webhook handlers, over the world's interaction records."""
+
+    def __init__(self, world: World, *, interaction_deadline: float) -> None:
+        self.world = world
+        self.interaction_deadline = interaction_deadline
+
+    # -- the callback ---------------------------------------------------------------------
+
+    async def callback(self, call: Call) -> Reply:
+        world = self.world
+        record = world.interactions.get(call.id("interaction"))
+        if record is None or record.token != call.match["token"]:
+            raise ApiError(404, 10062, violation="callback for an unknown interaction")
+        now = time.perf_counter()
+        if record.callback_type is not None:
+            raise ApiError(
+                400,
+                40060,
+                "Interaction has already been acknowledged.",
+                violation=f"second callback for /{record.name} "
+                f"(first was type {record.callback_type})",
+            )
+        elapsed = now - record.sent_at
+        if elapsed > self.interaction_deadline:
+            raise ApiError(
+                404,
+                10062,
+                violation=f"/{record.name} acknowledged after {elapsed:.2f} s "
+                f"(Discord allows {self.interaction_deadline:g} s)",
+            )
+        payload = call.json_object()
+        kind = payload.get("type")
+        data = payload.get("data") or {}
+        if kind not in CALLBACKS_FOR[record.type]:
+            error = FieldError(
+                ("type",),
+                "INTERACTION_CALLBACK_TYPE_INVALID",
+                f"callback type {kind} is not valid for interaction type {record.type}",
+            )
+            raise ApiError.invalid_form([error])
+        if kind in (4, 7):
+            validate(data, call.files, creating=kind == 4)
+        if kind == 8:
+            errors = check_choices(data.get("choices"))
+        elif kind == 9:
+            errors = check_modal(data)
+        else:
+            errors = []
+        if errors:
+            raise ApiError.invalid_form(errors)
+        component_message = world.messages.get(record.component_message_id or 0)
+        if kind in (6, 7) and component_message is None:
+            raise ApiError(404, 10008, violation="the component's message is gone")
+        if kind == 4:
+            flags = int(data.get("flags") or 0) & (SETTABLE_FLAGS | FLAG_EPHEMERAL)
+            record.original_id = new_message(
+                world, record.channel, data, call.files, flags=flags, interaction=record
+            ).id
+        elif kind == 5:
+            flags = FLAG_LOADING | (int(data.get("flags") or 0) & FLAG_EPHEMERAL)
+            record.original_id = new_message(
+                world, record.channel, {}, [], flags=flags, interaction=record
+            ).id
+            record.loading = True
+        elif kind in (6, 7) and component_message is not None:
+            record.original_id = component_message.id
+            if kind == 7:
+                apply_edit(world, component_message, data, call.files)
+        record.choices = data.get("choices") if kind == 8 else None
+        record.modal = data if kind == 9 else None
+        record.callback_type = kind
+        record.callback_at = now
+        record.settled = kind not in (5, 6)
+        world.notify()
+        if not call.flag("with_response"):
+            return 204, None
+        return 200, self._callback_body(record, kind)
+
+    def _callback_body(self, record: InteractionRecord, kind: int) -> JSON:
+        """The InteractionCallbackResponse discord.py 2.7 reads (it always asks with_response)."""
+        message = self.world.messages.get(record.original_id or 0)
+        summary: JSON = {
+            "id": str(record.id),
+            "type": record.type,
+            "response_message_loading": record.loading,
+            "response_message_ephemeral": message is not None and message.ephemeral,
+        }
+        body: JSON = {"interaction": summary}
+        if message is not None and kind in (4, 5, 7):
+            summary["response_message_id"] = str(message.id)
+            body["resource"] = {"type": kind, "message": message.data}
+        return body
+
+    # -- the interaction webhook ----------------------------------------------------------
+
+    def _webhook_interaction(self, call: Call) -> InteractionRecord:
+        record = self.world.interaction_tokens.get(call.match["token"])
+        if record is None or call.id("app") != self.world.application_id:
+            raise ApiError(
+                404, 10015, violation="unknown interaction webhook (wrong token or application id)"
+            )
+        if record.callback_type is None or record.callback_type in (8, 9):
+            raise ApiError(
+                404,
+                10015,
+                violation=f"/{record.name}: followup before a message response "
+                f"(callback {record.callback_type})",
+            )
+        return record
+
+    def _webhook_message(self, call: Call, record: InteractionRecord) -> StoredMessage:
+        ref = call.match["message"]
+        message_id = record.original_id if ref == "@original" else int(ref)
+        known = ref == "@original" or message_id in record.followup_ids
+        stored = self.world.messages.get(message_id or 0)
+        if not known or stored is None:
+            raise ApiError(
+                404, 10008, violation=f"/{record.name}: no message {ref} on this interaction"
+            )
+        return stored
+
+    async def followup(self, call: Call) -> Reply:
+        record = self._webhook_interaction(call)
+        payload = call.json_object()
+        validate(payload, call.files, creating=True)
+        original = self.world.messages.get(record.original_id or 0)
+        if record.loading and original is not None:
+            # The first followup after a "thinking" defer replaces the loading message and keeps
+            # the defer's ephemerality, whatever flags it asks for.
+            apply_edit(self.world, original, payload, call.files)
+            record.loading = False
+            stored = original
+        else:
+            flags = int(payload.get("flags") or 0) & (SETTABLE_FLAGS | FLAG_EPHEMERAL)
+            stored = new_message(
+                self.world, record.channel, payload, call.files, flags=flags, interaction=record
+            )
+        record.followup_ids.append(stored.id)
+        record.settled = True
+        self.world.notify()
+        return (200, stored.data) if call.flag("wait") else (204, None)
+
+    async def get_webhook_message(self, call: Call) -> Reply:
+        record = self._webhook_interaction(call)
+        return 200, self._webhook_message(call, record).data
+
+    async def edit_webhook_message(self, call: Call) -> Reply:
+        record = self._webhook_interaction(call)
+        stored = self._webhook_message(call, record)
+        payload = call.json_object()
+        validate(payload, call.files, creating=False)
+        apply_edit(self.world, stored, payload, call.files)
+        if stored.id == record.original_id:
+            record.loading = False
+            record.settled = True
+            self.world.notify()
+        return 200, stored.data
+
+    async def delete_webhook_message(self, call: Call) -> Reply:
+        record = self._webhook_interaction(call)
+        self.world.remove_message(self._webhook_message(call, record))
+        return 204, None

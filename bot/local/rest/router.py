@@ -1,0 +1,244 @@
+"""The REST front door: recording, the global rate limit, fault injection and the route table.
+
+Every HTTP request but the gateway upgrade lands in `RestApi.handle`. It records the request,
+reads the body as Discord does (JSON exactly `application/json`, or multipart with
+`payload_json` and files up to the upload limit), applies the global limit and any injected
+failure, finds the route and turns the handler's `Reply` or `ApiError` into a response shaped
+the way discord.py reads it. The whole route table is here, in one place, so what the emulator
+answers can be read at a glance; the handlers live in one module per Discord resource.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+
+from bot.local.gateway import Gateway
+from bot.local.models import JSON, World
+from bot.local.rest.applications import ApplicationRoutes
+from bot.local.rest.base import ApiError, Call, Handler, Reply
+from bot.local.rest.channels import ChannelRoutes
+from bot.local.rest.guilds import GuildRoutes
+from bot.local.rest.interactions import InteractionRoutes
+from bot.local.rest.users import UserRoutes
+
+API_PREFIX = "/api/v10"
+MAX_UPLOAD_BYTES = 10 * 1024 * 1024
+RECORDED_HEADERS = ("Authorization", "Content-Type", "User-Agent", "X-Audit-Log-Reason")
+
+
+@dataclass
+class RecordedRequest:
+    """One REST request as the emulator saw it (`time` is `time.perf_counter()`)."""
+
+    method: str
+    path: str
+    json: Any
+    headers: dict[str, str]
+    time: float
+    status: int = 0
+    query: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class FailRule:
+    """An injected failure for the next `remaining` matching requests."""
+
+    method: str | None
+    pattern: re.Pattern[str]
+    status: int
+    remaining: int
+    code: int | None
+    retry_after: float
+    global_: bool
+
+
+class RestApi:
+    """Discord's HTTP API, as far as the bot uses it."""
+
+    def __init__(
+        self,
+        world: World,
+        gateway: Gateway,
+        *,
+        rate_limit_per_second: float | None,
+        interaction_deadline: float,
+        nonce_window: float = 180.0,
+    ) -> None:
+        self.world = world
+        self.gateway = gateway
+        self.rate_limit_per_second = rate_limit_per_second
+        self.gateway_url = ""
+        self.requests: list[RecordedRequest] = []
+        self.rate_limited_count = 0
+        self._window: deque[float] = deque()
+        self._rules: list[FailRule] = []
+        users = UserRoutes(world)
+        apps = ApplicationRoutes(world, gateway)
+        guilds = GuildRoutes(world)
+        channels = ChannelRoutes(world, gateway, nonce_window=nonce_window)
+        interactions = InteractionRoutes(world, interaction_deadline=interaction_deadline)
+        guild, user = r"/guilds/(?P<guild>\d+)", r"(?P<user>\d+)"
+        channel, message = r"/channels/(?P<channel>\d+)", r"(?P<message>\d+)"
+        commands = r"/applications/(?P<app>\d+)(?:/guilds/(?P<guild>\d+))?/commands"
+        hook = r"/webhooks/(?P<app>\d+)/(?P<token>[^/]+)"
+        hook_message = rf"{hook}/messages/(?P<message>@original|\d+)"
+        # (method, path pattern, needs the bot token, handler)
+        routes: list[tuple[str, str, bool, Handler]] = [
+            ("GET", r"/gateway", False, self._get_gateway),
+            ("GET", r"/gateway/bot", True, self._get_gateway),
+            ("GET", r"/users/@me", True, users.get_me),
+            ("GET", rf"/users/{user}", True, users.get_user),
+            ("GET", r"/(?:oauth2/)?applications/@me", True, apps.get_application),
+            ("GET", commands, True, apps.get_commands),
+            ("PUT", commands, True, apps.put_commands),
+            ("GET", guild, True, guilds.get_guild),
+            ("GET", rf"{guild}/channels", True, guilds.get_guild_channels),
+            ("GET", rf"{guild}/roles", True, guilds.get_guild_roles),
+            ("GET", rf"{guild}/members/{user}", True, guilds.get_member),
+            ("GET", channel, True, channels.get_channel),
+            ("POST", rf"{channel}/typing", True, channels.typing),
+            ("GET", rf"{channel}/messages", True, channels.get_history),
+            ("POST", rf"{channel}/messages", True, channels.create_message),
+            ("GET", rf"{channel}/messages/{message}", True, channels.get_message),
+            ("PATCH", rf"{channel}/messages/{message}", True, channels.edit_message),
+            ("DELETE", rf"{channel}/messages/{message}", True, channels.delete_message),
+            (
+                "POST",
+                r"/interactions/(?P<interaction>\d+)/(?P<token>[^/]+)/callback",
+                False,
+                interactions.callback,
+            ),
+            ("POST", hook, False, interactions.followup),
+            ("GET", hook_message, False, interactions.get_webhook_message),
+            ("PATCH", hook_message, False, interactions.edit_webhook_message),
+            ("DELETE", hook_message, False, interactions.delete_webhook_message),
+        ]
+        self._routes = [(m, re.compile(p), auth, h) for m, p, auth, h in routes]
+
+    def fail_next(self, rule: FailRule) -> None:
+        self._rules.append(rule)
+
+    async def handle(self, request: web.Request) -> web.Response:
+        """Every HTTP request except the gateway upgrade lands here."""
+        is_api = request.path.startswith(f"{API_PREFIX}/")
+        path = request.path.removeprefix(API_PREFIX) if is_api else request.path
+        headers = {h: request.headers[h] for h in RECORDED_HEADERS if h in request.headers}
+        record = RecordedRequest(
+            request.method, path, None, headers, time.perf_counter(), query=dict(request.query)
+        )
+        self.requests.append(record)
+        try:
+            record.json, files = await self._read_body(request)
+            status, body = await self._process(request, path, record.json, files, is_api=is_api)
+            extra: dict[str, str] = {}
+        except ApiError as error:
+            if error.violation:
+                self.world.violation(f"{request.method} {path}: {error.violation}")
+            status, body, extra = error.status, error.body, error.headers
+        record.status = status
+        if body is None:
+            return web.Response(status=status, headers=extra)
+        data = json.dumps(body).encode()
+        # discord.py only parses JSON when the header is exactly `application/json`.
+        return web.Response(
+            status=status, body=data, headers={**extra, "Content-Type": "application/json"}
+        )
+
+    async def _read_body(self, request: web.Request) -> tuple[Any, list[JSON]]:
+        if not request.body_exists:
+            return None, []
+        if request.content_type == "multipart/form-data":
+            form = await request.post()
+            files: list[JSON] = []
+            for value in form.values():
+                if isinstance(value, web.FileField):
+                    size = len(value.file.read())
+                    if size > MAX_UPLOAD_BYTES:
+                        raise ApiError(
+                            413,
+                            40005,
+                            "Request entity too large",
+                            violation=f"{value.filename} is {size} bytes",
+                        )
+                    files.append(
+                        {
+                            "filename": value.filename,
+                            "size": size,
+                            "content_type": value.content_type,
+                        }
+                    )
+            payload = form.get("payload_json")
+            return (json.loads(payload) if isinstance(payload, str) else None), files
+        text = await request.text()
+        if request.content_type != "application/json":
+            raise ApiError(
+                400, 50109, violation=f"body sent as {request.content_type!r}, not application/json"
+            )
+        try:
+            return json.loads(text), []
+        except ValueError:
+            raise ApiError(
+                400, 50109, "The request body contains invalid JSON.", violation="invalid JSON"
+            ) from None
+
+    async def _process(
+        self, request: web.Request, path: str, body: Any, files: list[JSON], *, is_api: bool
+    ) -> Reply:
+        method = request.method
+        exempt = path.startswith(("/interactions/", f"/webhooks/{self.world.application_id}/"))
+        if self.rate_limit_per_second is not None and not exempt:
+            self._check_global_limit(self.rate_limit_per_second)
+        for rule in self._rules:
+            if (rule.method is None or rule.method == method) and rule.pattern.search(path):
+                rule.remaining -= 1
+                if rule.remaining <= 0:
+                    self._rules.remove(rule)
+                raise self._injected(rule)
+        routes = self._routes if is_api else []
+        for route_method, pattern, auth, handler in routes:
+            match = pattern.fullmatch(path)
+            if match is None or route_method != method:
+                continue
+            if auth and request.headers.get("Authorization") != f"Bot {self.world.token}":
+                raise ApiError(401, 0, "401: Unauthorized")
+            return await handler(Call(method, path, match, dict(request.query), body, files))
+        self.world.unhandled.append(f"{method} {path}")
+        raise ApiError(404, 0, "404: Not Found")
+
+    def _check_global_limit(self, per_second: float) -> None:
+        """A sliding one-second window over every non-interaction request."""
+        now = time.monotonic()
+        while self._window and self._window[0] <= now - 1.0:
+            self._window.popleft()
+        if len(self._window) >= per_second:
+            self.rate_limited_count += 1
+            retry_after = max(self._window[0] + 1.0 - now, 0.001)
+            raise ApiError.rate_limited(retry_after, global_=True, code=None)
+        self._window.append(now)
+
+    @staticmethod
+    def _injected(rule: FailRule) -> ApiError:
+        if rule.status == 429:
+            return ApiError.rate_limited(rule.retry_after, global_=rule.global_, code=rule.code)
+        default_code = {403: 50013, 404: 10003}.get(rule.status, 0)
+        return ApiError(rule.status, rule.code if rule.code is not None else default_code)
+
+    async def _get_gateway(self, call: Call) -> Reply:
+        """Where to connect; `gateway_url` is set once the emulator knows its port."""
+        body: JSON = {"url": self.gateway_url}
+        if call.path == "/gateway/bot":
+            limit = {
+                "total": 1000,
+                "remaining": 1000,
+                "reset_after": 86_400_000,
+                "max_concurrency": 1,
+            }
+            body.update(shards=1, session_start_limit=limit)
+        return 200, body
