@@ -10,7 +10,7 @@ import discord
 from discord import app_commands
 
 from bot.briefings.admin import BriefingAdmin, Request
-from bot.briefings.recurrence import timezone_choices
+from bot.briefings.rules import timezone_choices
 from bot.client.delivery import embed_for
 from bot.errors import UserError
 from bot.pledges.cards import Card, Field

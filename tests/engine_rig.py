@@ -22,8 +22,9 @@ import pytest
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from bot.briefings.compose import Briefing
-from bot.briefings.engine import BriefingEngine, DeliveryFailure, FailureKind
+from bot.briefings.engine import BriefingEngine
 from bot.briefings.schedules import Schedule
+from bot.briefings.sender import DeliveryFailure, FailureKind
 from bot.storage import postgres
 from bot.store import Store
 

@@ -17,7 +17,7 @@ import pytest
 
 import bot.client.delivery as delivery
 from bot.briefings.compose import Briefing
-from bot.briefings.engine import DeliveryFailure
+from bot.briefings.sender import DeliveryFailure
 from bot.client.delivery import DiscordSender
 from bot.local import ChannelState
 from bot.pledges.cards import Card

@@ -15,9 +15,10 @@ from typing import Any
 import pytest
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
-from bot.briefings import engine as engine_module
+from bot.briefings import planner
 from bot.briefings.admin import BriefingAdmin, Request
-from bot.briefings.engine import PLAN_QUERY, BriefingEngine, _parsed_rule, _slot_between
+from bot.briefings.engine import BriefingEngine
+from bot.briefings.planner import PLAN_QUERY, _parsed_rule, _slot_between
 from bot.briefings.recurrence import missed_slots
 from bot.briefings.schedules import Schedules
 from bot.client import app as app_module
@@ -161,7 +162,7 @@ async def test_a_change_by_another_process_during_plan_all_converges_on_reconcil
 async def test_plan_all_yields_and_plans_every_schedule(
     rig: Rig, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(engine_module, "PLAN_BATCH", 2)
+    monkeypatch.setattr(planner, "PLAN_BATCH", 2)
     made = [
         await rig.schedule(time_of_day=f"{9 + i % 3:02d}:{i:02d}", timezone="UTC", guild_id=g)
         for i, g in enumerate([GUILD, GUILD + (1 << 22)] * 4)
@@ -363,7 +364,7 @@ async def test_plan_all_reads_in_chunks_and_an_edit_between_chunks_stands(
     """Start-up reads the schedules a few thousand at a time (the peak memory of one read
     of 100,000 rows stays resident); every schedule is planned across the chunks, and an
     edit made between two reads is planned as edited."""
-    monkeypatch.setattr(engine_module, "PLAN_CHUNK", 3)
+    monkeypatch.setattr(planner, "PLAN_CHUNK", 3)
     schedules = [await rig.schedule(time_of_day="09:00", timezone="UTC") for _ in range(8)]
     last = schedules[-1]
     reads = 0

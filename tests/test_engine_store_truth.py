@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from bot.briefings import engine as engine_module
+from bot.briefings import planner
 from bot.briefings.admin import BriefingAdmin, Request
 from bot.briefings.engine import BriefingEngine, marker_for
 from bot.models import utc_slot
@@ -105,9 +105,9 @@ async def test_item1_a_change_reaches_another_process_within_a_second(
     rig_here, rig_there = new_rig(here), new_rig(there)
     within = 1.0
     if there.db.dialect == "postgresql":
-        monkeypatch.setattr(engine_module, "RECONCILE_SECONDS", 60.0)
+        monkeypatch.setattr(planner, "RECONCILE_SECONDS", 60.0)
     else:
-        within += engine_module.RECONCILE_SECONDS  # a poll's wait, then its read
+        within += planner.RECONCILE_SECONDS  # a poll's wait, then its read
     try:
         schedule = await rig_here.schedule(time_of_day="09:00", timezone="UTC")
         await rig_there.engine.plan_all()  # starts its reconcile loop (and LISTEN)

@@ -13,20 +13,21 @@ from hypothesis import strategies as st
 from bot.briefings.recurrence import (
     MAX_MISSED,
     Recurrence,
-    build_recurrence,
-    local_now,
+    from_local_key,
+    local_key,
     missed_slots,
     next_slots,
+)
+from bot.briefings.rules import (
+    build_recurrence,
     parse_cron,
     parse_date,
     parse_days,
     parse_time,
     parse_timezone,
-    slot_from_key,
-    slot_instant,
-    slot_key,
     timezone_choices,
 )
+from bot.briefings.zones import local_now, slot_instant
 from bot.errors import UserError
 
 SUN, MON, TUE, WED, THU, FRI, SAT = range(7)  # cron numbering
@@ -49,7 +50,7 @@ def once(day: str, time: str) -> Recurrence:
 
 
 def keys(rec: Recurrence, after: str, limit: int) -> list[str]:
-    return [slot_key(s) for s in rec.slots_after(datetime.fromisoformat(after), limit)]
+    return [local_key(s) for s in rec.slots_after(datetime.fromisoformat(after), limit)]
 
 
 # --- parse_time ---------------------------------------------------------------------------
@@ -497,13 +498,13 @@ def test_describe(rec: Recurrence, text: str) -> None:
 
 def test_slot_keys_round_trip() -> None:
     local = datetime(2026, 3, 29, 1, 30)
-    assert slot_key(local) == "2026-03-29T01:30"
-    assert slot_key(datetime(2026, 3, 29, 1, 30, 59)) == "2026-03-29T01:30"
-    assert slot_from_key("2026-03-29T01:30") == local
+    assert local_key(local) == "2026-03-29T01:30"
+    assert local_key(datetime(2026, 3, 29, 1, 30, 59)) == "2026-03-29T01:30"
+    assert from_local_key("2026-03-29T01:30") == local
     bad_keys = ["manual:2026-03-29T01:30:00", "2026-03-29 01:30", "2026-3-29T01:30", ""]
     for bad in [*bad_keys, "2026-02-30T01:30", "2026-01-01T24:00"]:
         with pytest.raises(ValueError, match="not a slot key"):
-            slot_from_key(bad)
+            from_local_key(bad)
 
 
 @pytest.mark.parametrize(
@@ -732,7 +733,7 @@ def test_next_slots_properties(rec: Recurrence, tz: str, now: datetime) -> None:
     assert increasing(moments)
     assert len({key for key, _ in found}) == len(found)
     for key, when in found:
-        local = slot_from_key(key)
+        local = from_local_key(key)
         assert slot_instant(local, tz) == when
         assert local_now(when, tz) == local or _in_gap(local, tz)
     # Re-planning from a fire time continues the same plan; catch-up sees the same slots.

@@ -8,7 +8,9 @@ from typing import Any
 
 import pytest
 
-from bot.briefings.engine import FailureKind, Shards, nonce_for
+from bot.briefings.engine import nonce_for
+from bot.briefings.planner import Shards
+from bot.briefings.sender import FailureKind
 from tests.engine_rig import (
     Rig,
     store_on_both_backends,  # noqa: F401 (the `store` fixture)

@@ -11,8 +11,10 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from bot.briefings.compose import CONTENT_KINDS, Briefing
-from bot.briefings.engine import UNREADABLE, BriefingEngine, recurrence_of
-from bot.briefings.recurrence import build_recurrence, next_slots, parse_timezone
+from bot.briefings.engine import BriefingEngine
+from bot.briefings.planner import UNREADABLE, recurrence_of
+from bot.briefings.recurrence import next_slots
+from bot.briefings.rules import build_recurrence, parse_timezone
 from bot.briefings.schedules import Schedule, Schedules
 from bot.errors import UserError
 from bot.models import utc_slot_instant

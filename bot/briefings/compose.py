@@ -1,6 +1,6 @@
 """Composing a briefing: store rows and the time in, a message within Discord's limits out.
 
-Pure functions: the scheduler fetches the rows, these decide the words.
+Pure functions: the composer (`bot.briefings.composer`) fetches the rows, these decide the words.
 """
 
 from __future__ import annotations

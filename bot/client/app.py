@@ -18,7 +18,8 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.briefings.admin import BriefingAdmin
-from bot.briefings.engine import ALL_SHARDS, BriefingEngine, Shards
+from bot.briefings.engine import BriefingEngine
+from bot.briefings.planner import ALL_SHARDS, Shards
 from bot.briefings.retention import prune_daily
 from bot.client.delivery import DiscordSender
 from bot.client.metrics import (

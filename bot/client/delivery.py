@@ -19,7 +19,7 @@ import aiohttp
 import discord
 
 from bot.briefings.compose import Briefing
-from bot.briefings.engine import DeliveryFailure, FailureKind
+from bot.briefings.sender import DeliveryFailure, FailureKind
 from bot.pledges import cards
 from bot.pledges.cards import Card
 

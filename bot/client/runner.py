@@ -17,7 +17,7 @@ import discord
 import discord.http
 
 import commands
-from bot.briefings.engine import Shards
+from bot.briefings.planner import Shards
 from bot.client import logredact
 from bot.client.app import PledgeBot, ShardedPledgeBot, SyncMode
 from bot.client.endpoints import apply_endpoints
