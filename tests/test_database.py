@@ -145,3 +145,15 @@ async def test_reads_never_wait_behind_a_write(db: SQLiteDatabase, tmp_path: Pat
         assert time.perf_counter() - started < 1.0
     await waiting  # the lock is gone: the write goes through
     assert await meta(db) == {"a": "2"}
+
+
+async def test_processes_opening_a_new_file_together_all_open_it(tmp_path: Path) -> None:
+    """Switching a new file to WAL fails one of two connections at once ("database is
+    locked", the busy timeout notwithstanding) when both switch together; on an unlucky
+    start one of two `pledgebot run` processes exited so. Each attempt races two opens."""
+    for attempt in range(40):
+        path = tmp_path / f"new-{attempt}.db"
+        opened = await asyncio.gather(SQLiteDatabase.open(path), SQLiteDatabase.open(path))
+        for database in opened:
+            assert await database.scalar("PRAGMA journal_mode") == "wal"
+            await database.close()

@@ -76,7 +76,7 @@ class SQLiteDatabase:
         try:
             # busy_timeout first: a second process may be switching the file to WAL now
             await writer.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-            await writer.execute("PRAGMA journal_mode = WAL")
+            await _switch_to_wal(writer)
             await writer.execute("PRAGMA foreign_keys = ON")
             await writer.execute("PRAGMA synchronous = NORMAL")
             database = cls(writer, path)
@@ -132,6 +132,27 @@ class SQLiteDatabase:
     async def run_script(self, tx: Transaction, sql: str) -> None:
         for statement in split_sql(sql):
             await tx.execute(statement)
+
+
+async def _switch_to_wal(conn: aiosqlite.Connection) -> None:
+    """`PRAGMA journal_mode = WAL`, tried again while another connection switches too.
+
+    Two processes opening a new file at once each read it (a shared lock) and then want
+    the exclusive lock the switch needs; SQLite fails one of them at once with "database
+    is locked" rather than wait (waiting would deadlock), whatever the busy timeout. The
+    other's switch is done a moment later, and then this one finds WAL already set.
+    """
+    delay, waited = 0.01, 0.0
+    while True:
+        try:
+            await conn.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as error:
+            if "locked" not in str(error) or waited >= BUSY_TIMEOUT_MS / 1000:
+                raise
+        await asyncio.sleep(delay)
+        waited += delay
+        delay = min(delay * 2, 0.25)
 
 
 async def _connect_reader(path: Path) -> aiosqlite.Connection:
