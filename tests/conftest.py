@@ -24,6 +24,42 @@ REPO = Path(__file__).resolve().parent.parent
 DATA_DIR = REPO / "data"
 
 
+# Tests that share one expensive module-scoped fixture (two real processes over real clock
+# minutes, once per backend; a fresh clone) run on one xdist worker, so the fixture runs
+# once: module -> the fixture whose parameter splits them into groups ("" for none).
+ONE_WORKER = {"test_engine_two_processes": "outcome", "test_fresh_clone": ""}
+# What a developer may leave out while iterating (`-m "not slow"`): real processes, real
+# clock minutes, a fresh clone, every benchmark.
+SLOW = frozenset(
+    {
+        "test_engine_two_processes",
+        "test_fresh_clone",
+        "test_robustness_crash",
+        "test_bench",
+        "test_startup_failures",
+    }
+)
+# Workers for `-n auto`: the suite mostly waits, so more workers than cores finish sooner.
+MIN_WORKERS = 4
+
+
+def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
+    return max(MIN_WORKERS, os.cpu_count() or 1)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        module = item.path.stem
+        shared = ONE_WORKER.get(module)
+        params = getattr(item, "callspec", None)
+        if shared == "":
+            item.add_marker(pytest.mark.xdist_group(module))
+        elif shared and params is not None and shared in params.params:
+            item.add_marker(pytest.mark.xdist_group(f"{module}[{params.params[shared]}]"))
+        if module in SLOW:
+            item.add_marker(pytest.mark.slow)
+
+
 @pytest.fixture
 def content_dir(tmp_path: Path) -> Path:
     """A private copy of the shipped content that a test may edit."""
