@@ -18,6 +18,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+import traceback
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -150,16 +151,23 @@ def write_results(reports: list[Report], settings: Settings, command: str, code:
     RESULTS.write_text(text, "utf-8")
 
 
-async def run_all(names: list[str], settings: Settings) -> list[Report]:
-    reports = []
+async def run_all(names: list[str], settings: Settings) -> tuple[list[Report], list[str]]:
+    """The reports, and the names of the benchmarks that crashed: one crashing no longer
+    loses the others' minutes of measurements (their sections are still written)."""
+    reports, crashed = [], []
     for name in names:
         print(f"\n... running {name}", flush=True)
         started = time.monotonic()
-        report = await BENCHMARKS[name](settings)
+        try:
+            report = await BENCHMARKS[name](settings)
+        except Exception:
+            traceback.print_exc()
+            crashed.append(name)
+            continue
         report.seconds = time.monotonic() - started
         print_report(report)
         reports.append(report)
-    return reports
+    return reports, crashed
 
 
 def main() -> None:
@@ -189,9 +197,12 @@ def main() -> None:
     command = shlex.join([".venv/bin/python", "-m", "bench", *sys.argv[1:]])
     code = code_version()  # before running: others may commit while we measure
     print(f"pledgebot benchmarks: {', '.join(names)}; code {code}; {machine()}")
-    reports = asyncio.run(run_all(names, settings))
-    write_results(reports, settings, command, code)
-    print(f"\nwrote {RESULTS}")
+    reports, crashed = asyncio.run(run_all(names, settings))
+    if reports:
+        write_results(reports, settings, command, code)
+        print(f"\nwrote {RESULTS}")
+    if crashed:
+        sys.exit(f"crashed (their sections were not rewritten): {', '.join(crashed)}")
 
 
 if __name__ == "__main__":

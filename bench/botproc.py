@@ -1,7 +1,7 @@
 """One bot in its own process, so its memory and start-up are measured without the emulator.
 
     python -m bench.botproc {pledgebot,bare} [--guild-ready-timeout S] [--sync]
-                            [--shard-count N --shard-ids IDS] [--report-jobs]
+                            [--shard-count N --shard-ids IDS] [--report-jobs] [--steer-clock]
 
 Both kinds read the config file named by PLEDGEBOT_CONFIG ([discord] api_base_url and
 gateway_url point at the emulator) and the token from DISCORD_TOKEN. `pledgebot` is the real
@@ -13,7 +13,9 @@ a plain discord.py `commands.Bot` with the same intents (guilds only) whose `/pl
 
 Milestones are printed on stdout as JSON lines stamped with `time.monotonic()` (one clock
 for every process on Linux, so the parent can subtract its spawn time). With `--report-jobs`
-a pledgebot also prints `jobs` (briefings planned in APScheduler) every half second. SIGTERM
+a pledgebot also prints `jobs` (briefings planned in APScheduler) every half second. With
+`--steer-clock` (tiny runs) each line on stdin sets how far ahead the briefing clocks run
+(see `steer_clock`), and the bot prints `clock` once it does. SIGTERM
 closes the bot cleanly. This module imports nothing from pledgebot for the bare kind except the
 endpoint override, so the baseline's memory is discord.py's alone.
 
@@ -36,7 +38,8 @@ import os  # noqa: E402
 import signal  # noqa: E402
 import sys  # noqa: E402
 import tomllib  # noqa: E402
-from typing import Any  # noqa: E402
+from datetime import UTC, datetime, tzinfo  # noqa: E402
+from typing import Any, Self  # noqa: E402
 
 import discord  # noqa: E402
 from discord import app_commands  # noqa: E402
@@ -49,6 +52,48 @@ PROFILE_ENV = "PLEDGEBOT_BENCH_PROFILE"
 
 def emit(event: str, **data: Any) -> None:
     print(json.dumps({"event": event, "t": time.monotonic(), **data}), flush=True)
+
+
+class Steered(datetime):
+    """`datetime` whose `now()` runs `ahead` seconds ahead of the wall clock: what the
+    briefing engine and APScheduler read in a process started with `--steer-clock`."""
+
+    ahead = 0.0
+
+    @classmethod
+    def now(cls, tz: tzinfo | None = None) -> Self:
+        return cls.fromtimestamp(time.time() + cls.ahead, tz)
+
+
+def steer_clock() -> None:
+    """Let stdin set how many seconds ahead of the wall clock the briefing clocks run.
+
+    A tiny benchmark run thus has its briefings fall due at a whole minute of the bots'
+    clocks a few seconds from now, instead of waiting up to a minute for the wall clock's.
+    Only the engine's clock and APScheduler's move; the store's timestamps, the rate budget
+    and the emulator keep the wall clock.
+    """
+    from apscheduler.executors import base as executors
+    from apscheduler.schedulers import base as schedulers
+
+    from bot.briefings.engine import BriefingEngine
+
+    schedulers.datetime = executors.datetime = Steered  # both only ever call datetime.now
+    defaults = BriefingEngine.__init__.__kwdefaults__
+    assert defaults is not None and "clock" in defaults, "BriefingEngine takes no clock"
+    defaults["clock"] = lambda: Steered.now(UTC)
+    loop = asyncio.get_running_loop()
+    stdin = sys.stdin.fileno()
+
+    def read() -> None:
+        data = os.read(stdin, 1024)
+        if not data:  # the benchmark closed our stdin
+            loop.remove_reader(stdin)
+            return
+        Steered.ahead = float(data.split()[-1])
+        emit("clock", ahead=Steered.ahead)
+
+    loop.add_reader(stdin, read)
 
 
 class BareBot(commands.Bot):
@@ -165,7 +210,10 @@ async def run(
     shards: tuple[int | None, list[int]] = (None, []),
     report_jobs: bool = False,
     sized: bool = False,
+    steered: bool = False,
 ) -> None:
+    if steered:
+        steer_clock()
     bot, token = build(
         kind, guild_ready_timeout=guild_ready_timeout, sync=sync, shards=shards, sized=sized
     )
@@ -230,6 +278,9 @@ def main() -> None:
     parser.add_argument(
         "--sized", action="store_true", help="bare: answers as large as pledgebot's"
     )
+    parser.add_argument(
+        "--steer-clock", action="store_true", help="pledgebot: stdin sets the briefing clocks"
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
     emit("imported", import_started=IMPORT_STARTED)
@@ -240,6 +291,7 @@ def main() -> None:
         shards=(args.shard_count, args.shard_ids),
         report_jobs=args.report_jobs,
         sized=args.sized,
+        steered=args.steer_clock,
     )
     profile_dir = os.environ.get(PROFILE_ENV)
     if not profile_dir:

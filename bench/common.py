@@ -7,6 +7,7 @@ import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 REPO = Path(__file__).resolve().parent.parent
 DATA_DIR = REPO / "data"
@@ -16,14 +17,23 @@ DATA_DIR = REPO / "data"
 # wait is enough; the bots report how many guilds they had at on_ready, and a run that
 # became ready with guilds missing is reported as a failure, not a figure.
 GUILD_READY_TIMEOUT = 0.5
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
 class Settings:
-    """How big a run is; `quick` is for trying the benchmarks, not for figures."""
+    """How big a run is. `quick` is for trying the benchmarks, not for figures; `tiny` is
+    the test suite's (tests/test_bench.py): the least that fills every table, in seconds,
+    with briefings due a few seconds ahead instead of at the next whole minute (the bots'
+    clocks are steered: `bench/botproc.py --steer-clock`)."""
 
     quick: bool = False
     fanout_fire: str = "clock"  # "clock": APScheduler at the minute; "gather": engine.fire(id)
+    tiny: bool = False
+
+    def size(self, full: T, quick: T, tiny: T) -> T:
+        """The full run's value, or the quick or the tiny run's."""
+        return tiny if self.tiny else quick if self.quick else full
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,6 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 
 from bench.common import (
@@ -38,7 +37,7 @@ from bench.common import (
     times,
 )
 from bench.fanout import Arrivals
-from bench.fanout2 import Member, Phase, deliveries, due_minute, inject, sleep_until
+from bench.fanout2 import Member, Phase, deliveries, inject, next_slot, sleep_until
 from bench.fixtures import (
     Planned,
     add_briefings,
@@ -64,28 +63,32 @@ WARMUP = 10
 
 
 async def run(settings: Settings) -> Report:
-    guilds = 1_000 if settings.quick else 10_000
-    briefings = 10_000 if settings.quick else 101_000  # 10 per server, plus the fan-out's
-    fanning = 0 if settings.quick else 1_000  # --quick skips the fan-out (a clock minute)
-    idle_seconds = 4.0 if settings.quick else IDLE_SECONDS
+    guilds = settings.size(10_000, quick=1_000, tiny=20)
+    # 10 per server, plus the fan-out's (tiny: 2 per server)
+    briefings = settings.size(101_000, quick=10_000, tiny=45)
+    # --quick skips the fan-out (a clock minute); tiny steers the bot's clock instead
+    fanning = settings.size(1_000, quick=0, tiny=5)
+    idle_seconds = settings.size(IDLE_SECONDS, quick=4.0, tiny=1.0)
+    bare_idle = settings.size(IDLE_SECONDS, quick=IDLE_SECONDS, tiny=1.0)
+    generated = settings.size(GENERATED, quick=GENERATED, tiny=50)
     report = Report(
         "envelope",
         f"One process: {guilds:,} servers and {briefings:,} briefings",
         f"One emulator serves {guilds:,} servers (two text channels each), global limit "
         f"{RATE:g} requests/s. The bare baseline and pledgebot (`bench/botproc.py`, the bot as "
         "`pledgebot run` builds it) start once each on it, one after the other. pledgebot's "
-        f"database holds the shipped content, {GENERATED:,} generated pledges and "
+        f"database holds the shipped content, {generated:,} generated pledges and "
         f"{briefings - fanning:,} daily briefings due 2 to 14 hours away; once it is up, "
         f"{fanning:,} more (one per server in {fanning:,} servers) are created for the next "
         "whole minute through the store and planned by its reconcile loop. Start-up is spawn "
         "to on_ready (bare) or to `engine_started` (pledgebot). Memory is VmRSS once started "
         f"and settled ({SETTLE:g} s) and VmHWM (peak) at the end. `/pledge show` runs every "
         "50 ms (open loop), each for a pledge not asked before: the bare bot idle for "
-        f"{IDLE_SECONDS:g} s, pledgebot idle for {idle_seconds:g} s before the minute and "
+        f"{bare_idle:g} s, pledgebot idle for {idle_seconds:g} s before the minute and "
         "then until every briefing arrived. Each figure is a ratio to the bare bot in this run.",
     )
     with temp_dir("envelope") as tmp:
-        content = write_content(tmp / "content", GENERATED)
+        content = write_content(tmp / "content", generated)
         emu = Emulator(rate_limit_per_second=RATE)
         await emu.start()
         try:
@@ -110,13 +113,13 @@ async def run(settings: Settings) -> Report:
                 f"Setup (not measured): {guilds:,} briefings created through the store and "
                 f"copied to {total:,} in {time.monotonic() - made:.0f} s."
             )
-            slugs = [f"gen-{i:05d}" for i in range(GENERATED)]
+            slugs = [f"gen-{i:05d}" for i in range(generated)]
             random.Random(20261203).shuffle(slugs)
 
-            bare = await measure_bare(tmp, emu, bare_db, content, servers, user, slugs)
+            bare = await measure_bare(tmp, emu, bare_db, content, servers, user, slugs, bare_idle)
             member = Member(emu, servers[0], user, slugs)
             full = await measure_pledgebot(
-                tmp, emu, full_db, content, servers, member, fanning, idle_seconds
+                tmp, emu, full_db, content, servers, member, fanning, idle_seconds, settings.tiny
             )
         finally:
             await emu.stop()
@@ -147,6 +150,7 @@ async def measure_bare(
     servers: list[GuildState],
     user: UserState,
     slugs: list[str],
+    idle_seconds: float,
 ) -> Measured:
     measured = Measured()
     config = write_config(tmp / "bare.toml", database=database, content=content, emu=emu)
@@ -159,7 +163,7 @@ async def measure_bare(
         measured.memory_started = proc.memory()
         member = Member(emu, servers[0], user, slugs)
         await inject(member, Phase("warm-up"), WARMUP, lambda: False)
-        until = time.time() + IDLE_SECONDS
+        until = time.time() + idle_seconds
         await inject(member, measured.idle, None, lambda: time.time() >= until)
         measured.memory_end = proc.memory()
     return measured
@@ -174,10 +178,14 @@ async def measure_pledgebot(
     member: Member,
     fanning: int,
     idle_seconds: float,
+    steered: bool = False,
 ) -> Measured:
+    """`steered` (tiny runs): the fan-out falls due a few seconds ahead on the bot's clock
+    (`bench/botproc.py --steer-clock`) instead of at the next whole minute."""
     measured = Measured()
     config = write_config(tmp / "full.toml", database=database, content=content, emu=emu)
-    async with BotProcess("pledgebot", config, emu.token, tmp / "full.log", sync=True) as proc:
+    bot = BotProcess("pledgebot", config, emu.token, tmp / "full.log", sync=True, steered=steered)
+    async with bot as proc:
         ready = await proc.wait_for("ready", START_TIMEOUT)
         if ready["guilds"] != len(servers):
             raise RuntimeError(f"pledgebot: ready with {ready['guilds']} of {len(servers)}")
@@ -193,7 +201,9 @@ async def measure_pledgebot(
             measured.memory_end = proc.memory()
             return measured
 
-        due = due_minute(datetime.now(UTC), SETUP_SECONDS + idle_seconds + 2.0)
+        setup = 3.0 if steered else SETUP_SECONDS  # tiny runs create a few briefings
+        slot = await next_slot(setup + idle_seconds + 2.0, [proc] if steered else ())
+        due = slot.due
         chosen = servers[:: max(1, len(servers) // fanning)][:fanning]
         await add_briefings(
             database,
@@ -202,12 +212,12 @@ async def measure_pledgebot(
         )
         arrivals = Arrivals([g.channels["briefings"] for g in chosen])
         emu.on_message(arrivals)
-        await sleep_until(due.timestamp() - idle_seconds - 2.0)
-        idle_end = due.timestamp() - 2.0
+        await sleep_until(slot.wall - idle_seconds - 2.0)
+        idle_end = slot.wall - 2.0
         await inject(member, measured.idle, None, lambda: time.time() >= idle_end)
         limited_before = emu.rate_limited_count
-        await sleep_until(due.timestamp())
-        deadline = due.timestamp() + fanning / RATE * 3 + 60
+        await sleep_until(slot.wall)
+        deadline = slot.wall + fanning / RATE * 3 + 60
         await inject(
             member,
             measured.fanout,
@@ -215,12 +225,10 @@ async def measure_pledgebot(
             lambda: arrivals.all_arrived.is_set() or time.time() >= deadline,
         )
         last = max((max(t) for t in arrivals.times.values()), default=deadline)
-        measured.delivered = (
-            last - due.timestamp() if arrivals.all_arrived.is_set() else float("inf")
-        )
+        measured.delivered = last - slot.wall if arrivals.all_arrived.is_set() else float("inf")
         await asyncio.sleep(2.0)  # late duplicates would show up here
         measured.limited_429 = emu.rate_limited_count - limited_before
-        measured.states = dict(deliveries(database, utc_slot(due)))
+        measured.states = dict(await deliveries(database, utc_slot(due)))
         measured.memory_end = proc.memory()
     return measured
 

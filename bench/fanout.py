@@ -128,7 +128,7 @@ async def create_briefings(
 
 
 async def run(settings: Settings) -> Report:
-    servers = 200 if settings.quick else SERVERS
+    servers = settings.size(SERVERS, quick=200, tiny=10)
     bound = servers / RATE
     mode = settings.fanout_fire
     how = (

@@ -144,6 +144,26 @@ def due_minute(now: datetime, lead: float) -> datetime:
     return due
 
 
+@dataclass(frozen=True)
+class Slot:
+    """When the briefings fall due: `due` on the bots' clocks, `wall` by the wall clock."""
+
+    due: datetime
+    wall: float
+
+
+async def next_slot(lead: float, steered: Sequence[BotProcess] = ()) -> Slot:
+    """The first whole UTC minute at least `lead` seconds away. With `steered` bots (tiny
+    runs), their clocks are set ahead so that their next whole minute comes in `lead` s."""
+    if not steered:
+        due = due_minute(datetime.now(UTC), lead)
+        return Slot(due, due.timestamp())
+    wall = time.time() + lead
+    due = due_minute(datetime.fromtimestamp(wall, UTC), 0.0)
+    await asyncio.gather(*(proc.steer_clock(due.timestamp() - wall) for proc in steered))
+    return Slot(due, wall)
+
+
 async def wait_planned(procs: Sequence[BotProcess], wanted: int, until: float) -> list[int]:
     """Each process's planned briefings once every one reports `wanted` (or at `until`)."""
 
@@ -246,7 +266,7 @@ def log_findings(proc: BotProcess) -> tuple[int, int, list[str]]:
 class Run:
     servers: int
     extra_guilds: int
-    due: datetime
+    slot: Slot
     bound: float
     shard_channels: list[list[ChannelState]]
     arrivals: Arrivals
@@ -270,12 +290,15 @@ class Sizes:
     servers: int
     idle_seconds: float
     generated: int
+    setup_seconds: float  # to create every schedule and see both processes plan its half
 
     @classmethod
     def of(cls, settings: Settings) -> Sizes:
-        if settings.quick:
-            return cls(200, 8.0, 1_000)
-        return cls(SERVERS, 20.0, 2_000)
+        return settings.size(
+            cls(SERVERS, 20.0, 2_000, SETUP_SECONDS),
+            quick=cls(200, 8.0, 1_000, SETUP_SECONDS),
+            tiny=cls(10, 1.0, 50, 4.0),
+        )
 
     @property
     def bound(self) -> float:
@@ -344,6 +367,7 @@ async def measure(settings: Settings, database_url: str | None = None) -> Run:
                     emu.token,
                     tmp / f"shard{shard}.log",
                     sync=False,
+                    steered=settings.tiny,
                     extra_args=[
                         "--shard-count",
                         str(SHARDS),
@@ -365,9 +389,10 @@ async def measure(settings: Settings, database_url: str | None = None) -> Run:
             member = Member(emu, shard_guilds[SHARDS - 1][0], user, slugs)
             await inject(member, Phase("warm-up"), WARMUP, lambda: False)
 
-            lead = SETUP_SECONDS + idle_seconds + IDLE_GAP
-            due = due_minute(datetime.now(UTC), lead)
-            setup_until = due.timestamp() - idle_seconds - IDLE_GAP
+            lead = sizes.setup_seconds + idle_seconds + IDLE_GAP
+            slot = await next_slot(lead, procs if settings.tiny else ())
+            due = slot.due
+            setup_until = slot.wall - idle_seconds - IDLE_GAP
             everyone = [g for side in shard_guilds for g in side]
             planned_ids = await add_briefings(
                 database,
@@ -378,7 +403,7 @@ async def measure(settings: Settings, database_url: str | None = None) -> Run:
             if any(c != per_shard for c in planned):
                 raise RuntimeError(
                     f"processes planned {planned} briefings, not {per_shard} each, "
-                    f"{SETUP_SECONDS:g} s after creating them"
+                    f"{sizes.setup_seconds:g} s after creating them"
                 )
             channels = [[g.channels["briefings"] for g in side] for side in shard_guilds]
             arrivals = Arrivals([c for side in channels for c in side])
@@ -386,13 +411,13 @@ async def measure(settings: Settings, database_url: str | None = None) -> Run:
 
             idle = Phase("idle, before the minute")
             await sleep_until(setup_until)
-            idle_end = due.timestamp() - IDLE_GAP
+            idle_end = slot.wall - IDLE_GAP
             await inject(member, idle, None, lambda: time.time() >= idle_end)
             first_request = len(emu.requests)
             limited_before = emu.rate_limited_count
-            await sleep_until(due.timestamp())
+            await sleep_until(slot.wall)
             fanout = Phase("during the fan-out")
-            deadline = due.timestamp() + bound * 3 + 60
+            deadline = slot.wall + bound * 3 + 60
             gave_up = False
 
             def done() -> bool:
@@ -409,7 +434,7 @@ async def measure(settings: Settings, database_url: str | None = None) -> Run:
             result = Run(
                 servers=servers,
                 extra_guilds=extra,
-                due=due,
+                slot=slot,
                 bound=bound,
                 shard_channels=channels,
                 arrivals=arrivals,
@@ -437,7 +462,7 @@ async def measure(settings: Settings, database_url: str | None = None) -> Run:
 
 
 def summarise(report: Report, run: Run) -> None:
-    started = run.due.timestamp()
+    started = run.slot.wall
     all_channels = [c for side in run.shard_channels for c in side]
     counts = [len(run.arrivals.times.get(c.id, [])) for c in all_channels]
     duplicates = sum(1 for n in counts if n > 1)
@@ -608,7 +633,7 @@ def summarise(report: Report, run: Run) -> None:
         )
     )
     report.notes.append(
-        f"Briefings due at {run.due:%H:%M} UTC; {run.servers:,} servers with a briefing, "
+        f"Briefings due at {run.slot.due:%H:%M} UTC; {run.servers:,} servers with a briefing, "
         f"{run.servers // SHARDS} per shard"
         + (
             f", plus {run.extra_guilds} servers without one (ids are timestamps, so servers "

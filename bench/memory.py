@@ -93,9 +93,9 @@ async def measure_once(
 
 
 async def run(settings: Settings) -> Report:
-    guilds = 500 if settings.quick else GUILDS
-    repeats = 1 if settings.quick else 3
-    commands = 30 if settings.quick else 150
+    guilds = settings.size(GUILDS, quick=500, tiny=10)
+    repeats = settings.size(3, quick=1, tiny=1)
+    commands = settings.size(150, quick=30, tiny=3)
     report = Report(
         "memory",
         f"Memory with {guilds:,} servers",

@@ -51,9 +51,11 @@ class BotProcess:
         *,
         sync: bool,
         extra_args: Sequence[str] = (),
+        steered: bool = False,
     ) -> None:
         self.kind = kind
         self.extra_args = list(extra_args)
+        self.steered = steered  # `--steer-clock`: see `steer_clock`
         self.config = config
         self.token = token
         self.log = log
@@ -87,6 +89,8 @@ class BotProcess:
         args += ["--guild-ready-timeout", str(GUILD_READY_TIMEOUT)]
         if self.sync:
             args.append("--sync")
+        if self.steered:
+            args.append("--steer-clock")
         args += self.extra_args
         env = {**os.environ, "PLEDGEBOT_CONFIG": str(self.config), "DISCORD_TOKEN": self.token}
         with self.log.open("ab") as log:
@@ -95,7 +99,7 @@ class BotProcess:
                 *args,
                 cwd=REPO,
                 env=env,
-                stdin=asyncio.subprocess.DEVNULL,
+                stdin=asyncio.subprocess.PIPE if self.steered else asyncio.subprocess.DEVNULL,
                 stdout=asyncio.subprocess.PIPE,
                 stderr=log,
             )
@@ -130,6 +134,16 @@ class BotProcess:
         if event not in self.events:
             raise BotProcessError(f"{self.kind} exited before {event!r}:\n{self.log_tail()}")
         return self.events[event]
+
+    async def steer_clock(self, ahead: float) -> None:
+        """Run the bot's briefing clocks `ahead` seconds ahead of the wall clock; returns
+        once the bot says it does (`--steer-clock` bots only)."""
+        assert self._proc is not None and self._proc.stdin is not None, "not a steered bot"
+        async with self._changed:
+            self.events.pop("clock", None)
+        self._proc.stdin.write(f"{ahead!r}\n".encode())
+        await self._proc.stdin.drain()
+        await self.wait_for("clock", 30)
 
     def since_spawn(self, event: str) -> float:
         return float(self.events[event]["t"]) - self.spawned_at

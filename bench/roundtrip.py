@@ -116,10 +116,10 @@ async def ask(subject: Subject, kind: str, index: int) -> float:
 
 
 async def run(settings: Settings) -> Report:
-    samples = 60 if settings.quick else 1000
-    warmup = 10 if settings.quick else 30
-    budget = 60.0 if settings.quick else 240.0
-    generated = 1_000 if settings.quick else GENERATED
+    samples = settings.size(1000, quick=60, tiny=3)
+    warmup = settings.size(30, quick=10, tiny=1)
+    budget = settings.size(240.0, quick=60.0, tiny=30.0)
+    generated = settings.size(GENERATED, quick=1_000, tiny=50)
     report = Report(
         "roundtrip",
         "Command round trip",

@@ -35,9 +35,9 @@ async def timed(work: Awaitable[object]) -> float:
 
 
 async def run(settings: Settings) -> Report:
-    generated = 1_000 if settings.quick else GENERATED
-    repeats = 15 if settings.quick else 120
-    budget = 30.0 if settings.quick else 90.0
+    generated = settings.size(GENERATED, quick=1_000, tiny=50)
+    repeats = settings.size(120, quick=15, tiny=2)
+    budget = settings.size(90.0, quick=30.0, tiny=10.0)
     report = Report(
         "search",
         "Search: FTS5 against a LIKE scan",

@@ -61,9 +61,9 @@ async def start_once(
 
 
 async def run(settings: Settings) -> Report:
-    guilds = 200 if settings.quick else GUILDS
-    schedules = 2_000 if settings.quick else SCHEDULES
-    repeats = 2 if settings.quick else 5
+    guilds = settings.size(GUILDS, quick=200, tiny=10)
+    schedules = settings.size(SCHEDULES, quick=2_000, tiny=20)
+    repeats = settings.size(5, quick=2, tiny=1)
     report = Report(
         "startup",
         f"Start-up with {schedules:,} briefings",

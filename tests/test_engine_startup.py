@@ -23,7 +23,7 @@ from bot.briefings.recurrence import missed_slots
 from bot.briefings.schedules import Schedules
 from bot.client import app as app_module
 from bot.client.app import PledgeBot
-from bot.client.runner import make_bot
+from bot.client.runner import make_bot, wal_kept
 from bot.pledges.lookup import Catalog
 from bot.store import Store
 from tests.e2e import quick, world
@@ -380,3 +380,39 @@ async def test_plan_all_reads_in_chunks_and_an_edit_between_chunks_stands(
     assert reads == 3  # 3 + 3 + 2 rows
     assert [rig.planned(s.id) for s in schedules[:-1]] == [NINE] * 7
     assert rig.planned(last.id) == NINE + timedelta(hours=1)
+
+
+async def test_opening_a_file_another_process_is_switching_to_wal_waits_for_it(
+    tmp_path: Path,
+) -> None:
+    """Two processes starting on a new (or older, pre-WAL) file both switch it to WAL. The
+    switch reads the header, then writes it, and SQLite refuses one of two such at once
+    with "database is locked" straight away, whatever the busy timeout: the process exited
+    (the likely cause of the two-process tests' CI time-outs). Here the other switch holds
+    the file's write lock for 0.3 s; opening waits for it."""
+    database = tmp_path / "switching.db"
+    other = sqlite3.connect(database, isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")  # what a switch to WAL holds while it writes the header
+    switched = asyncio.get_running_loop().call_later(0.3, other.execute, "ROLLBACK")
+    try:
+        store = await Store.open(database)
+    finally:
+        switched.cancel()
+        other.close()
+    try:
+        assert await store.scalar("PRAGMA journal_mode") == "wal"
+    finally:
+        await store.close()
+
+
+async def test_start_up_keeps_the_wal_while_the_process_runs(tmp_path: Path) -> None:
+    """`pledgebot run` migrates through a store of its own and closes it before the bot
+    opens its own. Were that close the file's last, it would checkpoint the file and delete
+    its WAL under an exclusive lock, fsyncs and all, while another process starts on it."""
+    database = tmp_path / "kept.db"
+    wal = tmp_path / "kept.db-wal"
+    store = await Store.open(database)
+    with wal_kept(database):
+        await store.close()
+        assert wal.exists()
+    assert not wal.exists()  # the keeper's was the last close

@@ -28,6 +28,7 @@ from bot.briefings.compose import Briefing
 from bot.briefings.engine import BriefingEngine
 from bot.local import Emulator
 from bot.pledges.lookup import Catalog
+from bot.storage.base import BUSY_TIMEOUT_MS
 from bot.storage.schema import SCHEMA_VERSION, STEPS, resolved
 from bot.store import Store
 from tests.pg_server import drop_database, new_database
@@ -43,13 +44,31 @@ STARTED = "briefing engine planned"
 START_TIMEOUT = 150
 
 
+def exited(bot: BotProcess) -> bool:
+    return bot.proc is not None and bot.proc.returncode is not None
+
+
 def started_or_output(bots: list[BotProcess]) -> str:
-    """For a start-up that timed out: the end of each process's output that did not start."""
+    """For a start-up that failed: the end of each process's output that did not start."""
     return "\n".join(
-        f"--- {bot.name}, last lines:\n" + "\n".join(bot.output().splitlines()[-15:])
+        f"--- {bot.name} (exit code {bot.proc.returncode if bot.proc else None}), last lines:\n"
+        + "\n".join(bot.output().splitlines()[-15:])
         for bot in bots
         if STARTED not in bot.output()
     )
+
+
+async def all_started(bots: list[BotProcess]) -> None:
+    """Until every process has planned. One that exits first can never plan: it fails the
+    test at once, with what it said (the test used to wait out its whole timeout for it,
+    and show nothing)."""
+    await wait_for(
+        lambda: all(STARTED in bot.output() for bot in bots) or any(map(exited, bots)),
+        START_TIMEOUT,
+        "every process started",
+        explain=lambda: started_or_output(bots),
+    )
+    assert all(STARTED in bot.output() for bot in bots), started_or_output(bots)
 
 
 class NoDiscord:
@@ -132,12 +151,7 @@ async def scenario(tmp_path: Path, database: Path | str) -> Outcome:
         config = bots_config(tmp_path / "bots.toml", database, emu)
         bots = [BotProcess(tmp_path, config, emu.token, name=f"bot{i}") for i in (1, 2)]
         await asyncio.gather(*(bot.start() for bot in bots))
-        await wait_for(
-            lambda: all(STARTED in bot.output() for bot in bots),
-            START_TIMEOUT,
-            "both processes started",
-            explain=lambda: started_or_output(bots),
-        )
+        await all_started(bots)
         slot = whole_minute_after(datetime.now(UTC), margin=12)
         store, admin = await moderator_elsewhere(database)
         try:
@@ -294,6 +308,7 @@ async def test_item4_two_processes_start_together_on_an_older_database(tmp_path:
                 assert isinstance(script, str)
                 conn.executescript(script)
         conn.execute("PRAGMA user_version = 3")
+    conn.close()
     emu = Emulator(token="older")
     await emu.start()
     bots = [
@@ -307,12 +322,7 @@ async def test_item4_two_processes_start_together_on_an_older_database(tmp_path:
     ]
     try:
         await asyncio.gather(*(bot.start() for bot in bots))
-        await wait_for(
-            lambda: all(STARTED in bot.output() for bot in bots),
-            START_TIMEOUT,
-            "both processes started",
-            explain=lambda: started_or_output(bots),
-        )
+        await all_started(bots)
         assert [bot.proc.returncode for bot in bots if bot.proc] == [None, None]
         assert all("Traceback" not in bot.output() for bot in bots)
     finally:
@@ -320,3 +330,32 @@ async def test_item4_two_processes_start_together_on_an_older_database(tmp_path:
             await bot.stop()
         await emu.stop()
     assert rows(database, "PRAGMA user_version")[0][0] == SCHEMA_VERSION
+
+
+async def test_item4_start_up_outwaits_another_process_holding_the_file(tmp_path: Path) -> None:
+    """The first process to open a file switches it to WAL, holding it exclusively across
+    four fsyncs: on a slow disk, seconds apiece. A process starting meanwhile waited only
+    as long as a write does (5 s), then exited with "database is locked" (seen with fsyncs
+    slowed to 1.5 s). Here another connection holds the file for longer than that:
+    start-up waits, then starts."""
+    database = tmp_path / "held.db"
+    holder = sqlite3.connect(database, isolation_level=None)
+    holder.execute("BEGIN EXCLUSIVE")
+    emu = Emulator(token="held-elsewhere")
+    await emu.start()
+    bot = BotProcess(
+        tmp_path,
+        write_config(tmp_path / "c.toml", database=database, emulator=emu),
+        emu.token,
+        name="held",
+    )
+    try:
+        await bot.start()
+        with pytest.raises(TimeoutError):  # it must not give up while the file is held
+            await wait_for(lambda: exited(bot), BUSY_TIMEOUT_MS / 1000 + 2, "the process to exit")
+        holder.execute("ROLLBACK")
+        await all_started([bot])
+    finally:
+        holder.close()
+        await bot.stop()
+        await emu.stop()

@@ -10,6 +10,9 @@ import contextlib
 import logging
 import os
 import signal
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -102,12 +105,40 @@ async def serve(config: Config, token: str, options: dict[str, Any]) -> None:
     down. SIGTERM (systemd's stop) closes the bot cleanly, and the process exits 0.
     """
     sqlite = config.database_url is None
-    # The in-use lock before the file is opened and migrated: never while `db restore` swaps it.
-    with in_use(config.database_path) if sqlite else contextlib.nullcontext():
-        if sqlite:
-            check_sqlite_file_opens(config.database_path)
-        store = await Store.open(config.database)  # and migrates, or says why not
-        await store.close()
+    with contextlib.ExitStack() as held:
+        # The in-use lock before the file is opened and migrated: never while `db restore`
+        # swaps it.
+        with in_use(config.database_path) if sqlite else contextlib.nullcontext():
+            if sqlite:
+                check_sqlite_file_opens(config.database_path)
+            store = await Store.open(config.database)  # and migrates, or says why not
+            if sqlite:
+                held.enter_context(wal_kept(config.database_path))
+            await store.close()
+        await run_until_stopped(config, token, options)
+
+
+@contextlib.contextmanager
+def wal_kept(path: Path) -> Iterator[None]:
+    """Keep the SQLite file's WAL while this process runs.
+
+    Closing the last connection to a file in WAL mode checkpoints it and deletes the WAL
+    under an exclusive lock, and the next write creates the WAL again: fsyncs, seconds
+    apiece on a loaded disk, that another process starting on the file meanwhile waits on
+    (its writes for 5 s at most). Start-up closes its store before the bot opens its own;
+    this idle connection, having read the file, holds the shared lock that keeps that close
+    from being the last.
+    """
+    keeper = sqlite3.connect(path)
+    try:
+        keeper.execute("PRAGMA schema_version").fetchone()
+        yield
+    finally:
+        keeper.close()
+
+
+async def run_until_stopped(config: Config, token: str, options: dict[str, Any]) -> None:
+    """Reach Discord (retrying with backoff) and run until SIGTERM or a fatal error."""
     stopping = asyncio.Event()
     current: list[PledgeBot] = []
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import time
 from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
@@ -18,6 +19,12 @@ import aiosqlite
 from bot.errors import StoreError
 from bot.storage.base import BUSY_TIMEOUT_MS, Row, Transaction
 from bot.storage.schema import migrate, split_sql
+
+# Opening waits far longer than a write: another process starting on the same file holds
+# it while it switches it to WAL (fsyncs under an exclusive lock) or migrates, and on a
+# loaded disk each fsync can take seconds. Start-up waits for that rather than exiting.
+OPEN_BUSY_TIMEOUT_MS = 60_000
+WAL_SWITCH_RETRY_SECONDS = 0.05
 
 
 class SQLiteTransaction:
@@ -75,12 +82,13 @@ class SQLiteDatabase:
         writer.row_factory = aiosqlite.Row
         try:
             # busy_timeout first: a second process may be switching the file to WAL now
-            await writer.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            await writer.execute(f"PRAGMA busy_timeout = {OPEN_BUSY_TIMEOUT_MS}")
             await _switch_to_wal(writer)
             await writer.execute("PRAGMA foreign_keys = ON")
             await writer.execute("PRAGMA synchronous = NORMAL")
             database = cls(writer, path)
             await migrate(database, str(path))
+            await writer.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
             database.reader = await _connect_reader(path)
         except BaseException:
             await writer.close()
@@ -134,25 +142,24 @@ class SQLiteDatabase:
             await tx.execute(statement)
 
 
-async def _switch_to_wal(conn: aiosqlite.Connection) -> None:
-    """`PRAGMA journal_mode = WAL`, tried again while another connection switches too.
+async def _switch_to_wal(writer: aiosqlite.Connection) -> None:
+    """`PRAGMA journal_mode = WAL`, tried again while another process switches the file.
 
-    Two processes opening a new file at once each read it (a shared lock) and then want
-    the exclusive lock the switch needs; SQLite fails one of them at once with "database
-    is locked" rather than wait (waiting would deadlock), whatever the busy timeout. The
-    other's switch is done a moment later, and then this one finds WAL already set.
+    The switch reads the file's header, then writes it. Of two connections doing that at
+    once, SQLite refuses one straight away ("database is locked") instead of letting it
+    wait out the busy timeout: two readers each waiting to write would deadlock. Once the
+    other has switched the file, trying again finds it in WAL mode already.
     """
-    delay, waited = 0.01, 0.0
+    deadline = time.monotonic() + OPEN_BUSY_TIMEOUT_MS / 1000
     while True:
         try:
-            await conn.execute("PRAGMA journal_mode = WAL")
+            await writer.execute("PRAGMA journal_mode = WAL")
             return
         except sqlite3.OperationalError as error:
-            if "locked" not in str(error) or waited >= BUSY_TIMEOUT_MS / 1000:
+            busy = error.sqlite_errorcode & 0xFF == sqlite3.SQLITE_BUSY
+            if not busy or time.monotonic() >= deadline:
                 raise
-        await asyncio.sleep(delay)
-        waited += delay
-        delay = min(delay * 2, 0.25)
+        await asyncio.sleep(WAL_SWITCH_RETRY_SECONDS)
 
 
 async def _connect_reader(path: Path) -> aiosqlite.Connection:
@@ -173,7 +180,7 @@ def check_sqlite_file_opens(path: Path) -> None:
     closed, printing a traceback on the way out."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_MS / 1000)
+        conn = sqlite3.connect(path, timeout=OPEN_BUSY_TIMEOUT_MS / 1000)
         try:
             conn.execute("PRAGMA schema_version").fetchone()  # reads the file's header
         finally:
