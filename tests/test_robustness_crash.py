@@ -167,7 +167,10 @@ async def test_two_bot_processes_on_one_database_post_each_slot_once(tmp_path: P
             for bot in bots
             for path in bot.log_paths
         )
-        assert lost == len(channels)  # both processes fired every slot
+        # Both processes fired: claims were contested. Not necessarily every one: a process
+        # that reads a briefing after the other has recorded its slot finds nothing due and
+        # claims nothing (on a loaded machine one process can lag the other by that much).
+        assert 1 <= lost <= len(channels)
         assert emu.violations == []
     finally:
         for bot in bots:
