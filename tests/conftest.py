@@ -47,6 +47,7 @@ def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
     return max(MIN_WORKERS, os.cpu_count() or 1)
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist's own, which reads the groups into node ids
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     for item in items:
         module = item.path.stem
@@ -55,7 +56,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         if shared == "":
             item.add_marker(pytest.mark.xdist_group(module))
         elif shared and params is not None and shared in params.params:
-            item.add_marker(pytest.mark.xdist_group(f"{module}[{params.params[shared]}]"))
+            # no brackets: xdist reads a group name ending in "]" as part of the test id
+            item.add_marker(pytest.mark.xdist_group(f"{module}-{params.params[shared]}"))
         if module in SLOW:
             item.add_marker(pytest.mark.slow)
 
