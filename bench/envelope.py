@@ -49,7 +49,7 @@ from bench.fixtures import (
     write_config,
     write_content,
 )
-from bench.procs import BotProcess, Memory
+from bench.procs import Memory, MilestoneBot
 from bot.local import Emulator, GuildState, UserState
 from bot.models import utc_slot
 
@@ -154,8 +154,8 @@ async def measure_bare(
 ) -> Measured:
     measured = Measured()
     config = write_config(tmp / "bare.toml", database=database, content=content, emu=emu)
-    async with BotProcess("bare", config, emu.token, tmp / "bare.log", sync=True) as proc:
-        ready = await proc.wait_for("ready", START_TIMEOUT)
+    async with MilestoneBot(tmp, config, emu.token, "bare", kind="bare", sync=True) as proc:
+        ready = await proc.milestone("ready", START_TIMEOUT)
         if ready["guilds"] != len(servers):
             raise RuntimeError(f"bare: ready with {ready['guilds']} of {len(servers)} guilds")
         measured.ready = measured.started = proc.since_spawn("ready")
@@ -184,12 +184,12 @@ async def measure_pledgebot(
     (`bench/botproc.py --steer-clock`) instead of at the next whole minute."""
     measured = Measured()
     config = write_config(tmp / "full.toml", database=database, content=content, emu=emu)
-    bot = BotProcess("pledgebot", config, emu.token, tmp / "full.log", sync=True, steered=steered)
+    bot = MilestoneBot(tmp, config, emu.token, "full", kind="pledgebot", sync=True, steered=steered)
     async with bot as proc:
-        ready = await proc.wait_for("ready", START_TIMEOUT)
+        ready = await proc.milestone("ready", START_TIMEOUT)
         if ready["guilds"] != len(servers):
             raise RuntimeError(f"pledgebot: ready with {ready['guilds']} of {len(servers)}")
-        await proc.wait_for("engine_started", START_TIMEOUT)
+        await proc.milestone("engine_started", START_TIMEOUT)
         measured.ready = proc.since_spawn("ready")
         measured.started = proc.since_spawn("engine_started")
         await asyncio.sleep(SETTLE)

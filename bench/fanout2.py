@@ -55,7 +55,7 @@ from bench.fixtures import (
     write_config,
     write_content,
 )
-from bench.procs import BotProcess
+from bench.procs import MilestoneBot
 from bot.local import ChannelState, Emulator, GuildState, RecordedRequest, UserState
 from bot.models import utc_slot
 from bot.store import Store
@@ -152,7 +152,7 @@ class Slot:
     wall: float
 
 
-async def next_slot(lead: float, steered: Sequence[BotProcess] = ()) -> Slot:
+async def next_slot(lead: float, steered: Sequence[MilestoneBot] = ()) -> Slot:
     """The first whole UTC minute at least `lead` seconds away. With `steered` bots (tiny
     runs), their clocks are set ahead so that their next whole minute comes in `lead` s."""
     if not steered:
@@ -164,11 +164,11 @@ async def next_slot(lead: float, steered: Sequence[BotProcess] = ()) -> Slot:
     return Slot(due, wall)
 
 
-async def wait_planned(procs: Sequence[BotProcess], wanted: int, until: float) -> list[int]:
+async def wait_planned(procs: Sequence[MilestoneBot], wanted: int, until: float) -> list[int]:
     """Each process's planned briefings once every one reports `wanted` (or at `until`)."""
 
     def counts() -> list[int]:
-        return [int(p.events.get("jobs", {}).get("count", -1)) for p in procs]
+        return [int(p.milestones.get("jobs", {}).get("count", -1)) for p in procs]
 
     while True:  # the counts arrive on the bots' stdout
         found = counts()
@@ -240,10 +240,10 @@ async def deliveries(database: Path | str, slot: str) -> Counter[str]:
     return Counter({str(row[0]): int(row[1]) for row in rows})
 
 
-def log_findings(proc: BotProcess) -> tuple[int, int, list[str]]:
+def log_findings(proc: MilestoneBot) -> tuple[int, int, list[str]]:
     """Warnings and errors a bot logged (and tracebacks), with a few distinct examples."""
     try:
-        lines = proc.log.read_text("utf-8", "replace").splitlines()
+        lines = proc.stderr().splitlines()
     except OSError:
         return 0, 0, []
     flagged = [
@@ -352,7 +352,7 @@ async def measure(settings: Settings, database_url: str | None = None) -> Run:
         content = write_content(tmp / "content", generated)
         emu = Emulator(rate_limit_per_second=RATE)
         await emu.start()
-        procs: list[BotProcess] = []
+        procs: list[MilestoneBot] = []
         try:
             shard_guilds, extra = add_split_guilds(emu, per_shard)
             user = emu.add_user("member")
@@ -361,11 +361,12 @@ async def measure(settings: Settings, database_url: str | None = None) -> Run:
             config = write_config(tmp / "fanout2.toml", database=database, content=content, emu=emu)
             started: list[float] = []
             for shard in range(SHARDS):  # one after the other: the last holds the gateway
-                proc = BotProcess(
-                    "pledgebot",
+                proc = MilestoneBot(
+                    tmp,
                     config,
                     emu.token,
-                    tmp / f"shard{shard}.log",
+                    f"shard{shard}",
+                    kind="pledgebot",
                     sync=False,
                     steered=settings.tiny,
                     extra_args=[
@@ -378,10 +379,10 @@ async def measure(settings: Settings, database_url: str | None = None) -> Run:
                 )
                 procs.append(proc)
                 await proc.start()
-                ready = await proc.wait_for("ready", START_TIMEOUT)
+                ready = await proc.milestone("ready", START_TIMEOUT)
                 if ready.get("guilds") != servers + extra:
                     raise RuntimeError(f"shard {shard} ready with {ready.get('guilds')} guilds")
-                await proc.wait_for("engine_started", START_TIMEOUT)
+                await proc.milestone("engine_started", START_TIMEOUT)
                 started.append(proc.since_spawn("engine_started"))
             rng = random.Random(20261203)
             slugs = [f"gen-{i:05d}" for i in range(generated)]
@@ -462,25 +463,64 @@ async def measure(settings: Settings, database_url: str | None = None) -> Run:
 
 
 def summarise(report: Report, run: Run) -> None:
-    started = run.slot.wall
-    all_channels = [c for side in run.shard_channels for c in side]
-    counts = [len(run.arrivals.times.get(c.id, [])) for c in all_channels]
-    duplicates = sum(1 for n in counts if n > 1)
-    misses = sum(1 for n in counts if n == 0)
-    firsts = sorted(t[0] for t in run.arrivals.times.values())
-    total = (firsts[-1] - started) if firsts else float("inf")
-    measured = ratio(total, run.bound)
+    """The run's tables, targets and notes, added to `report` in that order."""
+    delivered = Delivered.of(run)
+    report.tables.append(per_process_table(run))
+    report.tables.append(delivery_table(run, delivered))
+    report.tables.append(requests_table(run, delivered))
+    report.tables.append(show_table(run))
+    report.tables.append(slowest_table(run, delivered))
+    report.targets.extend(targets(run, delivered))
+    report.notes.extend(notes(run))
 
-    wall = [(r, r.time + run.perf_to_wall) for r in run.requests]
-    counted = [t for r, t in wall if limited(r) and r.status != 429]
-    busiest = busiest_second(counted)
+
+@dataclass(frozen=True)
+class Delivered:
+    """What reached the channels, and how fast: the figures the tables and targets share."""
+
+    due: int  # briefings due: one per channel
+    firsts: list[float]  # each channel's first post (wall clock), earliest first
+    duplicates: int  # channels with more than one post
+    misses: int  # channels with none
+    total: float  # seconds from the slot to the last channel's first post
+    vs_bound: float  # `total` against the rate-limit bound
+    busiest: int  # requests counted against the limit (and accepted) in the busiest second
+
+    @classmethod
+    def of(cls, run: Run) -> Delivered:
+        counts = [
+            len(run.arrivals.times.get(c.id, [])) for side in run.shard_channels for c in side
+        ]
+        firsts = sorted(t[0] for t in run.arrivals.times.values())
+        total = (firsts[-1] - run.slot.wall) if firsts else float("inf")
+        counted = [t for r, t in on_wall_clock(run) if limited(r) and r.status != 429]
+        return cls(
+            due=len(counts),
+            firsts=firsts,
+            duplicates=sum(1 for n in counts if n > 1),
+            misses=sum(1 for n in counts if n == 0),
+            total=total,
+            vs_bound=ratio(total, run.bound),
+            busiest=busiest_second(counted),
+        )
+
+
+def on_wall_clock(run: Run) -> list[tuple[RecordedRequest, float]]:
+    """The requests from the slot on, each with its wall-clock time (the emulator's is
+    `time.perf_counter()`)."""
+    return [(r, r.time + run.perf_to_wall) for r in run.requests]
+
+
+def per_process_table(run: Run) -> Table:
+    slot = run.slot.wall
+    timed = on_wall_clock(run)
     channel_shard = {c.id: i for i, side in enumerate(run.shard_channels) for c in side}
     rows: list[tuple[str, ...]] = []
     for shard, side in enumerate(run.shard_channels):
         got = sorted(run.arrivals.times[c.id][0] for c in side if c.id in run.arrivals.times)
         posts = [
             t
-            for r, t in wall
+            for r, t in timed
             if r.method == "POST"
             and r.status == 200
             and channel_shard.get(_channel_id(r.path)) == shard
@@ -490,74 +530,78 @@ def summarise(report: Report, run: Run) -> None:
                 f"shard {shard}" + (" (gateway session)" if shard == SHARDS - 1 else ""),
                 str(run.planned[shard]),
                 str(len(got)),
-                f"{secs(got[0] - started)} s" if got else "-",
-                f"{secs(got[-1] - started)} s" if got else "-",
+                f"{secs(got[0] - slot)} s" if got else "-",
+                f"{secs(got[-1] - slot)} s" if got else "-",
                 str(busiest_second(posts)),
                 f"{secs(run.started[shard])} s",
             )
         )
-    report.tables.append(
-        Table(
-            "Per process",
-            (
-                "process",
-                "briefings planned",
-                "delivered",
-                "first post after the slot",
-                "last post after the slot",
-                "busiest second (its posts)",
-                "spawn to engine started",
-            ),
-            rows,
-        )
+    return Table(
+        "Per process",
+        (
+            "process",
+            "briefings planned",
+            "delivered",
+            "first post after the slot",
+            "last post after the slot",
+            "busiest second (its posts)",
+            "spawn to engine started",
+        ),
+        rows,
     )
+
+
+def delivery_table(run: Run, delivered: Delivered) -> Table:
+    firsts = delivered.firsts
     rate = (len(firsts) - 1) / (firsts[-1] - firsts[0]) if len(firsts) > 1 else 0.0
-    report.tables.append(
-        Table(
-            "Delivery",
-            ("measure", "value"),
-            [
-                ("briefings due", str(len(all_channels))),
-                ("delivered (channels with a post)", str(len(firsts))),
-                ("all delivered after", f"{secs(total)} s"),
-                ("rate-limit bound", f"{secs(run.bound)} s"),
-                ("ratio to bound", times(measured)),
-                ("achieved rate, first to last post", f"{rate:.1f} posts/s"),
-                ("busiest second, every limited request", f"{busiest} requests"),
-                ("429s received during the fan-out", str(run.limited_429)),
-                ("429s received in the whole run", str(run.limited_429_total)),
-                ("duplicates (channels with > 1 post)", str(duplicates)),
-                ("misses (channels with no post)", str(misses)),
-                (
-                    "deliveries recorded for the slot",
-                    ", ".join(f"{k} {v}" for k, v in sorted(run.states.items())) or "none",
-                ),
-            ],
-        )
+    return Table(
+        "Delivery",
+        ("measure", "value"),
+        [
+            ("briefings due", str(delivered.due)),
+            ("delivered (channels with a post)", str(len(firsts))),
+            ("all delivered after", f"{secs(delivered.total)} s"),
+            ("rate-limit bound", f"{secs(run.bound)} s"),
+            ("ratio to bound", times(delivered.vs_bound)),
+            ("achieved rate, first to last post", f"{rate:.1f} posts/s"),
+            ("busiest second, every limited request", f"{delivered.busiest} requests"),
+            ("429s received during the fan-out", str(run.limited_429)),
+            ("429s received in the whole run", str(run.limited_429_total)),
+            ("duplicates (channels with > 1 post)", str(delivered.duplicates)),
+            ("misses (channels with no post)", str(delivered.misses)),
+            (
+                "deliveries recorded for the slot",
+                ", ".join(f"{k} {v}" for k, v in sorted(run.states.items())) or "none",
+            ),
+        ],
     )
+
+
+def requests_table(run: Run, delivered: Delivered) -> Table:
     by_route = Counter((route_of(r), r.status) for r in run.requests)
-    report.tables.append(
-        Table(
-            "Requests both processes sent from the slot on (interactions included)",
-            ("route", "status", "count", "per briefing"),
-            [
-                (route, str(status), str(n), f"{n / len(all_channels):.2f}")
-                for (route, status), n in sorted(by_route.items())
-            ],
-        )
+    return Table(
+        "Requests both processes sent from the slot on (interactions included)",
+        ("route", "status", "count", "per briefing"),
+        [
+            (route, str(status), str(n), f"{n / delivered.due:.2f}")
+            for (route, status), n in sorted(by_route.items())
+        ],
     )
+
+
+def show_table(run: Run) -> Table:
+    """`/pledge show` round trips idle, during the fan-out, and in its first second and after."""
     idle = Stats.of(run.idle.latencies())
-    during = Stats.of(run.fanout.latencies()) if run.fanout.samples else None
     burst = Phase("during the fan-out: its first second")
     steady = Phase("during the fan-out: after its first second")
     for sample in run.fanout.samples:
-        (burst if sample.sent - started < 1.0 else steady).samples.append(sample)
-    show_rows = []
+        (burst if sample.sent - run.slot.wall < 1.0 else steady).samples.append(sample)
+    rows = []
     for phase in (run.idle, run.fanout, burst, steady):
         if not phase.samples:
             continue
         stats = Stats.of(phase.latencies())
-        show_rows.append(
+        rows.append(
             (
                 phase.name,
                 str(stats.count),
@@ -570,69 +614,73 @@ def summarise(report: Report, run: Run) -> None:
                 str(sum(not s.answered for s in phase.samples)),
             )
         )
-    report.tables.append(
-        Table(
-            "/pledge show round trip, shard 1",
-            (
-                "phase",
-                "n",
-                "min ms",
-                "median ms",
-                "p99 ms",
-                "max ms",
-                "median ratio",
-                "p99 ratio",
-                "unanswered",
-            ),
-            show_rows,
-        )
+    return Table(
+        "/pledge show round trip, shard 1",
+        (
+            "phase",
+            "n",
+            "min ms",
+            "median ms",
+            "p99 ms",
+            "max ms",
+            "median ratio",
+            "p99 ratio",
+            "unanswered",
+        ),
+        rows,
     )
+
+
+def slowest_table(run: Run, delivered: Delivered) -> Table:
     slowest = sorted(run.fanout.samples, key=lambda s: s.latency, reverse=True)[:SLOWEST]
-    report.tables.append(
-        Table(
-            f"The {len(slowest)} slowest /pledge show during the fan-out",
-            ("sent after the slot", "round trip ms", "briefings delivered by then"),
-            [
-                (
-                    f"{secs(s.sent - started)} s",
-                    ms(s.latency),
-                    str(sum(1 for t in firsts if t <= s.sent)),
-                )
-                for s in slowest
-            ],
-        )
+    return Table(
+        f"The {len(slowest)} slowest /pledge show during the fan-out",
+        ("sent after the slot", "round trip ms", "briefings delivered by then"),
+        [
+            (
+                f"{secs(s.sent - run.slot.wall)} s",
+                ms(s.latency),
+                str(sum(1 for t in delivered.firsts if t <= s.sent)),
+            )
+            for s in slowest
+        ],
     )
+
+
+def targets(run: Run, delivered: Delivered) -> list[Target]:
+    idle = Stats.of(run.idle.latencies())
+    during = Stats.of(run.fanout.latencies()) if run.fanout.samples else None
     p99_ratio = ratio(during.p99, idle.p99) if during is not None else float("inf")
-    report.targets.append(
+    unanswered = sum(not s.answered for s in run.fanout.samples)
+    busiest, duplicates, misses = delivered.busiest, delivered.duplicates, delivered.misses
+    return [
         Target(
             "time to deliver all vs rate-limit bound",
-            f"{secs(total)} s = {times(measured)}",
+            f"{secs(delivered.total)} s = {times(delivered.vs_bound)}",
             f"<= {TIME_TARGET}x ({secs(run.bound * TIME_TARGET)} s)",
-            measured <= TIME_TARGET,
-        )
-    )
-    report.targets.append(
+            delivered.vs_bound <= TIME_TARGET,
+        ),
         Target(
             "busiest second, both processes",
             f"{busiest} requests = {times(ratio(busiest, RATE))} the limit",
             f"<= {RATE:g} (1.00x)",
             busiest <= RATE,
-        )
-    )
-    report.targets.append(Target("429s received", str(run.limited_429), "0", run.limited_429 == 0))
-    report.targets.append(
-        Target("duplicates / misses", f"{duplicates} / {misses}", "0 / 0", duplicates + misses == 0)
-    )
-    unanswered = sum(not s.answered for s in run.fanout.samples)
-    report.targets.append(
+        ),
+        Target("429s received", str(run.limited_429), "0", run.limited_429 == 0),
+        Target(
+            "duplicates / misses", f"{duplicates} / {misses}", "0 / 0", duplicates + misses == 0
+        ),
         Target(
             "/pledge show p99 during the fan-out vs idle",
             f"{ms(during.p99) if during else '-'} ms = {times(p99_ratio)}",
             f"<= {P99_TARGET}x ({ms(idle.p99 * P99_TARGET)} ms)",
             p99_ratio <= P99_TARGET and unanswered == 0,
-        )
-    )
-    report.notes.append(
+        ),
+    ]
+
+
+def notes(run: Run) -> list[str]:
+    found = [
         f"Briefings due at {run.slot.due:%H:%M} UTC; {run.servers:,} servers with a briefing, "
         f"{run.servers // SHARDS} per shard"
         + (
@@ -642,10 +690,10 @@ def summarise(report: Report, run: Run) -> None:
             else ""
         )
         + f"; gateway identifies: {run.identify_count}."
-    )
+    ]
     deferred = sum(s.deferred for s in run.idle.samples + run.fanout.samples)
     private = sum(s.private for s in run.idle.samples + run.fanout.samples)
-    report.notes.append(
+    found.append(
         f"/pledge show: {run.member.asked} asked in all (warm-up included), "
         + (
             f"{run.member.repeated} of them repeats (more asked than pledges)"
@@ -655,22 +703,30 @@ def summarise(report: Report, run: Run) -> None:
         + f"; {deferred} deferred, {private} private (error) answers."
     )
     if run.gave_up:
-        report.notes.append("Gave up waiting for every briefing (3x the bound + 60 s).")
-    for shard, (flagged, tracebacks, examples) in enumerate(run.logs):
+        found.append("Gave up waiting for every briefing (3x the bound + 60 s).")
+    found.extend(log_notes(run.logs))
+    return found
+
+
+def log_notes(logs: list[tuple[int, int, list[str]]]) -> list[str]:
+    """What each shard logged (from `log_findings`), and what a known discord.py warning means."""
+    found = []
+    for shard, (flagged, tracebacks, examples) in enumerate(logs):
         if flagged or tracebacks:
-            report.notes.append(
+            found.append(
                 f"shard {shard} logged {flagged} warnings/errors and {tracebacks} tracebacks, "
                 "e.g. " + "; ".join(f"`{e}`" for e in examples)
             )
         else:
-            report.notes.append(f"shard {shard} logged no warnings or errors.")
-    if any("Can't keep up" in e for _, _, examples in run.logs for e in examples):
-        report.notes.append(
+            found.append(f"shard {shard} logged no warnings or errors.")
+    if any("Can't keep up" in e for _, _, examples in logs for e in examples):
+        found.append(
             "discord.py's `Can't keep up ... N s behind` at about its heartbeat interval "
             "(41.25 s in the emulator) is its keep-alive thread racing an instant local ACK "
             "(`_last_send` is set in that thread only after the send completes, so an ACK "
             "handled first measures from the previous heartbeat), not a loop stalled for N s."
         )
+    return found
 
 
 def _channel_id(path: str) -> int:

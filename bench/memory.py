@@ -33,7 +33,7 @@ from bench.fixtures import (
     temp_dir,
     write_config,
 )
-from bench.procs import BotProcess, Memory
+from bench.procs import Memory, MilestoneBot
 from bot.local import Emulator, GuildState
 
 TARGET = 1.15
@@ -76,12 +76,12 @@ async def measure_once(
         ]
         await prepare_database(db, DATA_DIR, plans if briefings else ())
         config = write_config(tmp / f"{label}.toml", database=db, content=DATA_DIR, emu=emu)
-        async with BotProcess(kind, config, emu.token, tmp / f"{label}.log", sync=True) as proc:
-            ready = await proc.wait_for("ready", 180)
+        async with MilestoneBot(tmp, config, emu.token, label, kind=kind, sync=True) as proc:
+            ready = await proc.milestone("ready", 180)
             if ready["guilds"] != guilds:
                 raise RuntimeError(f"{label}: ready with {ready['guilds']} of {guilds} guilds")
             if kind == "pledgebot":
-                await proc.wait_for("engine_started", 180)
+                await proc.milestone("engine_started", 180)
             await asyncio.sleep(SETTLE)
             started = proc.memory()
             await exercise(emu, servers[0], commands)

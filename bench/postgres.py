@@ -23,7 +23,7 @@ import asyncpg
 from bench import fanout2
 from bench.common import Report, Settings, Stats, Table, Target, latency_row, ms, ratio, times
 from bench.fixtures import temp_dir, write_content
-from bench.procs import BotProcess
+from bench.procs import MilestoneBot
 from bench.roundtrip import KINDS, Subject, measure, start_subject, wait_started
 from tests.pg_server import TempPostgres, drop_database, new_database, start_server
 
@@ -98,7 +98,7 @@ async def roundtrips(
     inputs = warmup + samples
     database = await new_database(server.dsn)
     subjects: list[Subject] = []
-    procs: list[BotProcess] = []
+    procs: list[MilestoneBot] = []
     try:
         with temp_dir("postgres") as tmp:
             content = write_content(tmp / "content-generated", generated)

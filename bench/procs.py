@@ -4,17 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import signal
-import sys
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
-from bench.common import GUILD_READY_TIMEOUT, REPO
+from bench.common import GUILD_READY_TIMEOUT
+from tests.test_robustness_support import BotProcess
 
 
 @dataclass(frozen=True)
@@ -35,138 +31,99 @@ def read_memory(pid: int) -> Memory:
     return Memory(values["VmRSS"], values["VmHWM"])
 
 
-class BotProcessError(RuntimeError):
-    pass
+class MilestoneError(RuntimeError):
+    """A milestone that never came: the bot exited first, or took too long."""
 
 
-class BotProcess:
-    """A bot running in `python -m bench.botproc`; `async with` stops it (SIGTERM, then kill)."""
+class MilestoneBot(BotProcess):
+    """A bot of `kind` in `python -m bench.botproc KIND`, which prints its milestones
+    (`built`, `ready`, `engine_started`, ...) on stdout as JSON lines: read as they come
+    into `milestones`, by name. Its stderr goes to its log file, as any `BotProcess`'s does.
+    `steered`: started with `--steer-clock` (see `steer_clock`)."""
+
+    grace = 15.0
 
     def __init__(
         self,
-        kind: str,
+        workdir: Path,
         config: Path,
         token: str,
-        log: Path,
+        name: str,
         *,
+        kind: str,
         sync: bool,
         extra_args: Sequence[str] = (),
         steered: bool = False,
     ) -> None:
+        argv = ["-m", "bench.botproc", kind]
+        argv += ["--guild-ready-timeout", str(GUILD_READY_TIMEOUT)]
+        if sync:
+            argv.append("--sync")
+        if steered:
+            argv.append("--steer-clock")
+        argv += extra_args
+        super().__init__(workdir, config, token, name, argv=argv)
         self.kind = kind
-        self.extra_args = list(extra_args)
-        self.steered = steered  # `--steer-clock`: see `steer_clock`
-        self.config = config
-        self.token = token
-        self.log = log
-        self.sync = sync
-        self.spawned_at = 0.0
-        self.events: dict[str, dict[str, Any]] = {}
-        self._proc: asyncio.subprocess.Process | None = None
+        self.steered = steered
+        self.milestones: dict[str, dict[str, Any]] = {}
         self._reader: asyncio.Task[None] | None = None
         self._changed = asyncio.Condition()
 
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.stop()
-
-    @property
-    def pid(self) -> int:
-        if self._proc is None:
-            raise BotProcessError("not started")
-        return self._proc.pid
-
     async def start(self) -> None:
-        args = [sys.executable, "-m", "bench.botproc", self.kind]
-        args += ["--guild-ready-timeout", str(GUILD_READY_TIMEOUT)]
-        if self.sync:
-            args.append("--sync")
-        if self.steered:
-            args.append("--steer-clock")
-        args += self.extra_args
-        env = {**os.environ, "PLEDGEBOT_CONFIG": str(self.config), "DISCORD_TOKEN": self.token}
-        with self.log.open("ab") as log:
-            self.spawned_at = time.monotonic()
-            self._proc = await asyncio.create_subprocess_exec(
-                *args,
-                cwd=REPO,
-                env=env,
-                stdin=asyncio.subprocess.PIPE if self.steered else asyncio.subprocess.DEVNULL,
-                stdout=asyncio.subprocess.PIPE,
-                stderr=log,
-            )
+        await self._spawn(pipe_stdout=True, pipe_stdin=self.steered)
         self._reader = asyncio.create_task(self._read())
 
     async def _read(self) -> None:
-        assert self._proc is not None and self._proc.stdout is not None
-        async for raw in self._proc.stdout:
+        assert self.proc is not None and self.proc.stdout is not None
+        async for raw in self.proc.stdout:
             try:
                 message = json.loads(raw)
             except ValueError:
                 continue
             async with self._changed:
-                self.events[message["event"]] = message
+                self.milestones[message["event"]] = message
                 self._changed.notify_all()
-        await self._proc.wait()
+        await self.proc.wait()
         async with self._changed:
             self._changed.notify_all()
 
-    async def wait_for(self, event: str, timeout: float) -> dict[str, Any]:
-        """The milestone's message; raises with the bot's log tail if it exits or times out."""
+    async def milestone(self, name: str, timeout: float) -> dict[str, Any]:
+        """Waits for the milestone and returns its message; raises MilestoneError (with the
+        bot's log tail) if the bot exits first or `timeout` passes."""
 
         def arrived() -> bool:
-            exited = self._proc is not None and self._proc.returncode is not None
-            return event in self.events or exited
+            exited = self.proc is not None and self.proc.returncode is not None
+            return name in self.milestones or exited
 
         try:
             async with self._changed:
                 await asyncio.wait_for(self._changed.wait_for(arrived), timeout)
         except TimeoutError:
-            raise BotProcessError(f"{self.kind}: no {event!r} within {timeout} s") from None
-        if event not in self.events:
-            raise BotProcessError(f"{self.kind} exited before {event!r}:\n{self.log_tail()}")
-        return self.events[event]
+            raise MilestoneError(f"{self.kind}: no {name!r} within {timeout} s") from None
+        if name not in self.milestones:
+            raise MilestoneError(f"{self.kind} exited before {name!r}:\n{self.tail()}")
+        return self.milestones[name]
 
     async def steer_clock(self, ahead: float) -> None:
         """Run the bot's briefing clocks `ahead` seconds ahead of the wall clock; returns
         once the bot says it does (`--steer-clock` bots only)."""
-        assert self._proc is not None and self._proc.stdin is not None, "not a steered bot"
+        assert self.proc is not None and self.proc.stdin is not None, "not a steered bot"
         async with self._changed:
-            self.events.pop("clock", None)
-        self._proc.stdin.write(f"{ahead!r}\n".encode())
-        await self._proc.stdin.drain()
-        await self.wait_for("clock", 30)
+            self.milestones.pop("clock", None)
+        self.proc.stdin.write(f"{ahead!r}\n".encode())
+        await self.proc.stdin.drain()
+        await self.milestone("clock", 30)
 
-    def since_spawn(self, event: str) -> float:
-        return float(self.events[event]["t"]) - self.spawned_at
+    def since_spawn(self, name: str) -> float:
+        """Seconds from spawning the bot to the milestone (both `time.monotonic()`)."""
+        return float(self.milestones[name]["t"]) - self.spawned_at
 
     def memory(self) -> Memory:
         return read_memory(self.pid)
 
-    def log_tail(self, lines: int = 20) -> str:
-        try:
-            return "\n".join(self.log.read_text("utf-8", "replace").splitlines()[-lines:])
-        except OSError:
-            return "(no log)"
-
-    async def stop(self, timeout: float = 15.0) -> None:
-        proc = self._proc
-        if proc is None:
-            return
-        if proc.returncode is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                await asyncio.wait_for(proc.wait(), timeout)
-            except TimeoutError:
-                proc.kill()
-                await proc.wait()
+    async def stop(self) -> int:
+        """As `BotProcess.stop`, then once stdout is read to its end."""
+        code = await super().stop()
         if self._reader is not None:
             await asyncio.gather(self._reader, return_exceptions=True)
+        return code

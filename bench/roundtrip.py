@@ -44,7 +44,7 @@ from bench.fixtures import (
     write_config,
     write_content,
 )
-from bench.procs import BotProcess
+from bench.procs import MilestoneBot
 from bot.local import Emulator, GuildState, UserState
 from bot.search import fts_query
 
@@ -142,7 +142,7 @@ async def run(settings: Settings) -> Report:
     with temp_dir("roundtrip") as tmp:
         big_content = write_content(tmp / "content-generated", generated)
         subjects: list[Subject] = []
-        procs: list[BotProcess] = []
+        procs: list[MilestoneBot] = []
         inputs = warmup + samples
         try:
             for label, content, name, cache, distinct in (
@@ -212,7 +212,7 @@ async def start_subject(
     cache: int | None,
     distinct: int,
     database: Path | str | None = None,
-) -> tuple[Subject, BotProcess]:
+) -> tuple[Subject, MilestoneBot]:
     """A bot and its emulator, with `distinct` inputs per kind (asked in order, cycled).
 
     `database`: where pledgebot keeps its store (a SQLite file or a `postgresql://` URL);
@@ -238,15 +238,15 @@ async def start_subject(
     typed = autocomplete_inputs(distinct, generated)
     kind = "bare" if content is None else "pledgebot"
     sized = ["--sized"] if name == "sized" else []
-    proc = BotProcess(kind, config, emu.token, tmp / f"{name}.log", sync=True, extra_args=sized)
+    proc = MilestoneBot(tmp, config, emu.token, name, kind=kind, sync=True, extra_args=sized)
     await proc.start()
     return Subject(label, emu, guild, member, slugs[:distinct], queries, typed), proc
 
 
-async def wait_started(proc: BotProcess) -> None:
-    await proc.wait_for("ready", 120)
+async def wait_started(proc: MilestoneBot) -> None:
+    await proc.milestone("ready", 120)
     if proc.kind == "pledgebot":
-        await proc.wait_for("engine_started", 120)
+        await proc.milestone("engine_started", 120)
 
 
 async def measure(

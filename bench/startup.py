@@ -32,7 +32,7 @@ from bench.fixtures import (
     temp_dir,
     write_config,
 )
-from bench.procs import BotProcess
+from bench.procs import MilestoneBot
 from bot.local import Emulator
 
 TARGET = 1.5
@@ -41,11 +41,17 @@ SCHEDULES = 10_000
 
 
 async def start_once(
-    kind: str, config: Path, emu: Emulator, log: Path, expect_guilds: int, expect_jobs: int
+    kind: str,
+    config: Path,
+    emu: Emulator,
+    workdir: Path,
+    name: str,
+    expect_guilds: int,
+    expect_jobs: int,
 ) -> dict[str, float]:
     """Seconds from spawn to each milestone of one start."""
-    async with BotProcess(kind, config, emu.token, log, sync=False) as proc:
-        ready = await proc.wait_for("ready", 180)
+    async with MilestoneBot(workdir, config, emu.token, name, kind=kind, sync=False) as proc:
+        ready = await proc.milestone("ready", 180)
         if ready["guilds"] != expect_guilds:
             raise RuntimeError(
                 f"{kind}: ready with {ready['guilds']} of {expect_guilds} guilds; "
@@ -53,7 +59,7 @@ async def start_once(
             )
         marks = {"ready": proc.since_spawn("ready"), "built": proc.since_spawn("built")}
         if kind == "pledgebot":
-            started = await proc.wait_for("engine_started", 300)
+            started = await proc.milestone("engine_started", 300)
             if started["jobs"] != expect_jobs:
                 raise RuntimeError(f"planned {started['jobs']} jobs, expected {expect_jobs}")
             marks["engine_started"] = proc.since_spawn("engine_started")
@@ -112,9 +118,8 @@ async def run(settings: Settings) -> Report:
             runs: dict[str, list[dict[str, float]]] = {label: [] for label in configs}
             for attempt in range(repeats + 1):
                 for label, (kind, config_path, jobs) in configs.items():
-                    marks = await start_once(
-                        kind, config_path, emu, tmp / f"{kind}.log", guilds, jobs
-                    )
+                    name = f"{config_path.stem}-{attempt}"
+                    marks = await start_once(kind, config_path, emu, tmp, name, guilds, jobs)
                     if attempt > 0:
                         runs[label].append(marks)
         finally:

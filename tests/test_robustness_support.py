@@ -2,13 +2,15 @@
 
 The bot runs either in-process (`tests.e2e.running_bot`) or, where a test must kill it,
 watch its exit code or read everything it prints, as a real `python -m bot run` subprocess
-whose config points `[discord]` at an emulator running in the test's own event loop.
-Everything stays on 127.0.0.1.
+(`BotProcess`) whose config points `[discord]` at an emulator running in the test's own event
+loop. Everything stays on 127.0.0.1. The benchmarks' bot processes are `BotProcess`es too
+(`bench.procs.MilestoneBot`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import re
 import signal
@@ -16,9 +18,10 @@ import sqlite3
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from types import TracebackType
+from typing import Any, Self
 
 from bot.local import Emulator
 from tests.conftest import DATA_DIR, REPO
@@ -126,37 +129,98 @@ def assert_one_line_error(done: subprocess.CompletedProcess[str], *expected: str
         assert text in done.stderr, shown
 
 
-class BotProcess:
-    """`python -m bot run` as a child process, output to files (pipes could fill and block)."""
+# What `BotProcess` runs unless told otherwise: the bot as an operator runs it.
+BOT_RUN = ("-m", "bot", "run")
 
-    def __init__(self, workdir: Path, config: Path, token: str, name: str = "bot") -> None:
+
+class BotProcess:
+    """A bot as a child process: `python ARGV` (by default `-m bot run`) in the repository,
+    with `config` and `token` in its environment.
+
+    Each `start` is a run, numbered from 1. A run's stderr goes to WORKDIR/NAME-RUN-err.log
+    and its stdout to NAME-RUN-out.log: files, because a pipe nobody reads fills up and
+    blocks the bot. A subclass that reads stdout while the bot runs spawns it with
+    `pipe_stdout` (`bench.procs.MilestoneBot`). `async with` starts and stops it.
+    """
+
+    grace = 10.0  # seconds `stop` waits after SIGTERM before SIGKILL
+
+    def __init__(
+        self,
+        workdir: Path,
+        config: Path,
+        token: str,
+        name: str = "bot",
+        *,
+        argv: Sequence[str] = BOT_RUN,
+    ) -> None:
         self.workdir = workdir
         self.config = config
         self.token = token
         self.name = name
+        self.argv = tuple(argv)
         self.runs = 0
+        self.spawned_at = 0.0  # time.monotonic() just before the latest run was spawned
         self.proc: asyncio.subprocess.Process | None = None
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None, "not started"
+        return self.proc.pid
+
+    def stdout_path(self, run: int | None = None) -> Path:
+        return self.workdir / f"{self.name}-{run or self.runs}-out.log"
+
+    def stderr_path(self, run: int | None = None) -> Path:
+        return self.workdir / f"{self.name}-{run or self.runs}-err.log"
 
     @property
     def log_paths(self) -> list[Path]:
-        return sorted(self.workdir.glob(f"{self.name}-*.log"))
+        """Every run's log files, first run first."""
+        return [
+            path
+            for run in range(1, self.runs + 1)
+            for path in (self.stderr_path(run), self.stdout_path(run))
+            if path.exists()
+        ]
 
     async def start(self) -> None:
+        await self._spawn()
+
+    async def _spawn(self, *, pipe_stdout: bool = False, pipe_stdin: bool = False) -> None:
+        """The next run. Its stderr goes to its file, and so does its stdout unless
+        `pipe_stdout` (then the caller must read `proc.stdout` as the bot runs); stdin is
+        empty unless `pipe_stdin`."""
         assert self.proc is None or self.proc.returncode is not None, "already running"
         self.runs += 1
-        out = (self.workdir / f"{self.name}-{self.runs}-out.log").open("wb")
-        err = (self.workdir / f"{self.name}-{self.runs}-err.log").open("wb")
-        with out, err:
+        with contextlib.ExitStack() as files:
+            stderr = files.enter_context(self.stderr_path().open("wb"))
+            stdout = (
+                asyncio.subprocess.PIPE
+                if pipe_stdout
+                else files.enter_context(self.stdout_path().open("wb"))
+            )
+            self.spawned_at = time.monotonic()
             self.proc = await asyncio.create_subprocess_exec(
                 sys.executable,
-                "-m",
-                "bot",
-                "run",
+                *self.argv,
                 cwd=REPO,
                 env=cli_env(self.config, self.token),
-                stdout=out,
-                stderr=err,
-                stdin=subprocess.DEVNULL,
+                stdout=stdout,
+                stderr=stderr,
+                stdin=asyncio.subprocess.PIPE if pipe_stdin else subprocess.DEVNULL,
             )
 
     async def kill(self) -> None:
@@ -167,14 +231,14 @@ class BotProcess:
         await self.proc.wait()
 
     async def stop(self) -> int:
-        """SIGTERM, then SIGKILL if it lingers; returns the exit code."""
+        """SIGTERM, then SIGKILL if it lingers `grace` s; returns the exit code."""
         proc = self.proc
         if proc is None:
             return 0
         if proc.returncode is None:
             proc.terminate()
             try:
-                await asyncio.wait_for(proc.wait(), 10)
+                await asyncio.wait_for(proc.wait(), self.grace)
             except TimeoutError:
                 await self.kill()
         assert proc.returncode is not None
@@ -185,11 +249,12 @@ class BotProcess:
         return await asyncio.wait_for(self.proc.wait(), timeout)
 
     def output(self) -> str:
+        """Everything every run wrote to its log files."""
         return "".join(p.read_text("utf-8", errors="replace") for p in self.log_paths)
 
     def stderr(self, run: int | None = None) -> str:
-        run = run or self.runs
-        return (self.workdir / f"{self.name}-{run}-err.log").read_text("utf-8", errors="replace")
+        """What a run (by default the latest) wrote to stderr; OSError if it never started."""
+        return self.stderr_path(run).read_text("utf-8", errors="replace")
 
     def tail(self, chars: int = 4000) -> str:
         return self.output()[-chars:]
