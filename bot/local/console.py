@@ -34,8 +34,10 @@ Type slash commands as in Discord, options as name:value, for example:
 Tab completes command names and, after name:, asks the bot's own autocomplete.
   :as member | :as moderator   who you are (now: {who})
   :in #channel                 where you type (now: #{channel})
-  :click N                     press button N on the last reply
+  :click N                     press button N on the last reply or DM
+  :dms off | :dms on           close or open your DMs to the bot (now: {dms})
   :help  :quit
+DMs the bot sends you are printed as they arrive, marked ✉.
 """
 OPTION = re.compile(r"(?:^|\s)([a-z_][\w-]*):")
 STRING, INTEGER, BOOLEAN, USER, CHANNEL, ROLE, MENTIONABLE, NUMBER = 3, 4, 5, 6, 7, 8, 9, 10
@@ -176,8 +178,16 @@ class Console:
         await self.emulator.stop()
 
     def _posted(self, channel: ChannelState, message: dict[str, Any]) -> None:
-        print(f"\n── posted in #{channel.name} ──", file=self.out)
-        render_message(message, self.out, self.readable)
+        """Runs on the event loop: print each post, and each DM to you as it arrives."""
+        if channel.recipient is not None:
+            sender = self.emulator.bot_user.username
+            print(f"\n── ✉ DM from {sender} to {channel.recipient.username} ──", file=self.out)
+            buttons = render_message(message, self.out, self.readable)
+            if buttons:
+                self.last_buttons, self.last_message = buttons, message
+        else:
+            print(f"\n── posted in #{channel.name} ──", file=self.out)
+            render_message(message, self.out, self.readable)
         self.out.flush()
 
     def readable(self, text: str) -> str:
@@ -312,13 +322,26 @@ class Console:
             print(f"You are now typing in #{self.channel_name}.", file=self.out)
         elif command == "click" and len(words) == 2 and words[1].isdigit():
             self.click(int(words[1]))
+        elif command == "dms" and len(words) == 2 and words[1] in ("on", "off"):
+            self.call(self._switch_dms(words[1] == "on"))
+            state = "open" if words[1] == "on" else "closed (the bot's DMs to you now fail)"
+            print(f"Your DMs ({self.who}) are {state}.", file=self.out)
         else:
-            print(HELP.format(who=self.who, channel=self.channel_name), file=self.out)
+            dms = "open" if self.users[self.who].accepts_dms else "closed"
+            print(HELP.format(who=self.who, channel=self.channel_name, dms=dms), file=self.out)
         return True
+
+    async def _switch_dms(self, open_: bool) -> None:
+        """On the loop: the world's state belongs to the event loop's thread."""
+        user = self.users[self.who]
+        if open_:
+            self.emulator.open_dms(user)
+        else:
+            self.emulator.close_dms(user)
 
     def click(self, number: int) -> None:
         if not self.last_message or not 1 <= number <= len(self.last_buttons):
-            print("! no such button on the last reply", file=self.out)
+            print("! no such button on the last reply or DM", file=self.out)
             return
         button = self.last_buttons[number - 1]
         try:
@@ -341,7 +364,9 @@ class Console:
         """Whole-line completions: command names, option names, then the bot's choices."""
         if not line.startswith("/"):
             return [
-                c for c in (":as member", ":as moderator", ":help", ":quit") if c.startswith(line)
+                c
+                for c in (":as member", ":as moderator", ":dms off", ":dms on", ":help", ":quit")
+                if c.startswith(line)
             ]
         path, raw = split_command(line)
         if not raw:

@@ -3,7 +3,7 @@
 One aiohttp server on 127.0.0.1 serves the REST API under `/api/v10` and the gateway websocket
 at `/`. Tests, the console and benchmarks build a world (guilds, channels, users), then act as
 users (`run_command`, `autocomplete`, `click_button`) and inspect what the bot did (`messages`,
-`requests`, `violations`). Nothing here ever contacts discord.com.
+`dms`, `requests`, `violations`). Nothing here ever contacts discord.com.
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ from bot.local.models import (
     DEFAULT_EVERYONE_PERMISSIONS,
     GUILD_ANNOUNCEMENT,
     GUILD_TEXT,
+    INTENT_DIRECT_MESSAGES,
     INTENT_GUILD_MEMBERS,
     INTENT_GUILD_MESSAGES,
     JSON,
@@ -220,8 +221,41 @@ class Emulator:
         return self._stored(message).allowed_mentions
 
     def on_message(self, callback: MessageListener) -> None:
-        """Call `callback(channel, message)` for every message the bot posts via REST."""
+        """Call `callback(channel, message)` for every message the bot posts via REST, DMs
+        included (their channel has `guild` None and `recipient` set)."""
         self._world.message_listeners.append(callback)
+
+    # -- direct messages ------------------------------------------------------------------
+
+    def dm_channel(self, user: UserState | MemberState) -> ChannelState | None:
+        """The bot's DM channel with `user`, once the bot opened it (POST /users/@me/channels)."""
+        return self._world.dm_channels.get(_user_of(user).id)
+
+    def dms(self, user: UserState | MemberState) -> list[JSON]:
+        """Messages the bot sent to `user` in their DM via REST, oldest first, like `messages`
+        (interaction responses in the DM are in the `InteractionResult`, as for channels)."""
+        channel = self.dm_channel(user)
+        return [] if channel is None else self.messages(channel)
+
+    async def wait_for_dms(
+        self, user: UserState | MemberState, count: int = 1, timeout: float = 5.0
+    ) -> list[JSON]:
+        """Wait until the bot has sent `user` at least `count` DMs; return them all."""
+        who = _user_of(user)
+        await self._world.wait_until(
+            lambda: len(self.dms(who)) >= count, timeout, f"{count} DM(s) to {who.username}"
+        )
+        return self.dms(who)
+
+    def close_dms(self, user: UserState | MemberState) -> None:
+        """`user` turns off DMs: the bot's posts to them fail with 403 50007 until `open_dms`."""
+        _user_of(user).accepts_dms = False
+        self._world.notify()
+
+    def open_dms(self, user: UserState | MemberState) -> None:
+        """`user` allows DMs again (the default)."""
+        _user_of(user).accepts_dms = True
+        self._world.notify()
 
     # -- fault injection ------------------------------------------------------------------
 
@@ -300,7 +334,7 @@ class Emulator:
         """A public thread under `channel`."""
         if channel.is_thread:
             raise ValueError("threads cannot contain threads")
-        guild = channel.guild
+        guild = channel.in_guild
         thread = ChannelState(
             self._world.snowflakes.next(), guild, name, PUBLIC_THREAD, parent=channel
         )
@@ -341,10 +375,19 @@ class Emulator:
         embeds: Iterable[JSON] = (),
     ) -> JSON:
         """A message `user` (not the bot) posts: it shows in the channel's history (GET) and
-        re-opens an archived thread, but not in `messages()`."""
+        re-opens an archived thread, but not in `messages()`.
+
+        In a DM channel only its recipient can post; the bot gets it as a MESSAGE_CREATE
+        without guild fields (with the DIRECT_MESSAGES intent), as from Discord.
+        """
         if channel.deleted or (channel.is_thread and channel.archived and channel.locked):
             raise CommandUsageError(f"{user.username} cannot post in #{channel.name}")
-        member = self._member(channel.guild, user)
+        if channel.guild is None:
+            if channel.recipient is not user:
+                raise CommandUsageError(f"{user.username} is not in the DM {channel.name}")
+            member = None
+        else:
+            member = self._member(channel.guild, user)
         world = self._world
         data: JSON = {
             "id": str(world.snowflakes.next()),
@@ -370,6 +413,9 @@ class Emulator:
             channel.archive_timestamp = iso_now()
             self._gateway.dispatch("THREAD_UPDATE", channel.payload())
         world.add_message(StoredMessage(data, channel, None))
+        if channel.guild is None or member is None:
+            self._gateway.dispatch("MESSAGE_CREATE", dict(data), intent=INTENT_DIRECT_MESSAGES)
+            return copy.deepcopy(data)
         event = {**data, "guild_id": str(channel.guild.id), "member": member.payload()}
         del event["member"]["user"]
         self._gateway.dispatch("MESSAGE_CREATE", event, intent=INTENT_GUILD_MESSAGES)
@@ -377,7 +423,7 @@ class Emulator:
 
     def delete_channel(self, channel: ChannelState) -> None:
         """Delete a channel (and its threads); REST calls to it then get 404 code 10003."""
-        guild = channel.guild
+        guild = channel.in_guild
         doomed = [channel, *(t for t in guild.threads.values() if t.parent is channel)]
         for gone in doomed:
             gone.deleted = True
@@ -394,6 +440,8 @@ class Emulator:
         self, channel: ChannelState, *, allow: int = 0, deny: int = 0
     ) -> None:
         """Set (or clear, with allow=deny=0) the bot's member overwrite on a channel."""
+        if channel.guild is None:
+            raise ValueError("DM channels have no permission overwrites")
         if channel.is_thread:
             raise ValueError("threads take their permissions from the parent channel")
         bot_id = self._world.bot_user.id
@@ -403,12 +451,23 @@ class Emulator:
         self._gateway.dispatch("CHANNEL_UPDATE", channel.payload())
 
     def add_user(
-        self, username: str, *, manage_guild: bool = False, permissions: int = 0
+        self,
+        username: str,
+        *,
+        manage_guild: bool = False,
+        permissions: int = 0,
+        in_guilds: bool = True,
     ) -> UserState:
-        """A user who is a member of every guild, now and later (moderators get MANAGE_GUILD)."""
+        """A user who is a member of every guild, now and later (moderators get MANAGE_GUILD).
+
+        With `in_guilds=False` the user exists on Discord but is in no guild (until
+        `add_member`): the bot can open a DM with them but not send to it (403 50007).
+        """
         world = self._world
         user = UserState(world.snowflakes.next(), username)
         world.users[user.id] = user
+        if not in_guilds:
+            return user
         granted = permissions | (MANAGE_GUILD if manage_guild else 0)
         self._user_permissions[user.id] = granted
         for guild in world.guilds.values():
@@ -509,7 +568,7 @@ class Emulator:
         data, full_name = build_command_data(
             self._world, guild, member, path, options or {}, unchecked=unchecked
         )
-        record = await self._send(2, full_name, where, member, data, timeout)
+        record = await self._send(2, full_name, where, member.user, member, data, timeout)
         await self._settle(record, timeout)
         return InteractionResult(self._world, record)
 
@@ -534,7 +593,7 @@ class Emulator:
         data, full_name = build_command_data(
             self._world, guild, member, path, typed, focused=focused
         )
-        record = await self._send(4, full_name, where, member, data, timeout)
+        record = await self._send(4, full_name, where, member.user, member, data, timeout)
         await self._settle(record, timeout)
         return copy.deepcopy(record.choices or [])
 
@@ -551,15 +610,26 @@ class Emulator:
         """Click a button on a message the bot sent (its dict, or its id as int or str).
 
         Name the button by `custom_id`, or by `label` for views whose ids discord.py generated.
+        On a message in a DM only its recipient can click; the bot gets the interaction as
+        Discord sends it from the DM with the bot (`user`, no guild, context 1).
         """
         stored = self._stored(message)
         channel = stored.channel
         if guild is not None and guild is not channel.guild:
             raise CommandUsageError(f"message {stored.id} is not in {guild.name!r}")
-        member = self._member(channel.guild, user)
+        clicker = _user_of(user)
+        if channel.guild is None:
+            if channel.recipient is not clicker:
+                raise CommandUsageError(
+                    f"message {stored.id} is in the DM {channel.name}: "
+                    f"{clicker.username} cannot see it"
+                )
+            member = None
+        else:
+            member = self._member(channel.guild, user)
         if stored.ephemeral and stored.interaction_id is not None:
-            owner = self._world.interactions[stored.interaction_id].member
-            if owner is not member:
+            owner = self._world.interactions[stored.interaction_id].user
+            if owner is not clicker:
                 raise CommandUsageError("only the user who got an ephemeral message can click it")
         wanted = ("custom_id", custom_id) if label is None else ("label", label)
         button = _find_button(stored.data["components"], *wanted)
@@ -573,7 +643,7 @@ class Emulator:
         if "id" in button:
             data["id"] = button["id"]
         name = f"button {wanted[1]}"
-        record = await self._send(3, name, channel, member, data, timeout, stored.id)
+        record = await self._send(3, name, channel, clicker, member, data, timeout, stored.id)
         await self._settle(record, timeout)
         return InteractionResult(self._world, record)
 
@@ -610,7 +680,8 @@ class Emulator:
         kind: int,
         name: str,
         channel: ChannelState,
-        member: MemberState,
+        user: UserState,
+        member: MemberState | None,
         data: JSON,
         timeout: float,
         component_message_id: int | None = None,
@@ -621,9 +692,19 @@ class Emulator:
         message = (
             None if component_message_id is None else world.messages[component_message_id].data
         )
-        payload = interaction_payload(world, record_id, token, kind, channel, member, data, message)
+        payload = interaction_payload(
+            world, record_id, token, kind, channel, user, member, data, message
+        )
         record = InteractionRecord(
-            record_id, token, kind, name, channel, member, time.perf_counter(), component_message_id
+            record_id,
+            token,
+            kind,
+            name,
+            channel,
+            user,
+            member,
+            time.perf_counter(),
+            component_message_id,
         )
         world.interactions[record_id] = record
         world.interaction_tokens[token] = record
@@ -641,6 +722,10 @@ class Emulator:
             else:
                 problem = f"after callback type {record.callback_type}, the bot never completed"
             raise TimeoutError(f"{problem} /{record.name} within {timeout} s") from None
+
+
+def _user_of(user: UserState | MemberState) -> UserState:
+    return user.user if isinstance(user, MemberState) else user
 
 
 def _find_button(components: list[JSON], key: str, value: str | None) -> JSON | None:

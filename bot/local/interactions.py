@@ -246,34 +246,48 @@ def interaction_payload(
     token: str,
     kind: int,
     channel: ChannelState,
-    member: MemberState,
+    user: UserState,
+    member: MemberState | None,
     data: JSON,
     message: JSON | None = None,
 ) -> JSON:
-    """A complete INTERACTION_CREATE body with every field discord.py 2.7 reads."""
-    guild = channel.guild
+    """A complete INTERACTION_CREATE body with every field discord.py 2.7 reads.
+
+    In a guild the invoker comes as `member` (with permissions); in the DM with the bot as
+    `user`, with no guild fields, context 1 (BOT_DM), the "0" owner and the DM's
+    `app_permissions`, as Discord sends it.
+    """
     channel_payload = channel.payload()
-    channel_payload["permissions"] = str(guild.channel_permissions(member, channel))
     payload: JSON = {
         "id": str(record_id),
         "application_id": str(world.application_id),
         "type": kind,
         "data": data,
-        "guild_id": str(guild.id),
-        "guild": {"id": str(guild.id), "locale": "en-US", "features": []},
         "channel_id": str(channel.id),
         "channel": channel_payload,
-        "member": member.payload(permissions=guild.channel_permissions(member, channel)),
         "token": token,
         "version": 1,
         "app_permissions": str(world.bot_permissions(channel)),
         "locale": "en-US",
-        "guild_locale": "en-US",
         "entitlements": [],
-        "authorizing_integration_owners": {"0": str(guild.id)},
+        "authorizing_integration_owners": channel.integration_owners(),
         "context": 0,
         "attachment_size_limit": ATTACHMENT_SIZE_LIMIT,
     }
+    guild = channel.guild
+    if guild is None:
+        payload.update(user=user.payload(), context=1)
+    else:
+        if member is None:
+            raise CommandUsageError(f"{user.username} is not a member of {guild.name!r}")
+        permissions = guild.channel_permissions(member, channel)
+        channel_payload["permissions"] = str(permissions)
+        payload.update(
+            guild_id=str(guild.id),
+            guild={"id": str(guild.id), "locale": "en-US", "features": []},
+            member=member.payload(permissions=permissions),
+            guild_locale="en-US",
+        )
     if message is not None:
         payload["message"] = message
     return payload

@@ -68,9 +68,15 @@ DEFAULT_BOT_PERMISSIONS = (
 
 # Channel types.
 GUILD_TEXT = 0
+DM = 1
 GUILD_ANNOUNCEMENT = 5
 PUBLIC_THREAD = 11
 THREAD_TYPES = frozenset({10, 11, 12})
+
+# What Discord reports as `app_permissions` in the DM with the app's bot user (Receiving and
+# Responding, Interaction object: ATTACH_FILES | EMBED_LINKS | MENTION_EVERYONE for (G)DMs,
+# plus USE_EXTERNAL_EMOJIS in the bot's own DMs). Nothing else about DMs is permission-based.
+DM_APP_PERMISSIONS = ATTACH_FILES | EMBED_LINKS | MENTION_EVERYONE | USE_EXTERNAL_EMOJIS
 
 # Message flags.
 FLAG_EPHEMERAL = 1 << 6
@@ -80,6 +86,7 @@ FLAG_LOADING = 1 << 7
 INTENT_GUILDS = 1 << 0
 INTENT_GUILD_MEMBERS = 1 << 1
 INTENT_GUILD_MESSAGES = 1 << 9
+INTENT_DIRECT_MESSAGES = 1 << 12
 
 
 def iso_now() -> str:
@@ -106,11 +113,15 @@ class SnowflakeFactory:
 
 @dataclass(eq=False)
 class UserState:
-    """A Discord user (the bot itself, or a human who runs commands)."""
+    """A Discord user (the bot itself, or a human who runs commands).
+
+    `accepts_dms` is the user's privacy switch: off, the bot's DMs are refused with 50007.
+    """
 
     id: int
     username: str
     bot: bool = False
+    accepts_dms: bool = True
 
     def payload(self) -> JSON:
         return {
@@ -176,10 +187,11 @@ class Overwrite:
 
 @dataclass(eq=False)
 class ChannelState:
-    """A text/announcement channel or a thread (threads have `parent` set)."""
+    """A text/announcement channel, a thread (`parent` set) or the bot's DM with a user (type 1:
+    no guild, `recipient` set)."""
 
     id: int
-    guild: GuildState = field(repr=False)
+    guild: GuildState | None = field(repr=False)
     name: str
     type: int
     position: int = 0
@@ -195,13 +207,38 @@ class ChannelState:
     locked: bool = False
     archive_timestamp: str = field(default_factory=iso_now, repr=False)
     created_at: str = field(default_factory=iso_now, repr=False)
+    # DMs only: the user the bot talks to
+    recipient: UserState | None = field(default=None, repr=False)
 
     @property
     def is_thread(self) -> bool:
         return self.type in THREAD_TYPES
 
+    @property
+    def in_guild(self) -> GuildState:
+        """The guild of a guild channel (a DM has none: asking is a bug in the emulator)."""
+        if self.guild is None:
+            raise ValueError(f"channel {self.id} is a DM, not in a guild")
+        return self.guild
+
+    def integration_owners(self) -> JSON:
+        """`authorizing_integration_owners` of a guild-installed app used here: the guild's id,
+        or "0" in the DM with the app's bot user (Discord's Receiving and Responding docs)."""
+        return {"0": "0" if self.guild is None else str(self.guild.id)}
+
     def payload(self) -> JSON:
         """The channel object as in GUILD_CREATE, CHANNEL_* events and GET /channels/{id}."""
+        last_message_id = str(self.message_ids[-1]) if self.message_ids else None
+        if self.guild is None:
+            # A DM channel as POST /users/@me/channels and GET /channels/{id} return it.
+            assert self.recipient is not None
+            return {
+                "id": str(self.id),
+                "type": self.type,
+                "last_message_id": last_message_id,
+                "flags": 0,
+                "recipients": [self.recipient.payload()],
+            }
         data: JSON = {
             "id": str(self.id),
             "guild_id": str(self.guild.id),
@@ -211,7 +248,7 @@ class ChannelState:
             "flags": 0,
             "nsfw": False,
             "rate_limit_per_user": 0,
-            "last_message_id": str(self.message_ids[-1]) if self.message_ids else None,
+            "last_message_id": last_message_id,
         }
         if self.parent is not None:
             data.update(
@@ -409,7 +446,8 @@ class InteractionRecord:
     type: int
     name: str
     channel: ChannelState
-    member: MemberState
+    user: UserState
+    member: MemberState | None  # None in a DM
     sent_at: float
     component_message_id: int | None = None
     callback_type: int | None = None
@@ -443,6 +481,7 @@ class World:
         self.guild_commands: dict[int, list[JSON]] = {}
         self.interactions: dict[int, InteractionRecord] = {}
         self.interaction_tokens: dict[str, InteractionRecord] = {}
+        self.dm_channels: dict[int, ChannelState] = {}  # by recipient id
         self.violations: list[str] = []
         self.unhandled: list[str] = []
         self.message_listeners: list[MessageListener] = []
@@ -478,7 +517,28 @@ class World:
         return guild.members[self.bot_user.id]
 
     def bot_permissions(self, channel: ChannelState) -> int:
+        """The bot's permissions in a channel; in a DM, what Discord reports there."""
+        if channel.guild is None:
+            return DM_APP_PERMISSIONS
         return channel.guild.channel_permissions(self.bot_member(channel.guild), channel)
+
+    def open_dm(self, user: UserState) -> ChannelState:
+        """The bot's DM channel with `user`: created once, the same channel ever after."""
+        channel = self.dm_channels.get(user.id)
+        if channel is None:
+            channel = ChannelState(
+                self.snowflakes.next(), None, f"@{user.username}", DM, recipient=user
+            )
+            self.dm_channels[user.id] = channel
+            self.channels[channel.id] = channel
+            self.notify()
+        return channel
+
+    def shares_guild(self, user: UserState) -> bool:
+        """Whether `user` is in a guild with the bot (Discord lets bots DM only such users)."""
+        return any(
+            user.id in g.members and self.bot_user.id in g.members for g in self.guilds.values()
+        )
 
     def commands_for(self, guild_id: int | None) -> list[JSON]:
         if guild_id is None:

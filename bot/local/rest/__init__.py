@@ -10,7 +10,7 @@ without a body. Unknown routes answer 404 and are listed in `unhandled` so gaps 
 - `messages`: building and editing the bot's messages, shared by channels and interactions;
 - one module per Discord resource: `channels` (channels and messages), `interactions`
   (callbacks, followups, @original), `guilds` (guilds, roles, members), `applications` (the
-  application and its commands) and `users`.
+  application and its commands) and `users` (users and opening the bot's DM channels).
 """
 
 from bot.local.rest.router import MAX_UPLOAD_BYTES, FailRule, RecordedRequest, RestApi

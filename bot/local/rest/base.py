@@ -28,8 +28,11 @@ ERROR_MESSAGES = {
     10015: "Unknown Webhook",
     10062: "Unknown interaction",
     50001: "Missing Access",
+    50003: "Cannot execute action on a DM channel",
     50005: "Cannot edit a message authored by another user",
+    50007: "Cannot send messages to this user",
     50013: "Missing Permissions",
+    50033: "Invalid Recipient(s)",
     50083: "Thread is archived",
     160005: "Thread is locked",
 }

@@ -5,6 +5,11 @@ VIEW_CHANNEL, 50013 for any other missing bit) and applies Discord's thread rule
 thread takes messages only from MANAGE_THREADS, an archived one is re-opened by a new message
 (announced with THREAD_UPDATE) but refuses edits. `enforce_nonce` is remembered only for
 `nonce_window` seconds, as Discord remembers it only for a few minutes.
+
+A DM channel (type 1) has no permissions or overwrites; instead a post there is refused with
+403 50007 "Cannot send messages to this user" when the recipient closed their DMs or shares no
+guild with the bot (Discord's rule for bots), and deleting the recipient's message is 403 50003
+"Cannot execute action on a DM channel". Everything else (limits, nonces, history) is the same.
 """
 
 from __future__ import annotations
@@ -48,7 +53,11 @@ class ChannelRoutes:
         return channel
 
     def _require(self, channel: ChannelState, needs: int) -> None:
-        """403 like Discord: 50001 without VIEW_CHANNEL, 50013 for any other missing bit."""
+        """403 like Discord: 50001 without VIEW_CHANNEL, 50013 for any other missing bit.
+
+        A DM has no permissions to check; who may be messaged is `_check_reachable`'s."""
+        if channel.guild is None:
+            return
         perms = self.world.bot_permissions(channel)
         if not perms & VIEW_CHANNEL:
             raise ApiError(403, 50001)
@@ -60,6 +69,14 @@ class ChannelRoutes:
         if stored is None or stored.channel is not channel or stored.ephemeral:
             raise ApiError(404, 10008)
         return stored
+
+    def _check_reachable(self, channel: ChannelState) -> None:
+        """A DM post: 403 50007 when the recipient closed DMs or shares no guild with the bot."""
+        recipient = channel.recipient
+        if channel.guild is not None or recipient is None:
+            return
+        if not recipient.accepts_dms or not self.world.shares_guild(recipient):
+            raise ApiError(403, 50007)
 
     def _check_thread_open(self, channel: ChannelState, *, reopening: bool) -> None:
         """Discord's thread rules: a locked thread takes messages only from MANAGE_THREADS; an
@@ -128,6 +145,7 @@ class ChannelRoutes:
         channel = self._channel(call)
         needs = SEND_MESSAGES_IN_THREADS if channel.is_thread else SEND_MESSAGES
         self._require(channel, needs | (ATTACH_FILES if call.files else 0))
+        self._check_reachable(channel)
         self._check_thread_open(channel, reopening=True)
         payload = call.json_object()
         validate(payload, call.files, creating=True)
@@ -169,6 +187,8 @@ class ChannelRoutes:
         channel = self._channel(call)
         stored = self._channel_message(call, channel)
         if stored.author_id != self.world.bot_user.id:
+            if channel.guild is None:
+                raise ApiError(403, 50003)
             self._require(channel, MANAGE_MESSAGES)
         self.world.remove_message(stored)
         return 204, None

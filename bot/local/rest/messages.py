@@ -18,6 +18,7 @@ from bot.local.models import (
     MENTION_EVERYONE,
     ChannelState,
     InteractionRecord,
+    MemberState,
     StoredMessage,
     World,
     iso_now,
@@ -49,23 +50,21 @@ def mentions(world: World, channel: ChannelState, content: str, allowed: JSON | 
         return parse is None or kind in parse or raw in listed
 
     guild = channel.guild
-    can_ping_all = bool(world.bot_permissions(channel) & MENTION_EVERYONE)
+    # A DM has no roles and no one to reach with @everyone; a user mention resolves to any user.
+    can_ping_all = guild is not None and bool(world.bot_permissions(channel) & MENTION_EVERYONE)
     users: list[JSON] = []
     roles: list[str] = []
     for prefix, raw in MENTION.findall(content):
         if prefix == "&":
-            role = guild.role_by_id(int(raw))
+            role = None if guild is None else guild.role_by_id(int(raw))
             pingable = role is not None and (role.mentionable or can_ping_all)
             if pingable and permitted("roles", raw) and raw not in roles:
                 roles.append(raw)
         else:
-            member = guild.members.get(int(raw))
-            if (
-                member is not None
-                and permitted("users", raw)
-                and all(u["id"] != raw for u in users)
-            ):
-                users.append(member.user.payload())
+            member = world.users.get(int(raw)) if guild is None else guild.members.get(int(raw))
+            user = member.user if isinstance(member, MemberState) else member
+            if user is not None and permitted("users", raw) and all(u["id"] != raw for u in users):
+                users.append(user.payload())
     everyone = (
         ("@everyone" in content or "@here" in content)
         and (parse is None or "everyone" in parse)
@@ -129,19 +128,17 @@ def new_message(
     reference = payload.get("message_reference")
     if reference:
         data["type"] = 19
-        data["message_reference"] = {
-            "channel_id": str(channel.id),
-            "guild_id": str(channel.guild.id),
-            **reference,
-        }
+        data["message_reference"] = {"channel_id": str(channel.id), **reference}
+        if channel.guild is not None:
+            data["message_reference"].setdefault("guild_id", str(channel.guild.id))
     if interaction is not None:
         data["application_id"] = data["webhook_id"] = str(world.application_id)
         data["type"] = 20 if interaction.type == 2 else 0
         metadata: JSON = {
             "id": str(interaction.id),
             "type": interaction.type,
-            "user": interaction.member.user.payload(),
-            "authorizing_integration_owners": {"0": str(channel.guild.id)},
+            "user": interaction.user.payload(),
+            "authorizing_integration_owners": channel.integration_owners(),
         }
         if interaction.component_message_id is not None:
             metadata["interacted_message_id"] = str(interaction.component_message_id)

@@ -94,6 +94,7 @@ class RestApi:
             ("GET", r"/gateway", False, self._get_gateway),
             ("GET", r"/gateway/bot", True, self._get_gateway),
             ("GET", r"/users/@me", True, users.get_me),
+            ("POST", r"/users/@me/channels", True, users.create_dm),
             ("GET", rf"/users/{user}", True, users.get_user),
             ("GET", r"/(?:oauth2/)?applications/@me", True, apps.get_application),
             ("GET", commands, True, apps.get_commands),
