@@ -235,11 +235,12 @@ class Store:
                 "UPDATE pledges SET status = ?, status_changed_at = ? WHERE id = ?",
                 (status, when, row["id"]),
             )
-            await tx.execute(
+            history_id = await tx.scalar(
                 "INSERT INTO status_history(pledge_id, from_status, to_status, changed_at, "
-                "note, evidence_url, changed_by) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                "note, evidence_url, changed_by) VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id",
                 (row["id"], row["status"], status, when, note, evidence_url, changed_by),
             )
+            await _record_event(tx, row["id"], "status", history_id=history_id)
         return StatusChange(slug, row["status"], status, when, note, evidence_url, changed_by)
 
     async def status_history(
@@ -400,6 +401,17 @@ async def _set_quotes(
     )
 
 
+async def _record_event(
+    tx: Transaction, pledge_id: int, kind: str, *, history_id: int | None = None
+) -> None:
+    """A change to a pledge that followers hear of (`bot.follows`), in the change's own
+    transaction: recorded once, whoever delivers it."""
+    await tx.execute(
+        "INSERT INTO pledge_events(pledge_id, kind, history_id, recorded_at) VALUES (?, ?, ?, ?)",
+        (pledge_id, kind, history_id, utc_now()),
+    )
+
+
 async def _upsert_statement_content(tx: Transaction, content: StatementContent) -> None:
     s = content.statement
     statement_values = {
@@ -417,6 +429,12 @@ async def _upsert_statement_content(tx: Transaction, content: StatementContent) 
         "edition": s.edition,
         "edited": s.edited,
     }
+    known = await tx.rows(
+        "SELECT p.slug, p.summary FROM pledges p JOIN statements s ON s.id = p.statement_id "
+        "WHERE s.slug = ?",
+        (s.slug,),
+    )
+    summaries_before = {r["slug"]: r["summary"] for r in known}
     statement_id = await _upsert(tx, "statements", statement_values, list(statement_values)[1:])
     pledge_ids: dict[str, int] = {}
     for position, p in enumerate(content.pledges):
@@ -434,6 +452,10 @@ async def _upsert_statement_content(tx: Transaction, content: StatementContent) 
         }
         pledge_ids[p.slug] = await _upsert(tx, "pledges", values, list(values)[1:])
         await _set_quotes(tx, "pledge", pledge_ids[p.slug], p.quotes)
+        if known and p.slug not in summaries_before:
+            await _record_event(tx, pledge_ids[p.slug], "added")
+        elif known and summaries_before[p.slug] != p.summary:
+            await _record_event(tx, pledge_ids[p.slug], "summary")
     for position, w in enumerate(content.powers):
         values = {
             "slug": w.slug,

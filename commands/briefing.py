@@ -1,4 +1,5 @@
-"""/briefing ...: moderators schedule, inspect and change the server's briefings."""
+"""/briefing ...: moderators schedule, inspect and change the server's briefings, and
+choose a channel for pledge alerts (each status change as it happens)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,11 @@ from bot.briefings.admin import BriefingAdmin, Request
 from bot.briefings.rules import timezone_choices
 from bot.client.delivery import embed_for
 from bot.errors import UserError
+from bot.follows.follows import AlertChannel, Follows
+from bot.pledges import cards
 from bot.pledges.cards import Card, Field
+from bot.pledges.services import Services
+from commands.pledge import statement_choices
 from commands.ui import answer, autocomplete, in_time, reply
 
 Channel = discord.TextChannel | discord.Thread
@@ -27,6 +32,12 @@ OPTION_HELP = {
     "cron": "Advanced: minute hour day month weekday, e.g. 0 9 * * 1-5",
     "date": "A one-off date, YYYY-MM-DD (with time)",
 }
+ALERT_HELP = {
+    "channel": "Where to post each status change (leave empty to see the setting)",
+    "role": "A role to ping with each alert (optional)",
+    "statement": "Only changes to this statement's pledges (default: every statement)",
+}
+ALERTS = "Pledge alerts"
 
 
 async def text_card(text: Awaitable[str]) -> list[Card]:
@@ -65,9 +76,11 @@ def check_role_ping(interaction: discord.Interaction[Any], role: discord.Role | 
 @app_commands.guild_only()
 @app_commands.default_permissions(manage_guild=True)
 class BriefingCommands(app_commands.Group):
-    def __init__(self, admin: BriefingAdmin) -> None:
+    def __init__(self, admin: BriefingAdmin, follows: Follows, services: Services) -> None:
         super().__init__(name="briefing", description="Scheduled briefings for this server")
         self.admin = admin
+        self.follows = follows
+        self.services = services
 
     async def is_moderator(self, interaction: discord.Interaction[Any]) -> bool:
         """Manage Server, or the server's moderator role (never @everyone, whatever is stored)."""
@@ -227,6 +240,113 @@ class BriefingCommands(app_commands.Group):
         )
         await answer(interaction, text_card(work), private=True)
 
+    @app_commands.command(
+        name="alerts",
+        description="Post each pledge status change in a channel (or see the setting)",
+    )
+    @app_commands.describe(**ALERT_HELP)
+    async def alerts(
+        self,
+        interaction: discord.Interaction[Any],
+        channel: Channel | None = None,
+        role: discord.Role | None = None,
+        statement: str | None = None,
+    ) -> None:
+        guild = self.guild(interaction)
+        if channel is None:
+            if role is not None or statement is not None:
+                raise UserError(
+                    "Choose a channel for the alerts. /briefing alerts without options shows "
+                    "the current setting."
+                )
+            await answer(interaction, self.alert_setting(guild), private=True)
+            return
+        warning = check_role_ping(interaction, role)
+        work = self.set_alerts(
+            guild, interaction.user.id, channel.id, role.id if role else None, statement
+        )
+        await answer(interaction, one_card(work, warning), private=True)
+
+    @app_commands.command(name="alerts-off", description="Stop posting pledge status changes")
+    async def alerts_off(self, interaction: discord.Interaction[Any]) -> None:
+        guild = self.guild(interaction)
+
+        async def work() -> list[Card]:
+            setting = await self.follows.alert_channel(guild)
+            if setting is None or not await self.follows.remove_alert_channel(guild):
+                raise UserError("Pledge alerts were not on in this server: nothing to stop.")
+            where = f"<#{setting.channel_id}>"
+            text = f"Pledge alerts stopped: nothing more will be posted in {where}."
+            return [Card(title=ALERTS, description=text)]
+
+        await answer(interaction, work(), private=True)
+
+    async def set_alerts(
+        self,
+        guild_id: int,
+        user_id: int,
+        channel_id: int,
+        role_id: int | None,
+        statement: str | None,
+    ) -> Card:
+        """Checked as a briefing's channel is; the setting is this server's only."""
+        slug = None
+        if statement is not None:
+            await self.services.fresh()
+            slug = self.services.statement_names.resolve(statement)
+        problem = await self.admin.engine.sender.channel_problem(guild_id, channel_id)
+        if problem:
+            raise UserError(f"I can't post pledge alerts there: {problem}.")
+        await self.follows.set_alert_channel(
+            guild_id, channel_id, role_id=role_id, statement_slug=slug, by=user_id
+        )
+        setting = await self.follows.alert_channel(guild_id)
+        if setting is None:  # turned off again in the same instant
+            raise UserError("Pledge alerts were turned off meanwhile: run the command again.")
+        return self.describe_alerts(setting, title="Pledge alerts on")
+
+    async def alert_setting(self, guild_id: int) -> list[Card]:
+        setting = await self.follows.alert_channel(guild_id)
+        if setting is None:
+            return [
+                Card(
+                    title=ALERTS,
+                    description=(
+                        "Pledge alerts are off in this server. Post each status change as it "
+                        "happens with /briefing alerts channel:#channel."
+                    ),
+                )
+            ]
+        await self.services.fresh()
+        return [self.describe_alerts(setting, title=ALERTS)]
+
+    def describe_alerts(self, setting: AlertChannel, *, title: str) -> Card:
+        statement = "every statement"
+        if setting.statement_slug is not None:
+            name = self.services.statement_names.title_of(setting.statement_slug)
+            statement = name or f"{setting.statement_slug} (no longer carried)"
+        if setting.paused_reason is None:
+            state = "on: each status change is posted as it happens"
+        else:
+            state = cards.shorten(
+                f"⏸️ paused: {setting.paused_reason}. Fix it, then set the channel again with "
+                "/briefing alerts.",
+                1024,
+            )
+        return Card(
+            title=title,
+            fields=(
+                Field("Channel", f"<#{setting.channel_id}>", inline=True),
+                Field(
+                    "Ping", f"<@&{setting.role_id}>" if setting.role_id else "nobody", inline=True
+                ),
+                Field("Statements", cards.shorten(statement, 1024), inline=True),
+                Field("State", state),
+                Field("Set by", f"<@{setting.set_by}> on {cards.discord_date(setting.set_at)}"),
+            ),
+            footer="Stop them with /briefing alerts-off.",
+        )
+
     @schedule.autocomplete("timezone")
     @edit.autocomplete("timezone")
     @timezone.autocomplete("tz")
@@ -262,6 +382,14 @@ class BriefingCommands(app_commands.Group):
             return found[:25]
 
         return autocomplete(choices, current)
+
+    @alerts.autocomplete("statement")
+    async def statement_autocomplete(
+        self, interaction: discord.Interaction[Any], current: str
+    ) -> list[app_commands.Choice[str]]:
+        if not await self.is_moderator(interaction):
+            return []
+        return await statement_choices(self.services, current)
 
     @show.autocomplete("id")
     @edit.autocomplete("id")

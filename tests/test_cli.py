@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from bot.__main__ import main
+from bot.storage.schema import SCHEMA_VERSION
 from bot.store import Store
 from tests.conftest import DATA_DIR
 
@@ -295,7 +296,7 @@ def test_init_on_postgresql(capsys: pytest.CaptureFixture[str], pg_config: Path)
     code, out, err = run(capsys, "--config", str(pg_config), "db", "init")
     assert code == 0, err
     assert out.startswith("database ready: postgresql://postgres@127.0.0.1:")
-    assert "(schema version 8)" in out
+    assert f"(schema version {SCHEMA_VERSION})" in out
 
 
 @pytest.mark.parametrize(

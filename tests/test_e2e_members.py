@@ -69,7 +69,7 @@ async def test_commands_sync_once_and_not_again_on_restart(w: World) -> None:
         pass
     assert command_puts() == 1
     names = {c["name"] for c in w.emu.commands()}
-    assert names == {"pledge", "power", "claim", "about", "briefing", "operator"}
+    assert names == {"pledge", "power", "claim", "about", "follow", "briefing", "operator"}
     async with running_bot(w):
         pass
     assert command_puts() == 1

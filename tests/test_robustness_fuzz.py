@@ -76,14 +76,27 @@ GROUPS = {
         "briefing cancel",
     ],
     "operator": ["operator status"],
+    "follow": [
+        "follow add",
+        "follow list",
+        "follow remove",
+        "follow resume",
+        "follow clear",
+        "briefing alerts",
+        "briefing alerts-off",
+    ],
 }
 READ_ONLY = {*GROUPS["pledge"], *GROUPS["power-about"]} | {
     "briefing list",
     "briefing show",
     "briefing preview",
+    "follow list",
 }
-MAY_CHANGE_NOTHING = {"briefing timezone", "briefing moderator-role"}  # same value again
-ALWAYS_PRIVATE = {*GROUPS["briefing"], *GROUPS["operator"]}
+# same value again; clearing nothing; showing the alert setting (no channel given)
+MAY_CHANGE_NOTHING = {"briefing timezone", "briefing moderator-role", "follow clear"} | {
+    "briefing alerts"
+}
+ALWAYS_PRIVATE = {*GROUPS["briefing"], *GROUPS["operator"], *GROUPS["follow"]}
 # /briefing send-now's answers that record a delivery (a double press finds it claimed)
 SEND_NOW_DONE = re.compile(r"^(Briefing #\d+ (posted|was not posted \((failed|paused)\))|Nothing)")
 STRING, INTEGER, BOOLEAN, CHANNEL, ROLE = 3, 4, 5, 7, 8
@@ -183,6 +196,10 @@ MEANINGFUL: dict[str, list[str]] = {
     ],
     "query": ["vehicles", "Europol", "europol AND", "smuggl*", "a OR b", "-", "serious crime"],
     "statement": ["smuggling-gangs", "Labour statement", "smuggling", "nope"],
+    "item": [
+        *("pledge:europol-partnership", "power:scpo", "statement:smuggling-gangs", "europol"),
+        *("pledge:", "statement:nope", "power:pledge:x", "Europol"),
+    ],
 }
 MEANINGFUL["tz"] = MEANINGFUL["timezone"]
 

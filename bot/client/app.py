@@ -32,6 +32,8 @@ from bot.client.metrics import (
 )
 from bot.config import Config
 from bot.errors import UserError, store_errors
+from bot.follows.dispatch import AlertDispatcher
+from bot.follows.members import paused_text
 from bot.pledges.services import Services
 from bot.storage.files import DatabaseInUse
 
@@ -183,6 +185,7 @@ class PledgeBot(commands.Bot):
         self.sync_guild_id = sync_guild_id or config.dev_guild_id
         self.services: Services | None = None
         self.engine: BriefingEngine | None = None
+        self.alerts: AlertDispatcher | None = None
         self.engine_started = asyncio.Event()
         self.run_engine = run_engine
         self._engine_start: asyncio.Task[None] | None = None
@@ -197,6 +200,7 @@ class PledgeBot(commands.Bot):
         self._briefing_outcomes: BriefingOutcomes | None = None
         self._write_probe: WriteProbe | None = None
         self._retention: asyncio.Task[None] | None = None
+        self._alerting: asyncio.Task[None] | None = None
         self._closing: asyncio.Future[None] | None = None
 
     def _rate_budget_trace(self) -> aiohttp.TraceConfig:
@@ -237,6 +241,12 @@ class PledgeBot(commands.Bot):
         )
         if self.metrics is not None:
             self.metrics.measure_rate_budget(self.engine.budget)
+        self.alerts = AlertDispatcher(
+            self.services.store.db,
+            DiscordSender(self),
+            self.engine.budget,
+            shards=self.schedule_shards,
+        )
         briefings = BriefingAdmin(
             self.engine,
             self.services,
@@ -307,6 +317,22 @@ class PledgeBot(commands.Bot):
     ) -> None:
         if self.metrics is not None:
             self.metrics.command_finished(command.qualified_name, "answered")
+        await self.tell_of_pause(interaction)
+
+    async def tell_of_pause(self, interaction: discord.Interaction[Any]) -> None:
+        """A member whose alerts were paused (closed DMs) hears of it once, privately,
+        after the next command they use."""
+        if self.alerts is None:
+            return
+        failures: tuple[type[Exception], ...] = (discord.HTTPException, *store_errors())
+        try:
+            pause = await self.alerts.follows.pause_to_tell(interaction.user.id)
+            if pause is not None:
+                await interaction.followup.send(paused_text(pause), ephemeral=True)
+        except failures as error:
+            log.warning(
+                "could not tell member %s of their paused alerts: %s", interaction.user.id, error
+            )
 
     async def _start_engine(self) -> None:
         assert self.engine is not None
@@ -318,6 +344,8 @@ class PledgeBot(commands.Bot):
         except Exception:
             log.exception("briefing engine failed to start; briefings may not post")
         else:
+            if self.alerts is not None:
+                self._alerting = asyncio.create_task(self.alerts.run())
             # What start-up built lives as long as the process (the guild cache, the
             # plan). Moved out of the collector's sight, it is no longer walked by every
             # full collection, which with 10,000 servers stalled answers for milliseconds.
@@ -375,7 +403,7 @@ class PledgeBot(commands.Bot):
         await asyncio.shield(self._closing)
 
     async def _close_once(self) -> None:
-        for task in (self._engine_start, self._retention):
+        for task in (self._engine_start, self._retention, self._alerting):
             if task is not None:
                 task.cancel()
         if self.monitoring is not None:

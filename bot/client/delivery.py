@@ -20,6 +20,7 @@ import discord
 
 from bot.briefings.compose import Briefing
 from bot.briefings.sender import DeliveryFailure, FailureKind
+from bot.follows.compose import MemberAlert, show_id, stop_id
 from bot.pledges import cards
 from bot.pledges.cards import Card
 
@@ -32,6 +33,8 @@ CONTENT_MAX = 2000
 FOOTER_MAX = 2048
 EMBED_TOTAL_MAX = 6000  # title, description, fields, footer and author of all embeds together
 MARKER_SEPARATOR = " · "
+# Discord's error code for a user who doesn't take direct messages from the bot.
+DMS_CLOSED = 50007
 # How many messages after `since` find_post reads at most (Discord pages by 100).
 FIND_POST_LIMIT = 500
 
@@ -185,6 +188,38 @@ class DiscordSender:
         )
         return message.id
 
+    async def open_dm(self, user_id: int) -> int:
+        """The member's DM channel id (one request; the caller keeps it)."""
+        try:
+            async with asyncio.timeout(REQUEST_TIMEOUT):
+                channel = await self.client.create_dm(discord.Object(user_id))
+        except TimeoutError as exc:
+            raise DeliveryFailure("Discord did not answer in time", kind="retry") from exc
+        except (discord.HTTPException, *NETWORK_ERRORS) as exc:
+            raise _dm_failure(exc, "opening a direct message") from exc
+        return channel.id
+
+    async def send_dm(self, channel_id: int, alert: MemberAlert, *, nonce: str, marker: str) -> int:
+        embeds = [embed_for(c) for c in alert.message.cards]
+        content = with_marker(alert.message.content, embeds, marker)
+        channel = self.client.get_partial_messageable(channel_id, type=discord.ChannelType.private)
+        try:
+            async with asyncio.timeout(REQUEST_TIMEOUT):
+                message = await channel.send(
+                    content=content or None,
+                    embeds=embeds,
+                    nonce=nonce,
+                    view=alert_buttons(alert),
+                    allowed_mentions=discord.AllowedMentions.none(),
+                )
+        except TimeoutError as exc:
+            raise DeliveryFailure(
+                f"Discord did not answer within {REQUEST_TIMEOUT:g} s", kind="retry"
+            ) from exc
+        except (discord.HTTPException, *NETWORK_ERRORS) as exc:
+            raise _dm_failure(exc, "the direct message") from exc
+        return message.id
+
     async def find_post(self, channel_id: int, marker: str, *, since: datetime) -> int | None:
         """The bot's own message carrying `marker`, posted after `since` (timezone-aware),
         among the first FIND_POST_LIMIT messages since then; None if there is none."""
@@ -251,6 +286,37 @@ async def _send(
         ) from exc
     except (discord.HTTPException, *NETWORK_ERRORS) as exc:
         raise _failure(exc, "the post") from exc
+
+
+def alert_buttons(alert: MemberAlert) -> discord.ui.View:
+    """The DM's buttons. Their clicks go to the persistent handlers `commands.follow`
+    registers (they match the custom ids), so the view itself is stopped: discord.py then
+    does not keep it in memory for every DM sent."""
+    view = discord.ui.View(timeout=None)
+    for slug, label in alert.show:
+        view.add_item(discord.ui.Button(label=label, custom_id=show_id(slug), row=0))
+    for stop in alert.stop:
+        view.add_item(
+            discord.ui.Button(
+                label=stop.label,
+                custom_id=stop_id(stop.kind, stop.slug),
+                style=discord.ButtonStyle.secondary,
+                row=1,
+            )
+        )
+    view.stop()
+    return view
+
+
+def _dm_failure(exc: Exception, action: str) -> DeliveryFailure:
+    """Closed DMs (50007) pause the member's alerts; the rest as for channels."""
+    if isinstance(exc, discord.Forbidden) and exc.code == DMS_CLOSED:
+        return DeliveryFailure(
+            "Discord refused the direct message: your direct messages are closed to "
+            f"pledgebot (Discord error {DMS_CLOSED})",
+            kind="pause",
+        )
+    return _failure(exc, action)
 
 
 def _failure(exc: Exception, action: str) -> DeliveryFailure:

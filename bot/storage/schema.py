@@ -327,6 +327,64 @@ STEPS: tuple[tuple[Part, ...], ...] = (
         ),
         _FORGET_CONTENT,
     ),
+    # 9: following: each change to a pledge as an event (a status, or a content edition
+    # adding a pledge or changing its summary), who follows what (by user id and item), a
+    # member's DM channel and alert pause, servers' alert channels, and one claim row per
+    # (recipient, event) before anything is sent
+    (
+        """
+        CREATE TABLE pledge_events (
+            id {id},
+            pledge_id {bigint} NOT NULL REFERENCES pledges(id),
+            kind TEXT NOT NULL CHECK (kind IN ('status', 'added', 'summary')),
+            history_id {bigint} REFERENCES status_history(id),
+            recorded_at TEXT NOT NULL
+        );
+        CREATE TABLE follows (
+            user_id {bigint} NOT NULL,
+            kind TEXT NOT NULL CHECK (kind IN ('pledge', 'power', 'statement')),
+            slug TEXT NOT NULL,
+            after_event {bigint} NOT NULL,
+            created_at TEXT NOT NULL,
+            PRIMARY KEY (user_id, kind, slug)
+        );
+        CREATE INDEX follows_item ON follows(kind, slug);
+        CREATE TABLE followers (
+            user_id {bigint} PRIMARY KEY,
+            dm_channel_id {bigint},
+            paused_reason TEXT,
+            paused_at TEXT,
+            pause_told INTEGER NOT NULL DEFAULT 0
+        );
+        CREATE TABLE alert_channels (
+            guild_id {bigint} PRIMARY KEY,
+            channel_id {bigint} NOT NULL,
+            role_id {bigint},
+            statement_slug TEXT,
+            after_event {bigint} NOT NULL,
+            paused_reason TEXT,
+            set_by {bigint} NOT NULL,
+            set_at TEXT NOT NULL
+        );
+        CREATE TABLE alert_deliveries (
+            id {id},
+            recipient TEXT NOT NULL CHECK (recipient IN ('member', 'server')),
+            recipient_id {bigint} NOT NULL,
+            event_id {bigint} NOT NULL REFERENCES pledge_events(id),
+            batch TEXT NOT NULL,
+            state TEXT NOT NULL
+                CHECK (state IN ('claimed', 'sent', 'failed', 'missed', 'skipped')),
+            claimed_at TEXT NOT NULL,
+            attempted_at TEXT,
+            finished_at TEXT,
+            message_id {bigint},
+            error TEXT,
+            UNIQUE (recipient, recipient_id, event_id)
+        );
+        CREATE INDEX alert_deliveries_batch ON alert_deliveries(batch);
+        CREATE INDEX alert_deliveries_state ON alert_deliveries(state, claimed_at);
+        """,
+    ),
 )
 SCHEMA_VERSION = len(STEPS)
 

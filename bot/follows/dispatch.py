@@ -1,0 +1,565 @@
+"""Delivering events to followers and alert channels, exactly once, event-driven.
+
+Every few seconds each process asks the store which (recipient, event) pairs have no
+delivery row yet, among the recipients it owns: a member's DMs by `Shards.owns(user_id)`,
+a server's alert channel by its guild id, so each is sent by exactly one process. For a
+member, every change waiting is claimed at once under one batch (one DM, however many
+statuses an operator recorded in a row), once the newest has been quiet for
+`QUIET_FOR` or the oldest has waited `HOLD_AT_MOST`. A claim is a row per (recipient,
+event), unique in the store, written before anything is sent; the send carries a nonce
+from the batch, and a re-send after Discord may have forgotten that nonce first looks for
+the post. Every ending is recorded: sent, failed, skipped (alerts paused) or missed
+(older than `ALERT_WINDOW` when first seen, say after a long downtime).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+from collections import defaultdict
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Protocol
+
+from bot.briefings.compose import Briefing
+from bot.briefings.planner import ALL_SHARDS, Shards
+from bot.briefings.sender import DeliveryFailure
+from bot.follows.compose import Event, MemberAlert, StopButton, member_alert, server_alert
+from bot.follows.follows import AlertChannel, FollowKind, Follows
+from bot.rate_budget import RateBudget
+from bot.storage import Database, Row
+
+log = logging.getLogger(__name__)
+
+Clock = Callable[[], datetime]
+Sleep = Callable[[float], Awaitable[None]]
+
+POLL_SECONDS = 2.0
+# Coalescing: a member's changes wait until the newest is this old (an operator recording
+# several in a row), but never longer than HOLD_AT_MOST after the oldest.
+QUIET_FOR = timedelta(seconds=3)
+HOLD_AT_MOST = timedelta(seconds=20)
+# A change first seen later than this (the bot was down) is recorded missed, not sent.
+ALERT_WINDOW = timedelta(hours=6)
+# How far back a process looks for changes nobody dealt with, to record them missed.
+LOOK_BACK = timedelta(days=7)
+# A claim this old whose process never finished it (it died) is taken over: longer than
+# a send with all its retries and timeouts can take.
+STALE_CLAIM = timedelta(minutes=10)
+NONCE_TRUST = timedelta(seconds=60)
+RETRY_DELAYS = (2.0, 5.0, 15.0, 30.0)
+SENDING_AT_ONCE = 4
+
+# Which follows an event reaches: a statement's follows hear of every change to its
+# pledges; a pledge's and a power's (through the pledges it serves) of status changes.
+_MEMBER_PENDING = """
+SELECT DISTINCT f.user_id AS recipient_id, e.id AS event_id, e.recorded_at
+FROM pledge_events e
+JOIN pledges p ON p.id = e.pledge_id
+JOIN statements s ON s.id = p.statement_id
+JOIN follows f ON f.after_event < e.id AND (
+    (f.kind = 'statement' AND f.slug = s.slug)
+    OR (e.kind = 'status' AND f.kind = 'pledge' AND f.slug = p.slug)
+    OR (e.kind = 'status' AND f.kind = 'power' AND f.slug IN (
+        SELECT w.slug FROM powers w JOIN power_pledges pp ON pp.power_id = w.id
+        WHERE pp.pledge_id = p.id)))
+WHERE e.recorded_at >= ?
+AND NOT EXISTS (
+    SELECT 1 FROM alert_deliveries d WHERE d.recipient = 'member'
+    AND d.recipient_id = f.user_id AND d.event_id = e.id)
+ORDER BY f.user_id, e.id
+"""
+_SERVER_PENDING = """
+SELECT a.guild_id AS recipient_id, e.id AS event_id, e.recorded_at
+FROM pledge_events e
+JOIN pledges p ON p.id = e.pledge_id
+JOIN statements s ON s.id = p.statement_id
+JOIN alert_channels a ON a.after_event < e.id
+    AND (a.statement_slug IS NULL OR a.statement_slug = s.slug)
+WHERE e.kind = 'status' AND e.recorded_at >= ?
+AND NOT EXISTS (
+    SELECT 1 FROM alert_deliveries d WHERE d.recipient = 'server'
+    AND d.recipient_id = a.guild_id AND d.event_id = e.id)
+ORDER BY a.guild_id, e.id
+"""
+_EVENTS = """
+SELECT e.id, e.kind, e.recorded_at, p.slug AS pledge_slug, p.title AS pledge_title,
+    p.summary AS pledge_summary, s.slug AS statement_slug, s.title AS statement_title,
+    h.from_status, h.to_status, h.changed_at, h.note, h.evidence_url, h.changed_by
+FROM pledge_events e
+JOIN pledges p ON p.id = e.pledge_id
+JOIN statements s ON s.id = p.statement_id
+LEFT JOIN status_history h ON h.id = e.history_id
+WHERE e.id IN ({marks})
+ORDER BY e.id
+"""
+
+
+def utc_clock() -> datetime:
+    return datetime.now(UTC)
+
+
+def nonce_for(batch: str) -> str:
+    return batch[:25]  # Discord's limit on a nonce
+
+
+def marker_for(batch: str) -> str:
+    """Printed in the alert's footer: how a later re-send finds out it went through."""
+    return f"Alert {batch[:12]}"
+
+
+class AlertSender(Protocol):
+    """How alerts reach Discord: `bot.client.delivery.DiscordSender`, faked in tests."""
+
+    async def open_dm(self, user_id: int) -> int: ...
+
+    async def send_dm(
+        self, channel_id: int, alert: MemberAlert, *, nonce: str, marker: str
+    ) -> int: ...
+
+    async def channel_problem(self, guild_id: int, channel_id: int) -> str | None: ...
+
+    async def post(
+        self, channel_id: int, briefing: Briefing, *, nonce: str, role_id: int | None, marker: str
+    ) -> int: ...
+
+    async def find_post(self, channel_id: int, marker: str, *, since: datetime) -> int | None: ...
+
+    async def notify(self, guild_id: int, text: str, *, avoid_channel_id: int | None) -> None: ...
+
+
+@dataclass(frozen=True)
+class Claim:
+    recipient: str  # "member" or "server"
+    recipient_id: int
+    batch: str
+    event_ids: tuple[int, ...]
+    claimed_at: str
+    attempted_at: str | None = None
+
+
+class AlertDispatcher:
+    def __init__(
+        self,
+        db: Database,
+        sender: AlertSender,
+        budget: RateBudget,
+        *,
+        shards: Shards = ALL_SHARDS,
+        clock: Clock = utc_clock,
+        sleep: Sleep = asyncio.sleep,
+        poll_seconds: float = POLL_SECONDS,
+    ) -> None:
+        self.db = db
+        self.follows = Follows(db)
+        self.sender = sender
+        self.budget = budget
+        self.shards = shards
+        self.clock = clock
+        self.sleep = sleep
+        self.poll_seconds = poll_seconds
+        self._sending = asyncio.Semaphore(SENDING_AT_ONCE)
+        self._wake = asyncio.Event()
+
+    # -- the loop -----------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Finish what a crash left claimed, then deliver what is pending, forever."""
+        await self.recover_interrupted(stale_only=False)
+        while True:
+            try:
+                await self.deliver_pending()
+                await self.recover_interrupted(stale_only=True)
+            except Exception:
+                log.exception("alerts: delivering failed; trying again shortly")
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self.poll_seconds)
+
+    def wake(self) -> None:
+        """This process recorded a change: look now rather than at the next poll."""
+        self._wake.set()
+
+    async def deliver_pending(self) -> int:
+        """One round: every pending alert this process owns, sent or recorded. Returns
+        how many batches were sent or recorded."""
+        now = self.clock()
+        since = (now - LOOK_BACK).isoformat()
+        members = await self._pending(_MEMBER_PENDING, since)
+        servers = await self._pending(_SERVER_PENDING, since)
+        jobs = [
+            self._one_at_a_time(self._member_batch(user_id, events, now))
+            for user_id, events in members.items()
+            if self.shards.owns(user_id)
+        ]
+        jobs += [
+            self._one_at_a_time(self._server_events(guild_id, events, now))
+            for guild_id, events in servers.items()
+            if self.shards.owns(guild_id)
+        ]
+        done = await asyncio.gather(*jobs, return_exceptions=True)
+        for outcome in done:
+            if isinstance(outcome, BaseException):
+                log.error("alerts: one delivery failed", exc_info=outcome)
+        return sum(1 for outcome in done if outcome is True)
+
+    async def _one_at_a_time(self, job: Awaitable[bool]) -> bool:
+        """A few recipients at a time, each from its first read to its last write: with
+        10,000 waiting, members' own queries never queue behind thousands of the
+        dispatcher's, and a claim is only ever a send in progress."""
+        async with self._sending:
+            return await job
+
+    async def _pending(self, sql: str, since: str) -> dict[int, list[tuple[int, str]]]:
+        found: dict[int, list[tuple[int, str]]] = defaultdict(list)
+        for r in await self.db.rows(sql, (since,)):
+            found[int(r["recipient_id"])].append((int(r["event_id"]), r["recorded_at"]))
+        return found
+
+    # -- members ------------------------------------------------------------------
+
+    async def _member_batch(
+        self, user_id: int, events: list[tuple[int, str]], now: datetime
+    ) -> bool:
+        """Claim and send one DM for all of the member's waiting changes (if settled)."""
+        fresh = [(e, at) for e, at in events if now - _instant(at) <= ALERT_WINDOW]
+        stale = [e for e, at in events if now - _instant(at) > ALERT_WINDOW]
+        if stale:
+            await self._record("member", user_id, stale, "missed", "too late: the bot was offline")
+        if not fresh:
+            return bool(stale)
+        newest, oldest = _instant(fresh[-1][1]), _instant(fresh[0][1])
+        if now - newest < QUIET_FOR and now - oldest < HOLD_AT_MOST:
+            return False  # more may follow; they travel together
+        event_ids = [e for e, _ in fresh]
+        pause = await self.follows.pause_of(user_id)
+        if pause is not None:
+            await self._record(
+                "member", user_id, event_ids, "skipped", f"alerts paused: {pause.reason}"
+            )
+            return True
+        claim = await self._claim("member", user_id, event_ids)
+        if claim is None:
+            return False
+        await self._send_member(claim)
+        return True
+
+    async def _send_member(self, claim: Claim, *, recovering: bool = False) -> str:
+        user_id = claim.recipient_id
+        events = await self._events(claim.event_ids)
+        if not events:
+            await self._finish(claim, "skipped", error="the pledges were removed")
+            return "skipped"
+        alert = member_alert(events, await self._stops(user_id, events))
+        nonce, marker = nonce_for(claim.batch), marker_for(claim.batch)
+        for attempt, delay in enumerate((*RETRY_DELAYS, None)):
+            try:
+                channel_id = await self._dm_channel(user_id)
+                if attempt or recovering:
+                    found = await self._posted_before(claim, channel_id, marker)
+                    if found is not None:
+                        await self._finish(claim, "sent", message_id=found)
+                        return "sent"
+                await self._mark_attempt(claim)
+                await self.budget.wait()
+                async with self.budget.prepaid():
+                    message_id = await self.sender.send_dm(
+                        channel_id, alert, nonce=nonce, marker=marker
+                    )
+            except DeliveryFailure as failure:
+                if failure.kind == "pause":
+                    await self.follows.pause(user_id, failure.reason)
+                    await self._finish(claim, "failed", error=failure.reason)
+                    log.info("alerts for member %s paused: %s", user_id, failure.reason)
+                    return "paused"
+                if failure.kind == "fail" or delay is None:
+                    await self._finish(claim, "failed", error=failure.reason)
+                    return "failed"
+                await self.sleep(delay)
+                continue
+            await self._finish(claim, "sent", message_id=message_id)
+            return "sent"
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _dm_channel(self, user_id: int) -> int:
+        """The member's DM channel: kept once opened, so an alert is one request."""
+        known = await self.follows.dm_channel(user_id)
+        if known is not None:
+            return known
+        await self.budget.wait()
+        async with self.budget.prepaid():
+            channel_id = await self.sender.open_dm(user_id)
+        await self.follows.remember_dm_channel(user_id, channel_id)
+        return channel_id
+
+    async def _stops(self, user_id: int, events: Sequence[Event]) -> list[StopButton]:
+        """The member's follows that these events reached: what "Stop alerts" can stop."""
+        pledges = {e.pledge_slug for e in events}
+        statements = {e.statement_slug for e in events}
+        statuses = {e.pledge_slug for e in events if e.kind == "status"}
+        powers: set[str] = set()
+        if statuses:
+            marks = ", ".join("?" * len(statuses))
+            rows = await self.db.rows(
+                "SELECT DISTINCT w.slug FROM powers w JOIN power_pledges pp "
+                "ON pp.power_id = w.id JOIN pledges p ON p.id = pp.pledge_id "
+                f"WHERE p.slug IN ({marks})",
+                tuple(statuses),
+            )
+            powers = {r[0] for r in rows}
+        titles = {e.pledge_slug: e.pledge_title for e in events}
+        titles.update({e.statement_slug: e.statement_title for e in events})
+        stops = []
+        for follow in await self.follows.of(user_id):
+            reached = {
+                "pledge": follow.slug in pledges and follow.slug in statuses,
+                "statement": follow.slug in statements,
+                "power": follow.slug in powers,
+            }[follow.kind]
+            if reached:
+                name = titles.get(follow.slug, follow.slug)
+                stops.append(StopButton(follow.kind, follow.slug, f"Stop: {name}"[:80]))
+        return stops
+
+    # -- servers ------------------------------------------------------------------
+
+    async def _server_events(
+        self, guild_id: int, events: list[tuple[int, str]], now: datetime
+    ) -> bool:
+        """A server's changes one after another, so its channel reads them in order."""
+        dealt = [await self._server_event(guild_id, e, at, now) for e, at in events]
+        return any(dealt)
+
+    async def _server_event(
+        self, guild_id: int, event_id: int, recorded_at: str, now: datetime
+    ) -> bool:
+        if now - _instant(recorded_at) > ALERT_WINDOW:
+            await self._record("server", guild_id, [event_id], "missed", "too late")
+            return True
+        setting = await self.follows.alert_channel(guild_id)
+        if setting is None:
+            return False
+        if setting.paused_reason is not None:
+            reason = f"alerts paused: {setting.paused_reason}"
+            await self._record("server", guild_id, [event_id], "skipped", reason)
+            return True
+        claim = await self._claim("server", guild_id, [event_id])
+        if claim is None:
+            return False
+        await self._send_server(claim, setting)
+        return True
+
+    async def _send_server(
+        self, claim: Claim, setting: AlertChannel, *, recovering: bool = False
+    ) -> str:
+        events = await self._events(claim.event_ids)
+        if not events:
+            await self._finish(claim, "skipped", error="the pledge was removed")
+            return "skipped"
+        problem = await self.sender.channel_problem(setting.guild_id, setting.channel_id)
+        if problem:
+            await self._pause_server(claim, setting, problem)
+            return "paused"
+        briefing = server_alert(events[0], setting.role_id)
+        nonce, marker = nonce_for(claim.batch), marker_for(claim.batch)
+        for attempt, delay in enumerate((*RETRY_DELAYS, None)):
+            try:
+                if attempt or recovering:
+                    found = await self._posted_before(claim, setting.channel_id, marker)
+                    if found is not None:
+                        await self._finish(claim, "sent", message_id=found)
+                        return "sent"
+                await self._mark_attempt(claim)
+                await self.budget.wait()
+                async with self.budget.prepaid():
+                    message_id = await self.sender.post(
+                        setting.channel_id,
+                        briefing,
+                        nonce=nonce,
+                        role_id=setting.role_id,
+                        marker=marker,
+                    )
+            except DeliveryFailure as failure:
+                if failure.kind == "pause":
+                    await self._pause_server(claim, setting, failure.reason)
+                    return "paused"
+                if failure.kind == "fail" or delay is None:
+                    await self._finish(claim, "failed", error=failure.reason)
+                    return "failed"
+                await self.sleep(delay)
+                continue
+            await self._finish(claim, "sent", message_id=message_id)
+            return "sent"
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _pause_server(self, claim: Claim, setting: AlertChannel, reason: str) -> None:
+        """Like a briefing: the setting is kept, paused with its reason; moderators told."""
+        await self._finish(claim, "failed", error=reason)
+        if await self.follows.pause_alert_channel(setting.guild_id, setting.channel_id, reason):
+            log.warning("alerts for guild %s paused: %s", setting.guild_id, reason)
+            try:
+                await self.sender.notify(
+                    setting.guild_id,
+                    f"⏸️ Pledge alerts for <#{setting.channel_id}> are paused: {reason}. "
+                    "Fix it, then set them again with `/briefing alerts`.",
+                    avoid_channel_id=setting.channel_id,
+                )
+            except DeliveryFailure as failure:
+                log.warning("could not tell guild %s: %s", setting.guild_id, failure)
+
+    # -- claims -------------------------------------------------------------------
+
+    async def _claim(
+        self, recipient: str, recipient_id: int, event_ids: Sequence[int]
+    ) -> Claim | None:
+        """Claim whichever of these nobody has: one batch, one send. None if none left."""
+        batch = secrets.token_hex(12)
+        now = self.clock().isoformat()
+        async with self.db.transaction() as tx:
+            await tx.executemany(
+                "INSERT INTO alert_deliveries(recipient, recipient_id, event_id, batch, state, "
+                "claimed_at) VALUES (?, ?, ?, ?, 'claimed', ?) "
+                "ON CONFLICT(recipient, recipient_id, event_id) DO NOTHING",
+                [(recipient, recipient_id, e, batch, now) for e in event_ids],
+            )
+            rows = await tx.rows(
+                "SELECT event_id FROM alert_deliveries WHERE batch = ? ORDER BY event_id",
+                (batch,),
+            )
+        if not rows:
+            log.debug("alerts for %s %s: already claimed", recipient, recipient_id)
+            return None
+        return Claim(recipient, recipient_id, batch, tuple(int(r[0]) for r in rows), now)
+
+    async def _record(
+        self, recipient: str, recipient_id: int, event_ids: Sequence[int], state: str, error: str
+    ) -> None:
+        """An ending without a send (missed, skipped), claimed and finished at once."""
+        now = self.clock().isoformat()
+        batch = secrets.token_hex(12)
+        async with self.db.transaction() as tx:
+            await tx.executemany(
+                "INSERT INTO alert_deliveries(recipient, recipient_id, event_id, batch, state, "
+                "claimed_at, finished_at, error) VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT(recipient, recipient_id, event_id) DO NOTHING",
+                [(recipient, recipient_id, e, batch, state, now, now, error) for e in event_ids],
+            )
+
+    async def _finish(
+        self, claim: Claim, state: str, *, message_id: int | None = None, error: str | None = None
+    ) -> None:
+        async with self.db.transaction() as tx:
+            await tx.execute(
+                "UPDATE alert_deliveries SET state = ?, message_id = ?, error = ?, "
+                "finished_at = ? WHERE batch = ? AND state = 'claimed'",
+                (state, message_id, error, self.clock().isoformat(), claim.batch),
+            )
+
+    async def _mark_attempt(self, claim: Claim) -> None:
+        """When the batch was first sent: the nonce is trusted for NONCE_TRUST after it."""
+        async with self.db.transaction() as tx:
+            await tx.execute(
+                "UPDATE alert_deliveries SET attempted_at = ? WHERE batch = ? "
+                "AND attempted_at IS NULL",
+                (self.clock().isoformat(), claim.batch),
+            )
+
+    async def _posted_before(self, claim: Claim, channel_id: int, marker: str) -> int | None:
+        """Before a re-send: within the nonce window the nonce dedupes; beyond it, look."""
+        attempted = await self.db.scalar(
+            "SELECT min(attempted_at) FROM alert_deliveries WHERE batch = ?", (claim.batch,)
+        )
+        if attempted is None:
+            return None
+        first = datetime.fromisoformat(attempted)
+        if self.clock() - first <= NONCE_TRUST:
+            return None
+        return await self.sender.find_post(channel_id, marker, since=first - timedelta(minutes=1))
+
+    async def _events(self, event_ids: Sequence[int]) -> list[Event]:
+        marks = ", ".join("?" * len(event_ids))
+        rows = await self.db.rows(_EVENTS.format(marks=marks), tuple(event_ids))
+        return [_event(r) for r in rows]
+
+    # -- recovery -----------------------------------------------------------------
+
+    async def recover_interrupted(self, *, stale_only: bool) -> None:
+        """Finish batches claimed but never finished: at start-up, those of this process's
+        recipients (its own crash); later, any left this long by a process that died."""
+        now = self.clock()
+        rows = await self.db.rows(
+            "SELECT recipient, recipient_id, batch, min(claimed_at) AS claimed_at, "
+            "min(attempted_at) AS attempted_at FROM alert_deliveries WHERE state = 'claimed' "
+            "GROUP BY recipient, recipient_id, batch"
+        )
+        for r in rows:
+            recipient_id = int(r["recipient_id"])
+            claimed_at = datetime.fromisoformat(r["claimed_at"])
+            if not self.shards.owns(recipient_id):
+                continue
+            if stale_only and now - claimed_at < STALE_CLAIM:
+                continue
+            ids = await self.db.rows(
+                "SELECT event_id FROM alert_deliveries WHERE batch = ? AND state = 'claimed'",
+                (r["batch"],),
+            )
+            claim = Claim(
+                r["recipient"],
+                recipient_id,
+                r["batch"],
+                tuple(int(i[0]) for i in ids),
+                r["claimed_at"],
+                r["attempted_at"],
+            )
+            try:
+                await self._recover(claim, now)
+            except Exception:
+                log.exception("alerts: recovering batch %s failed", claim.batch)
+
+    async def _recover(self, claim: Claim, now: datetime) -> None:
+        if now - datetime.fromisoformat(claim.claimed_at) > ALERT_WINDOW:
+            await self._finish(claim, "failed", error="interrupted and not re-sent")
+            return
+        if claim.recipient == "member":
+            if await self.follows.pause_of(claim.recipient_id) is not None:
+                await self._finish(claim, "skipped", error="alerts paused")
+                return
+            async with self._sending:
+                await self._send_member(claim, recovering=True)
+            return
+        setting = await self.follows.alert_channel(claim.recipient_id)
+        if setting is None or setting.paused_reason is not None:
+            await self._finish(claim, "skipped", error="alerts stopped or paused")
+            return
+        async with self._sending:
+            await self._send_server(claim, setting, recovering=True)
+
+
+def _instant(iso: str) -> datetime:
+    moment = datetime.fromisoformat(iso)
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def _event(r: Row) -> Event:
+    return Event(
+        id=int(r["id"]),
+        kind=r["kind"],
+        recorded_at=r["recorded_at"],
+        pledge_slug=r["pledge_slug"],
+        pledge_title=r["pledge_title"],
+        pledge_summary=r["pledge_summary"],
+        statement_slug=r["statement_slug"],
+        statement_title=r["statement_title"],
+        from_status=r["from_status"],
+        to_status=r["to_status"],
+        changed_at=r["changed_at"],
+        note=r["note"] or "",
+        evidence_url=r["evidence_url"] or "",
+        changed_by=r["changed_by"] or "",
+    )
+
+
+__all__ = ["AlertDispatcher", "AlertSender", "Claim", "FollowKind"]
