@@ -127,8 +127,10 @@ async def test_metrics_and_health_over_http_before_and_after_a_gateway_drop(
         assert await deliver(bot, paused) == "paused"
         assert await deliver(bot, skipped) == "skipped"
         await engine_of(bot).schedules.record(sent, "2098-12-31T09:00Z", "missed")
-        for _ in range(4):  # paced at RATE per second: later posts wait their turn
-            await deliver(bot, sent, f"2099-01-0{_ + 2}T09:00Z")
+        # paced at RATE per second: four posts at once wait their turns, one after another
+        # (at once, so that however slowly a loaded machine runs each, they still queue)
+        paced = [await create(bot, w, "digest") for _ in range(4)]
+        assert await asyncio.gather(*(deliver(bot, each) for each in paced)) == ["sent"] * 4
 
         before = await metrics(base)
         assert one(before, "pledgebot_guilds") == 2
