@@ -9,9 +9,16 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from bot.briefings.planner import Shards
+from bot.briefings.retention import ALERTS_KEPT_AT_LEAST, prune_alert_deliveries
 from bot.briefings.sender import DeliveryFailure
 from bot.follows.compose import MemberAlert
-from bot.follows.dispatch import ALERT_WINDOW, HOLD_AT_MOST, QUIET_FOR, AlertDispatcher
+from bot.follows.dispatch import (
+    ALERT_WINDOW,
+    HOLD_AT_MOST,
+    LOOK_BACK,
+    QUIET_FOR,
+    AlertDispatcher,
+)
 from bot.follows.follows import FOLLOW_LIMIT, Follows
 from bot.rate_budget import RateBudget
 from bot.store import Store
@@ -373,3 +380,24 @@ async def test_a_statement_follow_hears_of_a_new_edition(rig: AlertRig) -> None:
     titles = [c.title for c in alert.message.cards]
     assert any(t.startswith("Summary changed") for t in titles)
     assert "New pledge: A new pledge" in titles
+
+
+async def test_pruning_old_alert_rows_never_sends_an_alert_again(rig: AlertRig) -> None:
+    """Retention deletes finished alert rows only past the dispatcher's look-back, so a
+    change whose row is gone is never found pending again."""
+    assert ALERTS_KEPT_AT_LEAST > LOOK_BACK
+    [pledge] = await some_pledges(rig.store, 1)
+    await rig.follows.add(ALICE, "pledge", pledge)
+    await rig.rate(pledge, "in-progress")
+    await rig.settle()
+    assert len(rig.sender.dms) == 1
+    now = datetime.now(UTC)
+    # a retention of one day, a day later: the row is within the look-back, so it stays
+    assert await prune_alert_deliveries(rig.store, older_than=now, now=now + timedelta(days=1)) == 0
+    rig.clock.now = now + timedelta(days=1)
+    await rig.dispatcher.deliver_pending()
+    later = now + ALERTS_KEPT_AT_LEAST + timedelta(days=1)
+    assert await prune_alert_deliveries(rig.store, older_than=later, now=later) == 1
+    rig.clock.now = later
+    await rig.dispatcher.deliver_pending()
+    assert len(rig.sender.dms) == 1

@@ -4,8 +4,9 @@ Every briefing slot leaves a row in `deliveries`, so the table grows forever wit
 this. Rows older than `[retention] deliveries_days` go, except those the bot still
 reads: each schedule's latest scheduled slot (the engine plans and claims after it), its
 latest row (`/briefing show`) and its latest sent post ("changes since the previous
-briefing"). Rows still `claimed` are never touched: a post may be in flight. The audit
-of schedule changes and the status history are never pruned.
+briefing"). Rows still `claimed` are never touched: a post may be in flight. Alert
+delivery rows go too, once older than the alert dispatcher's look-back. The audit of
+schedule changes, the status history and the pledge events are never pruned.
 
 Each batch is one short write transaction with a pause after it, so member commands and
 briefing posts never wait behind a large prune.
@@ -91,12 +92,50 @@ async def prune_deliveries(
         await sleep(pause)
 
 
+# Alert delivery rows are what keeps an alert from going out twice: the dispatcher looks
+# back `bot.follows.dispatch.LOOK_BACK` (7 days) for changes without one, so rows are
+# kept at least a day longer than that, whatever the retention setting.
+ALERTS_KEPT_AT_LEAST = timedelta(days=8)
+_OLD_ALERT_ROWS = (
+    "SELECT id FROM alert_deliveries WHERE id > ? AND state != 'claimed' AND claimed_at < ? "
+    "ORDER BY id LIMIT ?"
+)
+
+
+async def prune_alert_deliveries(
+    store: Store,
+    *,
+    older_than: datetime,
+    now: datetime,
+    batch_rows: int = BATCH_ROWS,
+    pause: float = PAUSE_BETWEEN_BATCHES,
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+) -> int:
+    """Delete finished alert delivery rows claimed before `older_than` (and before the
+    dispatcher's look-back); returns how many."""
+    cutoff = min(older_than, now - ALERTS_KEPT_AT_LEAST).astimezone(UTC).isoformat()
+    after, removed = 0, 0
+    while True:
+        async with store.transaction() as tx:
+            old = [int(r[0]) for r in await tx.rows(_OLD_ALERT_ROWS, (after, cutoff, batch_rows))]
+            if old:
+                await tx.execute(
+                    f"DELETE FROM alert_deliveries WHERE id IN ({','.join('?' * len(old))})", old
+                )
+        removed += len(old)
+        if len(old) < batch_rows:
+            return removed
+        after = old[-1]
+        await sleep(pause)
+
+
 async def prune_if_due(store: Store, days: int, now: datetime) -> int | None:
     """Prune unless any process did within the last day; None when it was not due."""
     last = await store.get_meta(LAST_PRUNE_KEY)
     if last is not None and now - datetime.fromisoformat(last) < DAY - timedelta(minutes=5):
         return None
     removed = await prune_deliveries(store, older_than=now - timedelta(days=days))
+    removed += await prune_alert_deliveries(store, older_than=now - timedelta(days=days), now=now)
     await store.set_meta(LAST_PRUNE_KEY, now.isoformat())
     if removed:
         log.info("retention: pruned %d delivery rows older than %d days", removed, days)
