@@ -254,10 +254,35 @@ class AlertDispatcher:
             await self._finish(claim, "skipped", error="the pledges were removed")
             return "skipped"
         alert = member_alert(events, await self._stops(user_id, events))
+
+        async def send(channel_id: int, nonce: str, marker: str) -> int:
+            return await self.sender.send_dm(channel_id, alert, nonce=nonce, marker=marker)
+
+        async def pause(reason: str) -> None:
+            await self.follows.pause(user_id, reason)
+            await self._finish(claim, "failed", error=reason)
+            log.info("alerts for member %s paused: %s", user_id, reason)
+
+        return await self._send(
+            claim, lambda: self._dm_channel(user_id), send, pause, recovering=recovering
+        )
+
+    async def _send(
+        self,
+        claim: Claim,
+        channel: Callable[[], Awaitable[int]],
+        send: Callable[[int, str, str], Awaitable[int]],
+        pause: Callable[[str], Awaitable[None]],
+        *,
+        recovering: bool,
+    ) -> str:
+        """Send a claimed batch, retrying what may pass (same nonce), and record how it
+        ended; a re-send first looks for the message once Discord may have forgotten the
+        nonce. `send(channel_id, nonce, marker)` is the one request."""
         nonce, marker = nonce_for(claim.batch), marker_for(claim.batch)
         for attempt, delay in enumerate((*RETRY_DELAYS, None)):
             try:
-                channel_id = await self._dm_channel(user_id)
+                channel_id = await channel()
                 if attempt or recovering:
                     found = await self._posted_before(claim, channel_id, marker)
                     if found is not None:
@@ -266,14 +291,10 @@ class AlertDispatcher:
                 await self._mark_attempt(claim)
                 await self.budget.wait()
                 async with self.budget.prepaid():
-                    message_id = await self.sender.send_dm(
-                        channel_id, alert, nonce=nonce, marker=marker
-                    )
+                    message_id = await send(channel_id, nonce, marker)
             except DeliveryFailure as failure:
                 if failure.kind == "pause":
-                    await self.follows.pause(user_id, failure.reason)
-                    await self._finish(claim, "failed", error=failure.reason)
-                    log.info("alerts for member %s paused: %s", user_id, failure.reason)
+                    await pause(failure.reason)
                     return "paused"
                 if failure.kind == "fail" or delay is None:
                     await self._finish(claim, "failed", error=failure.reason)
@@ -364,36 +385,19 @@ class AlertDispatcher:
             await self._pause_server(claim, setting, problem)
             return "paused"
         briefing = server_alert(events[0], setting.role_id)
-        nonce, marker = nonce_for(claim.batch), marker_for(claim.batch)
-        for attempt, delay in enumerate((*RETRY_DELAYS, None)):
-            try:
-                if attempt or recovering:
-                    found = await self._posted_before(claim, setting.channel_id, marker)
-                    if found is not None:
-                        await self._finish(claim, "sent", message_id=found)
-                        return "sent"
-                await self._mark_attempt(claim)
-                await self.budget.wait()
-                async with self.budget.prepaid():
-                    message_id = await self.sender.post(
-                        setting.channel_id,
-                        briefing,
-                        nonce=nonce,
-                        role_id=setting.role_id,
-                        marker=marker,
-                    )
-            except DeliveryFailure as failure:
-                if failure.kind == "pause":
-                    await self._pause_server(claim, setting, failure.reason)
-                    return "paused"
-                if failure.kind == "fail" or delay is None:
-                    await self._finish(claim, "failed", error=failure.reason)
-                    return "failed"
-                await self.sleep(delay)
-                continue
-            await self._finish(claim, "sent", message_id=message_id)
-            return "sent"
-        raise AssertionError("unreachable")  # pragma: no cover
+
+        async def channel() -> int:
+            return setting.channel_id
+
+        async def send(channel_id: int, nonce: str, marker: str) -> int:
+            return await self.sender.post(
+                channel_id, briefing, nonce=nonce, role_id=setting.role_id, marker=marker
+            )
+
+        async def pause(reason: str) -> None:
+            await self._pause_server(claim, setting, reason)
+
+        return await self._send(claim, channel, send, pause, recovering=recovering)
 
     async def _pause_server(self, claim: Claim, setting: AlertChannel, reason: str) -> None:
         """Like a briefing: the setting is kept, paused with its reason; moderators told."""
