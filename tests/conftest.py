@@ -33,6 +33,7 @@ ONE_WORKER = {"test_engine_two_processes": "outcome", "test_fresh_clone": ""}
 SLOW = frozenset(
     {
         "test_engine_two_processes",
+        "test_follow_processes",
         "test_fresh_clone",
         "test_robustness_crash",
         "test_bench",

@@ -14,7 +14,7 @@ from bot.config import redact_dsn as redact
 from bot.errors import StoreError
 from bot.storage import Database, postgres
 from bot.storage.postgres import PostgresDatabase, translate
-from bot.storage.schema import SCHEMA_VERSION, STEPS
+from bot.storage.schema import SCHEMA_VERSION
 
 NOW = "2026-12-03T14:00:00.000000+00:00"
 
@@ -35,10 +35,6 @@ async def _schedule(db: PostgresDatabase, guild_id: int = 1234567890123456789) -
             (guild_id, guild_id + 1, guild_id + 2, NOW, NOW, NOW),
         )
     return int(schedule_id)
-
-
-def test_one_list_of_migration_steps_for_both_backends() -> None:
-    assert SCHEMA_VERSION == len(STEPS)
 
 
 def test_placeholders_are_translated_outside_literals() -> None:

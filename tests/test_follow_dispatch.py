@@ -3,6 +3,7 @@ fake sender and clock: who hears of which change, once, and how every ending is 
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -14,6 +15,7 @@ from bot.briefings.sender import DeliveryFailure
 from bot.follows.compose import MemberAlert
 from bot.follows.dispatch import (
     ALERT_WINDOW,
+    DEAD_AFTER,
     HOLD_AT_MOST,
     LOOK_BACK,
     QUIET_FOR,
@@ -239,8 +241,6 @@ async def test_two_dispatchers_send_each_alert_once(rig: AlertRig) -> None:
         await rig.follows.add(user, "pledge", pledges[0])
     await rig.rate(pledges[0], "in-progress")
     rig.clock.now = other.clock.now = datetime.now(UTC) + QUIET_FOR
-    import asyncio
-
     await asyncio.gather(rig.dispatcher.deliver_pending(), other.dispatcher.deliver_pending())
     assert sorted(user for user, _, _ in rig.sender.dms) == [ALICE, BOB, CAROL]
 
@@ -260,39 +260,14 @@ async def test_members_are_split_between_processes_by_shard(loaded_store: Store)
     assert first.sender.dms and second.sender.dms
 
 
-async def test_a_claim_left_by_a_crash_is_sent_once_on_recovery(rig: AlertRig) -> None:
+async def crash_mid_send(rig: AlertRig) -> None:
+    """The rig's dispatcher claims a change for ALICE and sends it, then dies before
+    recording the send."""
     [pledge] = await some_pledges(rig.store, 1)
     await rig.follows.add(ALICE, "pledge", pledge)
     await rig.rate(pledge, "in-progress")
     rig.clock.now = datetime.now(UTC) + QUIET_FOR
-    # the first process claims and sends, then dies before recording the send
-    rig.sender.lose_answer = False
-    original = rig.dispatcher._finish
-
-    async def die(*args: object, **kwargs: object) -> None:
-        raise RuntimeError("killed")
-
-    rig.dispatcher._finish = die  # type: ignore[method-assign]
-    with pytest.raises(RuntimeError):
-        await rig.dispatcher._member_batch(
-            ALICE, [(e, at) for e, at in await pending(rig)], rig.clock.now
-        )
-    rig.dispatcher._finish = original  # type: ignore[method-assign]
-    assert len(rig.sender.dms) == 1
-    # a restart within the nonce window: re-sent with the same nonce, Discord dedupes
-    restarted = new_alert_rig(rig.store)
-    restarted.sender = restarted.dispatcher.sender = rig.sender  # type: ignore[assignment]
-    restarted.clock.now = rig.clock.now
-    await restarted.dispatcher.recover_interrupted(stale_only=False)
-    assert len(rig.sender.dms) == 1
-    assert await rig.states(ALICE) == [("sent", None)]
-
-
-async def test_a_claim_recovered_after_the_nonce_window_is_looked_for_first(rig: AlertRig) -> None:
-    [pledge] = await some_pledges(rig.store, 1)
-    await rig.follows.add(ALICE, "pledge", pledge)
-    await rig.rate(pledge, "in-progress")
-    rig.clock.now = datetime.now(UTC) + QUIET_FOR
+    await rig.dispatcher.beat()
     original = rig.dispatcher._finish
 
     async def die(*args: object, **kwargs: object) -> None:
@@ -302,9 +277,58 @@ async def test_a_claim_recovered_after_the_nonce_window_is_looked_for_first(rig:
     with pytest.raises(RuntimeError):
         await rig.dispatcher._member_batch(ALICE, await pending(rig), rig.clock.now)
     rig.dispatcher._finish = original  # type: ignore[method-assign]
+    assert len(rig.sender.dms) == 1
+    assert await rig.states(ALICE) == [("claimed", None)]
+
+
+def another_process(rig: AlertRig) -> AlertDispatcher:
+    """A second process (or the same host restarted): same Discord, same clock."""
+    other = new_alert_rig(rig.store)
+    other.dispatcher.sender = rig.sender
+    other.dispatcher.clock = rig.clock
+    return other.dispatcher
+
+
+async def test_a_claim_left_by_a_crash_is_sent_once_on_recovery(rig: AlertRig) -> None:
+    await crash_mid_send(rig)
+    restarted = another_process(rig)
+    # while the crashed process's last heartbeat is fresh, its claim may be in progress
+    await restarted.recover_interrupted()
+    assert await rig.states(ALICE) == [("claimed", None)]
+    # it stopped beating: taken over, re-sent with the same nonce, and Discord dedupes it
+    rig.clock.now += DEAD_AFTER + timedelta(seconds=1)
+    await restarted.recover_interrupted()
+    assert len(rig.sender.dms) == 1
+    assert await rig.states(ALICE) == [("sent", None)]
+
+
+async def test_a_live_process_keeps_its_claims_however_long_it_takes(rig: AlertRig) -> None:
+    await crash_mid_send(rig)  # (not dead: it goes on beating)
+    other = another_process(rig)
+    for _ in range(3):
+        rig.clock.now += DEAD_AFTER
+        await rig.dispatcher.beat()
+        await other.recover_interrupted()
+    assert await rig.states(ALICE) == [("claimed", None)]
+    assert len(rig.sender.dms) == 1
+
+
+async def test_a_dead_process_s_claim_is_taken_over_by_one_process(rig: AlertRig) -> None:
+    await crash_mid_send(rig)
+    rig.clock.now += DEAD_AFTER + timedelta(seconds=1)
+    rig.sender.nonce_window = timedelta(0)  # no help from Discord: the claim must hold
+    rig.sender.markers.clear()  # nor from the marker: the first send is not found
+    first, second = another_process(rig), another_process(rig)
+    await asyncio.gather(first.recover_interrupted(), second.recover_interrupted())
+    assert len(rig.sender.dms) == 2  # the lost send, and one re-send: not two
+    assert await rig.states(ALICE) == [("sent", None)]
+
+
+async def test_a_claim_recovered_after_the_nonce_window_is_looked_for_first(rig: AlertRig) -> None:
+    await crash_mid_send(rig)
     rig.clock.now += timedelta(minutes=10)  # Discord has forgotten the nonce
     rig.sender.nonce_window = timedelta(0)
-    await rig.dispatcher.recover_interrupted(stale_only=True)
+    await another_process(rig).recover_interrupted()
     assert len(rig.sender.dms) == 1 and rig.sender.lookups
     assert await rig.states(ALICE) == [("sent", None)]
 

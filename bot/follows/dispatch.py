@@ -9,7 +9,9 @@ statuses an operator recorded in a row), once the newest has been quiet for
 event), unique in the store, written before anything is sent; the send carries a nonce
 from the batch, and a re-send after Discord may have forgotten that nonce first looks for
 the post. Every ending is recorded: sent, failed, skipped (alerts paused) or missed
-(older than `ALERT_WINDOW` when first seen, say after a long downtime).
+(older than `ALERT_WINDOW` when first seen, say after a long downtime). A claim names the
+process that made it; each process beats in `alert_workers`, and the claims of one that
+stopped beating (killed mid-send) are taken over, once, by a process owning the recipient.
 """
 
 from __future__ import annotations
@@ -46,9 +48,12 @@ HOLD_AT_MOST = timedelta(seconds=20)
 ALERT_WINDOW = timedelta(hours=6)
 # How far back a process looks for changes nobody dealt with, to record them missed.
 LOOK_BACK = timedelta(days=7)
-# A claim this old whose process never finished it (it died) is taken over: longer than
-# a send with all its retries and timeouts can take.
-STALE_CLAIM = timedelta(minutes=10)
+# Each process beats every BEAT_SECONDS in `alert_workers`; a claim whose process has not
+# beaten for DEAD_AFTER (it died, or was killed) is taken over by another, or by the same
+# host's next start. A live process's claims are never touched, however long its retries.
+BEAT_SECONDS = 5.0
+DEAD_AFTER = timedelta(seconds=30)
+FORGET_WORKERS_AFTER = timedelta(days=1)
 NONCE_TRUST = timedelta(seconds=60)
 RETRY_DELAYS = (2.0, 5.0, 15.0, 30.0)
 SENDING_AT_ONCE = 4
@@ -163,21 +168,48 @@ class AlertDispatcher:
         self.poll_seconds = poll_seconds
         self._sending = asyncio.Semaphore(SENDING_AT_ONCE)
         self._wake = asyncio.Event()
+        self.worker = secrets.token_hex(8)  # this process, on its claims and heartbeat
 
     # -- the loop -----------------------------------------------------------------
 
     async def run(self) -> None:
-        """Finish what a crash left claimed, then deliver what is pending, forever."""
-        await self.recover_interrupted(stale_only=False)
+        """Deliver what is pending and take over what dead processes left claimed, forever,
+        beating all along."""
+        beating = asyncio.create_task(self._beat_forever())
+        try:
+            while True:
+                try:
+                    await self.recover_interrupted()
+                    await self.deliver_pending()
+                except Exception:
+                    log.exception("alerts: delivering failed; trying again shortly")
+                self._wake.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), self.poll_seconds)
+        finally:
+            beating.cancel()
+
+    async def beat(self) -> None:
+        """This process is alive (its claims are in progress); long-gone ones are forgotten."""
+        now = self.clock()
+        async with self.db.transaction() as tx:
+            await tx.execute(
+                "INSERT INTO alert_workers(worker, seen_at) VALUES (?, ?) "
+                "ON CONFLICT(worker) DO UPDATE SET seen_at = excluded.seen_at",
+                (self.worker, now.isoformat()),
+            )
+            await tx.execute(
+                "DELETE FROM alert_workers WHERE seen_at < ?",
+                ((now - FORGET_WORKERS_AFTER).isoformat(),),
+            )
+
+    async def _beat_forever(self) -> None:
         while True:
             try:
-                await self.deliver_pending()
-                await self.recover_interrupted(stale_only=True)
-            except Exception:
-                log.exception("alerts: delivering failed; trying again shortly")
-            self._wake.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.poll_seconds)
+                await self.beat()
+            except Exception as error:
+                log.warning("alerts: could not record this process's heartbeat (%s)", error)
+            await asyncio.sleep(BEAT_SECONDS)
 
     def wake(self) -> None:
         """This process recorded a change: look now rather than at the next poll."""
@@ -425,9 +457,9 @@ class AlertDispatcher:
         async with self.db.transaction() as tx:
             await tx.executemany(
                 "INSERT INTO alert_deliveries(recipient, recipient_id, event_id, batch, state, "
-                "claimed_at) VALUES (?, ?, ?, ?, 'claimed', ?) "
+                "claimed_at, claimed_by) VALUES (?, ?, ?, ?, 'claimed', ?, ?) "
                 "ON CONFLICT(recipient, recipient_id, event_id) DO NOTHING",
-                [(recipient, recipient_id, e, batch, now) for e in event_ids],
+                [(recipient, recipient_id, e, batch, now, self.worker) for e in event_ids],
             )
             rows = await tx.rows(
                 "SELECT event_id FROM alert_deliveries WHERE batch = ? ORDER BY event_id",
@@ -484,44 +516,63 @@ class AlertDispatcher:
         return await self.sender.find_post(channel_id, marker, since=first - timedelta(minutes=1))
 
     async def _events(self, event_ids: Sequence[int]) -> list[Event]:
+        if not event_ids:
+            return []
         marks = ", ".join("?" * len(event_ids))
         rows = await self.db.rows(_EVENTS.format(marks=marks), tuple(event_ids))
         return [_event(r) for r in rows]
 
     # -- recovery -----------------------------------------------------------------
 
-    async def recover_interrupted(self, *, stale_only: bool) -> None:
-        """Finish batches claimed but never finished: at start-up, those of this process's
-        recipients (its own crash); later, any left this long by a process that died."""
+    async def recover_interrupted(self) -> None:
+        """Finish batches claimed by a process that stopped beating (it died mid-send),
+        among this process's recipients: each taken over by one process only."""
         now = self.clock()
+        dead_since = (now - DEAD_AFTER).isoformat()
         rows = await self.db.rows(
-            "SELECT recipient, recipient_id, batch, min(claimed_at) AS claimed_at, "
-            "min(attempted_at) AS attempted_at FROM alert_deliveries WHERE state = 'claimed' "
-            "GROUP BY recipient, recipient_id, batch"
+            "SELECT d.recipient, d.recipient_id, d.batch, d.claimed_by, "
+            "min(d.claimed_at) AS claimed_at, min(d.attempted_at) AS attempted_at "
+            "FROM alert_deliveries d LEFT JOIN alert_workers w ON w.worker = d.claimed_by "
+            "WHERE d.state = 'claimed' AND d.claimed_by != ? "
+            "AND (w.seen_at IS NULL OR w.seen_at < ?) "
+            "GROUP BY d.recipient, d.recipient_id, d.batch, d.claimed_by",
+            (self.worker, dead_since),
         )
         for r in rows:
             recipient_id = int(r["recipient_id"])
-            claimed_at = datetime.fromisoformat(r["claimed_at"])
             if not self.shards.owns(recipient_id):
                 continue
-            if stale_only and now - claimed_at < STALE_CLAIM:
-                continue
-            ids = await self.db.rows(
-                "SELECT event_id FROM alert_deliveries WHERE batch = ? AND state = 'claimed'",
-                (r["batch"],),
-            )
-            claim = Claim(
-                r["recipient"],
-                recipient_id,
-                r["batch"],
-                tuple(int(i[0]) for i in ids),
-                r["claimed_at"],
-                r["attempted_at"],
-            )
             try:
-                await self._recover(claim, now)
+                claim = await self._take_over(r)
+                if claim is not None:
+                    await self._recover(claim, now)
             except Exception:
-                log.exception("alerts: recovering batch %s failed", claim.batch)
+                log.exception("alerts: recovering batch %s failed", r["batch"])
+
+    async def _take_over(self, r: Row) -> Claim | None:
+        """The dead process's batch, now this one's; None if another process took it."""
+        async with self.db.transaction() as tx:
+            taken = await tx.execute(
+                "UPDATE alert_deliveries SET claimed_by = ? WHERE batch = ? "
+                "AND state = 'claimed' AND claimed_by = ?",
+                (self.worker, r["batch"], r["claimed_by"]),
+            )
+            ids = await tx.rows(
+                "SELECT event_id FROM alert_deliveries WHERE batch = ? AND state = 'claimed' "
+                "AND claimed_by = ? ORDER BY event_id",
+                (r["batch"], self.worker),
+            )
+        if not taken or not ids:
+            return None
+        log.info("alerts: taking over batch %s from a process that stopped", r["batch"])
+        return Claim(
+            r["recipient"],
+            int(r["recipient_id"]),
+            r["batch"],
+            tuple(int(i[0]) for i in ids),
+            r["claimed_at"],
+            r["attempted_at"],
+        )
 
     async def _recover(self, claim: Claim, now: datetime) -> None:
         if now - datetime.fromisoformat(claim.claimed_at) > ALERT_WINDOW:

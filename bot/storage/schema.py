@@ -329,8 +329,9 @@ STEPS: tuple[tuple[Part, ...], ...] = (
     ),
     # 9: following: each change to a pledge as an event (a status, or a content edition
     # adding a pledge or changing its summary), who follows what (by user id and item), a
-    # member's DM channel and alert pause, servers' alert channels, and one claim row per
-    # (recipient, event) before anything is sent
+    # member's DM channel and alert pause, servers' alert channels, one claim row per
+    # (recipient, event) before anything is sent, and each dispatching process's heartbeat
+    # (a claim whose process stopped beating is taken over)
     (
         """
         CREATE TABLE pledge_events (
@@ -379,10 +380,12 @@ STEPS: tuple[tuple[Part, ...], ...] = (
             finished_at TEXT,
             message_id {bigint},
             error TEXT,
+            claimed_by TEXT NOT NULL DEFAULT '',
             UNIQUE (recipient, recipient_id, event_id)
         );
         CREATE INDEX alert_deliveries_batch ON alert_deliveries(batch);
         CREATE INDEX alert_deliveries_state ON alert_deliveries(state, claimed_at);
+        CREATE TABLE alert_workers (worker TEXT PRIMARY KEY, seen_at TEXT NOT NULL);
         """,
     ),
 )
