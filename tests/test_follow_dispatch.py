@@ -274,8 +274,7 @@ async def crash_mid_send(rig: AlertRig) -> None:
         raise RuntimeError("killed")
 
     rig.dispatcher._finish = die  # type: ignore[method-assign]
-    with pytest.raises(RuntimeError):
-        await rig.dispatcher._member_batch(ALICE, await pending(rig), rig.clock.now)
+    await rig.dispatcher.deliver_pending()  # (the failure is logged: the round goes on)
     rig.dispatcher._finish = original  # type: ignore[method-assign]
     assert len(rig.sender.dms) == 1
     assert await rig.states(ALICE) == [("claimed", None)]
@@ -331,11 +330,6 @@ async def test_a_claim_recovered_after_the_nonce_window_is_looked_for_first(rig:
     await another_process(rig).recover_interrupted()
     assert len(rig.sender.dms) == 1 and rig.sender.lookups
     assert await rig.states(ALICE) == [("sent", None)]
-
-
-async def pending(rig: AlertRig) -> list[tuple[int, str]]:
-    rows = await rig.store.rows("SELECT id, recorded_at FROM pledge_events ORDER BY id")
-    return [(int(r[0]), r[1]) for r in rows]
 
 
 async def test_a_change_older_than_the_window_is_recorded_missed(rig: AlertRig) -> None:

@@ -22,7 +22,7 @@ import logging
 import secrets
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
@@ -60,8 +60,11 @@ SENDING_AT_ONCE = 4
 
 # Which follows an event reaches: a statement's follows hear of every change to its
 # pledges; a pledge's and a power's (through the pledges it serves) of status changes.
+# One row per (member, event, follow that it reached), with what sending needs of the
+# member (a pause, the DM channel), so a fan-out to thousands reads each member once here.
 _MEMBER_PENDING = """
-SELECT DISTINCT f.user_id AS recipient_id, e.id AS event_id, e.recorded_at
+SELECT f.user_id AS recipient_id, e.id AS event_id, e.recorded_at,
+    f.kind AS follow_kind, f.slug AS follow_slug, fl.paused_reason, fl.dm_channel_id
 FROM pledge_events e
 JOIN pledges p ON p.id = e.pledge_id
 JOIN statements s ON s.id = p.statement_id
@@ -71,6 +74,7 @@ JOIN follows f ON f.after_event < e.id AND (
     OR (e.kind = 'status' AND f.kind = 'power' AND f.slug IN (
         SELECT w.slug FROM powers w JOIN power_pledges pp ON pp.power_id = w.id
         WHERE pp.pledge_id = p.id)))
+LEFT JOIN followers fl ON fl.user_id = f.user_id
 WHERE e.recorded_at >= ?
 AND NOT EXISTS (
     SELECT 1 FROM alert_deliveries d WHERE d.recipient = 'member'
@@ -134,6 +138,17 @@ class AlertSender(Protocol):
     async def find_post(self, channel_id: int, marker: str, *, since: datetime) -> int | None: ...
 
     async def notify(self, guild_id: int, text: str, *, avoid_channel_id: int | None) -> None: ...
+
+
+@dataclass
+class Waiting:
+    """What a member has waiting: events (id -> recorded at), the follows they reached,
+    and the member's pause and DM channel as the pending query found them."""
+
+    events: dict[int, str] = field(default_factory=dict)
+    reached: dict[tuple[FollowKind, str], None] = field(default_factory=dict)
+    paused_reason: str | None = None
+    dm_channel_id: int | None = None
 
 
 @dataclass(frozen=True)
@@ -220,11 +235,13 @@ class AlertDispatcher:
         how many batches were sent or recorded."""
         now = self.clock()
         since = (now - LOOK_BACK).isoformat()
-        members = await self._pending(_MEMBER_PENDING, since)
+        members = await self._members_waiting(since)
         servers = await self._pending(_SERVER_PENDING, since)
+        wanted = {e for waiting in members.values() for e in waiting.events}
+        known = {event.id: event for event in await self._events(sorted(wanted))}
         jobs = [
-            self._one_at_a_time(self._member_batch(user_id, events, now))
-            for user_id, events in members.items()
+            self._one_at_a_time(self._member_batch(user_id, waiting, known, now))
+            for user_id, waiting in members.items()
             if self.shards.owns(user_id)
         ]
         jobs += [
@@ -245,6 +262,17 @@ class AlertDispatcher:
         async with self._sending:
             return await job
 
+    async def _members_waiting(self, since: str) -> dict[int, Waiting]:
+        found: dict[int, Waiting] = {}
+        for r in await self.db.rows(_MEMBER_PENDING, (since,)):
+            waiting = found.setdefault(int(r["recipient_id"]), Waiting())
+            waiting.events[int(r["event_id"])] = r["recorded_at"]
+            waiting.reached[(r["follow_kind"], r["follow_slug"])] = None
+            waiting.paused_reason = r["paused_reason"]
+            if r["dm_channel_id"] is not None:
+                waiting.dm_channel_id = int(r["dm_channel_id"])
+        return found
+
     async def _pending(self, sql: str, since: str) -> dict[int, list[tuple[int, str]]]:
         found: dict[int, list[tuple[int, str]]] = defaultdict(list)
         for r in await self.db.rows(sql, (since,)):
@@ -254,9 +282,10 @@ class AlertDispatcher:
     # -- members ------------------------------------------------------------------
 
     async def _member_batch(
-        self, user_id: int, events: list[tuple[int, str]], now: datetime
+        self, user_id: int, waiting: Waiting, known: dict[int, Event], now: datetime
     ) -> bool:
         """Claim and send one DM for all of the member's waiting changes (if settled)."""
+        events = sorted(waiting.events.items())
         fresh = [(e, at) for e, at in events if now - _instant(at) <= ALERT_WINDOW]
         stale = [e for e, at in events if now - _instant(at) > ALERT_WINDOW]
         if stale:
@@ -267,25 +296,41 @@ class AlertDispatcher:
         if now - newest < QUIET_FOR and now - oldest < HOLD_AT_MOST:
             return False  # more may follow; they travel together
         event_ids = [e for e, _ in fresh]
-        pause = await self.follows.pause_of(user_id)
-        if pause is not None:
-            await self._record(
-                "member", user_id, event_ids, "skipped", f"alerts paused: {pause.reason}"
-            )
+        if waiting.paused_reason is not None:
+            reason = f"alerts paused: {waiting.paused_reason}"
+            await self._record("member", user_id, event_ids, "skipped", reason)
             return True
         claim = await self._claim("member", user_id, event_ids)
         if claim is None:
             return False
-        await self._send_member(claim)
+        claimed = [known[e] for e in claim.event_ids if e in known]
+        stops = [
+            StopButton(kind, slug, f"Stop: {_title(claimed, slug)}"[:80])
+            for kind, slug in waiting.reached
+        ]
+        await self._send_member(claim, events=claimed, stops=stops, dm=waiting.dm_channel_id)
         return True
 
-    async def _send_member(self, claim: Claim, *, recovering: bool = False) -> str:
+    async def _send_member(
+        self,
+        claim: Claim,
+        *,
+        recovering: bool = False,
+        events: list[Event] | None = None,
+        stops: list[StopButton] | None = None,
+        dm: int | None = None,
+    ) -> str:
+        """One DM for a claimed batch. What the round already read is passed in; a
+        recovery reads it here."""
         user_id = claim.recipient_id
-        events = await self._events(claim.event_ids)
+        if events is None:
+            events = await self._events(claim.event_ids)
         if not events:
             await self._finish(claim, "skipped", error="the pledges were removed")
             return "skipped"
-        alert = member_alert(events, await self._stops(user_id, events))
+        if stops is None:
+            stops = await self._stops(user_id, events)
+        alert = member_alert(events, stops)
 
         async def send(channel_id: int, nonce: str, marker: str) -> int:
             return await self.sender.send_dm(channel_id, alert, nonce=nonce, marker=marker)
@@ -295,9 +340,10 @@ class AlertDispatcher:
             await self._finish(claim, "failed", error=reason)
             log.info("alerts for member %s paused: %s", user_id, reason)
 
-        return await self._send(
-            claim, lambda: self._dm_channel(user_id), send, pause, recovering=recovering
-        )
+        async def channel() -> int:
+            return dm if dm is not None else await self._dm_channel(user_id)
+
+        return await self._send(claim, channel, send, pause, recovering=recovering)
 
     async def _send(
         self,
@@ -320,7 +366,6 @@ class AlertDispatcher:
                     if found is not None:
                         await self._finish(claim, "sent", message_id=found)
                         return "sent"
-                await self._mark_attempt(claim)
                 await self.budget.wait()
                 async with self.budget.prepaid():
                     message_id = await send(channel_id, nonce, marker)
@@ -363,8 +408,6 @@ class AlertDispatcher:
                 tuple(statuses),
             )
             powers = {r[0] for r in rows}
-        titles = {e.pledge_slug: e.pledge_title for e in events}
-        titles.update({e.statement_slug: e.statement_title for e in events})
         stops = []
         for follow in await self.follows.of(user_id):
             reached = {
@@ -373,8 +416,8 @@ class AlertDispatcher:
                 "power": follow.slug in powers,
             }[follow.kind]
             if reached:
-                name = titles.get(follow.slug, follow.slug)
-                stops.append(StopButton(follow.kind, follow.slug, f"Stop: {name}"[:80]))
+                label = f"Stop: {_title(events, follow.slug)}"[:80]
+                stops.append(StopButton(follow.kind, follow.slug, label))
         return stops
 
     # -- servers ------------------------------------------------------------------
@@ -457,9 +500,9 @@ class AlertDispatcher:
         async with self.db.transaction() as tx:
             await tx.executemany(
                 "INSERT INTO alert_deliveries(recipient, recipient_id, event_id, batch, state, "
-                "claimed_at, claimed_by) VALUES (?, ?, ?, ?, 'claimed', ?, ?) "
+                "claimed_at, attempted_at, claimed_by) VALUES (?, ?, ?, ?, 'claimed', ?, ?, ?) "
                 "ON CONFLICT(recipient, recipient_id, event_id) DO NOTHING",
-                [(recipient, recipient_id, e, batch, now, self.worker) for e in event_ids],
+                [(recipient, recipient_id, e, batch, now, now, self.worker) for e in event_ids],
             )
             rows = await tx.rows(
                 "SELECT event_id FROM alert_deliveries WHERE batch = ? ORDER BY event_id",
@@ -492,15 +535,6 @@ class AlertDispatcher:
                 "UPDATE alert_deliveries SET state = ?, message_id = ?, error = ?, "
                 "finished_at = ? WHERE batch = ? AND state = 'claimed'",
                 (state, message_id, error, self.clock().isoformat(), claim.batch),
-            )
-
-    async def _mark_attempt(self, claim: Claim) -> None:
-        """When the batch was first sent: the nonce is trusted for NONCE_TRUST after it."""
-        async with self.db.transaction() as tx:
-            await tx.execute(
-                "UPDATE alert_deliveries SET attempted_at = ? WHERE batch = ? "
-                "AND attempted_at IS NULL",
-                (self.clock().isoformat(), claim.batch),
             )
 
     async def _posted_before(self, claim: Claim, channel_id: int, marker: str) -> int | None:
@@ -591,6 +625,17 @@ class AlertDispatcher:
             return
         async with self._sending:
             await self._send_server(claim, setting, recovering=True)
+
+
+def _title(events: Sequence[Event], slug: str) -> str:
+    """A followed item's name for its button: a pledge's or statement's title (a power's
+    slug, which the events do not carry)."""
+    for event in events:
+        if event.pledge_slug == slug:
+            return event.pledge_title
+        if event.statement_slug == slug:
+            return event.statement_title
+    return slug
 
 
 def _instant(iso: str) -> datetime:
