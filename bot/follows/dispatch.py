@@ -21,7 +21,7 @@ import contextlib
 import logging
 import secrets
 from collections import defaultdict
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
@@ -32,7 +32,7 @@ from bot.briefings.sender import DeliveryFailure
 from bot.follows.compose import Event, MemberAlert, StopButton, member_alert, server_alert
 from bot.follows.follows import AlertChannel, FollowKind, Follows
 from bot.rate_budget import RateBudget
-from bot.storage import Database, Row
+from bot.storage import Database, Row, Transaction
 
 log = logging.getLogger(__name__)
 
@@ -48,9 +48,10 @@ HOLD_AT_MOST = timedelta(seconds=20)
 ALERT_WINDOW = timedelta(hours=6)
 # How far back a process looks for changes nobody dealt with, to record them missed.
 LOOK_BACK = timedelta(days=7)
-# Each process beats every BEAT_SECONDS in `alert_workers`; a claim whose process has not
-# beaten for DEAD_AFTER (it died, or was killed) is taken over by another, or by the same
-# host's next start. A live process's claims are never touched, however long its retries.
+# A process beats in `alert_workers` with each claim and every BEAT_SECONDS while claims
+# are in progress; a claim whose process has not beaten for DEAD_AFTER (it died, or was
+# killed) is taken over by another, or by the same host's next start. A live process's
+# claims are never touched, however long its retries.
 BEAT_SECONDS = 5.0
 DEAD_AFTER = timedelta(seconds=30)
 FORGET_WORKERS_AFTER = timedelta(days=1)
@@ -184,6 +185,7 @@ class AlertDispatcher:
         self._sending = asyncio.Semaphore(SENDING_AT_ONCE)
         self._wake = asyncio.Event()
         self.worker = secrets.token_hex(8)  # this process, on its claims and heartbeat
+        self._in_flight = 0  # recipients being claimed, sent and recorded right now
 
     # -- the loop -----------------------------------------------------------------
 
@@ -206,25 +208,32 @@ class AlertDispatcher:
 
     async def beat(self) -> None:
         """This process is alive (its claims are in progress); long-gone ones are forgotten."""
-        now = self.clock()
         async with self.db.transaction() as tx:
-            await tx.execute(
-                "INSERT INTO alert_workers(worker, seen_at) VALUES (?, ?) "
-                "ON CONFLICT(worker) DO UPDATE SET seen_at = excluded.seen_at",
-                (self.worker, now.isoformat()),
-            )
-            await tx.execute(
-                "DELETE FROM alert_workers WHERE seen_at < ?",
-                ((now - FORGET_WORKERS_AFTER).isoformat(),),
-            )
+            await self._beat_in(tx)
+
+    async def _beat_in(self, tx: Transaction) -> None:
+        now = self.clock()
+        await tx.execute(
+            "INSERT INTO alert_workers(worker, seen_at) VALUES (?, ?) "
+            "ON CONFLICT(worker) DO UPDATE SET seen_at = excluded.seen_at",
+            (self.worker, now.isoformat()),
+        )
+        await tx.execute(
+            "DELETE FROM alert_workers WHERE seen_at < ?",
+            ((now - FORGET_WORKERS_AFTER).isoformat(),),
+        )
 
     async def _beat_forever(self) -> None:
+        """Beat while claims are in progress (each claim beats too): an idle bot writes
+        nothing, so its members' commands never queue behind a heartbeat."""
         while True:
+            await asyncio.sleep(BEAT_SECONDS)
+            if not self._in_flight:
+                continue
             try:
                 await self.beat()
             except Exception as error:
                 log.warning("alerts: could not record this process's heartbeat (%s)", error)
-            await asyncio.sleep(BEAT_SECONDS)
 
     def wake(self) -> None:
         """This process recorded a change: look now rather than at the next poll."""
@@ -260,7 +269,16 @@ class AlertDispatcher:
         10,000 waiting, members' own queries never queue behind thousands of the
         dispatcher's, and a claim is only ever a send in progress."""
         async with self._sending:
-            return await job
+            with self._working():
+                return await job
+
+    @contextlib.contextmanager
+    def _working(self) -> Iterator[None]:
+        self._in_flight += 1
+        try:
+            yield
+        finally:
+            self._in_flight -= 1
 
     async def _members_waiting(self, since: str) -> dict[int, Waiting]:
         found: dict[int, Waiting] = {}
@@ -504,6 +522,7 @@ class AlertDispatcher:
                 "ON CONFLICT(recipient, recipient_id, event_id) DO NOTHING",
                 [(recipient, recipient_id, e, batch, now, now, self.worker) for e in event_ids],
             )
+            await self._beat_in(tx)
             rows = await tx.rows(
                 "SELECT event_id FROM alert_deliveries WHERE batch = ? ORDER BY event_id",
                 (batch,),
@@ -586,6 +605,7 @@ class AlertDispatcher:
     async def _take_over(self, r: Row) -> Claim | None:
         """The dead process's batch, now this one's; None if another process took it."""
         async with self.db.transaction() as tx:
+            await self._beat_in(tx)
             taken = await tx.execute(
                 "UPDATE alert_deliveries SET claimed_by = ? WHERE batch = ? "
                 "AND state = 'claimed' AND claimed_by = ?",
@@ -617,14 +637,16 @@ class AlertDispatcher:
                 await self._finish(claim, "skipped", error="alerts paused")
                 return
             async with self._sending:
-                await self._send_member(claim, recovering=True)
+                with self._working():
+                    await self._send_member(claim, recovering=True)
             return
         setting = await self.follows.alert_channel(claim.recipient_id)
         if setting is None or setting.paused_reason is not None:
             await self._finish(claim, "skipped", error="alerts stopped or paused")
             return
         async with self._sending:
-            await self._send_server(claim, setting, recovering=True)
+            with self._working():
+                await self._send_server(claim, setting, recovering=True)
 
 
 def _title(events: Sequence[Event], slug: str) -> str:
