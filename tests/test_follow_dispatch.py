@@ -4,6 +4,9 @@ fake sender and clock: who hears of which change, once, and how every ending is 
 from __future__ import annotations
 
 import asyncio
+import socket
+import subprocess
+import sys
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -20,6 +23,8 @@ from bot.follows.dispatch import (
     LOOK_BACK,
     QUIET_FOR,
     AlertDispatcher,
+    gone_from_this_host,
+    worker_name,
 )
 from bot.follows.follows import FOLLOW_LIMIT, Follows
 from bot.rate_budget import RateBudget
@@ -419,3 +424,20 @@ async def test_pruning_old_alert_rows_never_sends_an_alert_again(rig: AlertRig) 
     rig.clock.now = later
     await rig.dispatcher.deliver_pending()
     assert len(rig.sender.dms) == 1
+
+
+def test_a_process_gone_from_this_host_is_known_dead_at_once() -> None:
+    """A restart after `kill -9` on the same host takes over the dead process's claims
+    without waiting for its heartbeat to age; anything else waits for the heartbeat."""
+    ended = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    host = socket.gethostname()
+    assert gone_from_this_host(f"{host}/{ended.stdout.strip()}/ab12")
+    assert not gone_from_this_host(worker_name())  # this very process
+    assert not gone_from_this_host(f"{host}/1/ab12")  # running (init), maybe not ours
+    assert not gone_from_this_host(f"another-{host}/{ended.stdout.strip()}/ab12")
+    assert not gone_from_this_host("not a worker name")

@@ -19,7 +19,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import secrets
+import socket
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -50,8 +52,9 @@ ALERT_WINDOW = timedelta(hours=6)
 LOOK_BACK = timedelta(days=7)
 # A process beats in `alert_workers` with each claim and every BEAT_SECONDS while claims
 # are in progress; a claim whose process has not beaten for DEAD_AFTER (it died, or was
-# killed) is taken over by another, or by the same host's next start. A live process's
-# claims are never touched, however long its retries.
+# killed) is taken over by another, or by the same host's next start; on the same host, a
+# process that no longer exists is known dead at once. A live process's claims are never
+# touched, however long its retries.
 BEAT_SECONDS = 5.0
 DEAD_AFTER = timedelta(seconds=30)
 FORGET_WORKERS_AFTER = timedelta(days=1)
@@ -184,7 +187,7 @@ class AlertDispatcher:
         self.poll_seconds = poll_seconds
         self._sending = asyncio.Semaphore(SENDING_AT_ONCE)
         self._wake = asyncio.Event()
-        self.worker = secrets.token_hex(8)  # this process, on its claims and heartbeat
+        self.worker = worker_name()  # this process, on its claims and heartbeat
         self._in_flight = 0  # recipients being claimed, sent and recorded right now
 
     # -- the loop -----------------------------------------------------------------
@@ -583,18 +586,20 @@ class AlertDispatcher:
         now = self.clock()
         dead_since = (now - DEAD_AFTER).isoformat()
         rows = await self.db.rows(
-            "SELECT d.recipient, d.recipient_id, d.batch, d.claimed_by, "
+            "SELECT d.recipient, d.recipient_id, d.batch, d.claimed_by, w.seen_at, "
             "min(d.claimed_at) AS claimed_at, min(d.attempted_at) AS attempted_at "
             "FROM alert_deliveries d LEFT JOIN alert_workers w ON w.worker = d.claimed_by "
             "WHERE d.state = 'claimed' AND d.claimed_by != ? "
-            "AND (w.seen_at IS NULL OR w.seen_at < ?) "
-            "GROUP BY d.recipient, d.recipient_id, d.batch, d.claimed_by",
-            (self.worker, dead_since),
+            "GROUP BY d.recipient, d.recipient_id, d.batch, d.claimed_by, w.seen_at",
+            (self.worker,),
         )
         for r in rows:
             recipient_id = int(r["recipient_id"])
             if not self.shards.owns(recipient_id):
                 continue
+            beaten = r["seen_at"] is not None and r["seen_at"] >= dead_since
+            if beaten and not gone_from_this_host(r["claimed_by"]):
+                continue  # its process may still be sending it
             try:
                 claim = await self._take_over(r)
                 if claim is not None:
@@ -647,6 +652,27 @@ class AlertDispatcher:
         async with self._sending:
             with self._working():
                 await self._send_server(claim, setting, recovering=True)
+
+
+def worker_name() -> str:
+    """host/pid/random: unique, and telling a later process on the same host whether the
+    one that made a claim is still running (a restart after `kill -9` takes over at once)."""
+    return f"{socket.gethostname()}/{os.getpid()}/{secrets.token_hex(4)}"
+
+
+def gone_from_this_host(worker: str) -> bool:
+    """The worker ran on this host and its process no longer exists."""
+    host, _, rest = worker.partition("/")
+    pid, _, _ = rest.partition("/")
+    if host != socket.gethostname() or not pid.isdigit() or int(pid) == os.getpid():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False  # a process of another user has that pid now
+    return False
 
 
 def _title(events: Sequence[Event], slug: str) -> str:
