@@ -68,27 +68,24 @@ def stop_id(kind: FollowKind, slug: str) -> str:
     return f"{STOP_PREFIX}{kind}:{slug}"
 
 
+# A content edition's news of a pledge: (title, what the edition did).
+EDITION_NEWS = {
+    "added": ("New pledge", "adds this pledge."),
+    "summary": ("Summary changed", "changes this pledge's summary. It now reads:"),
+}
+
+
 def event_card(event: Event) -> Card:
     footer = cards.shorten(
         f"From “{event.statement_title}”. {RATED_BY_OPERATORS}", cards.FOOTER_LIMIT
     )
     title = cards.shorten(event.pledge_title, cards.TITLE_LIMIT)
-    if event.kind == "added":
+    if event.kind in EDITION_NEWS:
+        heading, what = EDITION_NEWS[event.kind]
         return Card(
-            title=cards.shorten(f"New pledge: {event.pledge_title}", cards.TITLE_LIMIT),
+            title=cards.shorten(f"{heading}: {event.pledge_title}", cards.TITLE_LIMIT),
             description=cards.shorten(
-                f"A new edition of “{event.statement_title}” adds this pledge.\n\n"
-                f"{event.pledge_summary}",
-                1500,
-            ),
-            footer=footer,
-        )
-    if event.kind == "summary":
-        return Card(
-            title=cards.shorten(f"Summary changed: {event.pledge_title}", cards.TITLE_LIMIT),
-            description=cards.shorten(
-                f"A new edition of “{event.statement_title}” changes this pledge's summary. "
-                f"It now reads:\n\n{event.pledge_summary}",
+                f"A new edition of “{event.statement_title}” {what}\n\n{event.pledge_summary}",
                 1500,
             ),
             footer=footer,

@@ -186,7 +186,6 @@ class AlertDispatcher:
         self.sleep = sleep
         self.poll_seconds = poll_seconds
         self._sending = asyncio.Semaphore(SENDING_AT_ONCE)
-        self._wake = asyncio.Event()
         self.worker = worker_name()  # this process, on its claims and heartbeat
         self._in_flight = 0  # recipients being claimed, sent and recorded right now
 
@@ -203,9 +202,7 @@ class AlertDispatcher:
                     await self.deliver_pending()
                 except Exception:
                     log.exception("alerts: delivering failed; trying again shortly")
-                self._wake.clear()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), self.poll_seconds)
+                await asyncio.sleep(self.poll_seconds)
         finally:
             beating.cancel()
 
@@ -237,10 +234,6 @@ class AlertDispatcher:
                 await self.beat()
             except Exception as error:
                 log.warning("alerts: could not record this process's heartbeat (%s)", error)
-
-    def wake(self) -> None:
-        """This process recorded a change: look now rather than at the next poll."""
-        self._wake.set()
 
     async def deliver_pending(self) -> int:
         """One round: every pending alert this process owns, sent or recorded. Returns
@@ -708,6 +701,3 @@ def _event(r: Row) -> Event:
         evidence_url=r["evidence_url"] or "",
         changed_by=r["changed_by"] or "",
     )
-
-
-__all__ = ["AlertDispatcher", "AlertSender", "Claim", "FollowKind"]
