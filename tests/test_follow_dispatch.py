@@ -21,6 +21,7 @@ from bot.follows.dispatch import (
     DEAD_AFTER,
     HOLD_AT_MOST,
     LOOK_BACK,
+    POLL_SECONDS,
     QUIET_FOR,
     AlertDispatcher,
     gone_from_this_host,
@@ -152,6 +153,23 @@ async def test_changes_made_before_the_alert_went_out_travel_together(rig: Alert
     assert len(alert.show) == 2
     assert {s.kind for s in alert.stop} == {"pledge", "statement"}
     assert [s for s, _ in await rig.states(ALICE)] == ["sent"] * 4
+
+
+async def test_the_round_after_a_held_change_comes_when_it_settles(rig: AlertRig) -> None:
+    """Not at the next poll after that: a change reaches followers `QUIET_FOR` after it
+    was recorded (plus a little), however the polls fall."""
+    [pledge] = await some_pledges(rig.store, 1)
+    await rig.follows.add(ALICE, "pledge", pledge)
+    assert rig.dispatcher.until_next_round() == POLL_SECONDS  # nothing waiting
+    await rig.rate(pledge, "in-progress")
+    recorded = datetime.now(UTC)
+    rig.clock.now = recorded + timedelta(seconds=1.5)
+    assert await rig.dispatcher.deliver_pending() == 0  # held
+    wait = rig.dispatcher.until_next_round()
+    assert 1.0 < wait < POLL_SECONDS  # about 1.5 s: 3 s after the change
+    rig.clock.now += timedelta(seconds=wait)
+    assert await rig.dispatcher.deliver_pending() == 1
+    assert rig.dispatcher.until_next_round() == POLL_SECONDS
 
 
 async def test_a_change_is_held_no_longer_than_the_limit(rig: AlertRig) -> None:

@@ -21,6 +21,7 @@ from bot.briefings.admin import BriefingAdmin
 from bot.briefings.engine import BriefingEngine
 from bot.briefings.planner import ALL_SHARDS, Shards
 from bot.briefings.retention import prune_daily
+from bot.client.buckets import sweep_buckets_when_doubled
 from bot.client.delivery import DiscordSender
 from bot.client.metrics import (
     BotMetrics,
@@ -179,6 +180,7 @@ class PledgeBot(commands.Bot):
             http_trace=self._rate_budget_trace(),
             **options,
         )
+        sweep_buckets_when_doubled(self.http)
         self.config = config
         self.install_commands = install_commands
         self.sync_mode = sync_mode

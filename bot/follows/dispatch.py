@@ -23,7 +23,7 @@ import os
 import secrets
 import socket
 from collections import defaultdict
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
@@ -46,6 +46,7 @@ POLL_SECONDS = 2.0
 # several in a row), but never longer than HOLD_AT_MOST after the oldest.
 QUIET_FOR = timedelta(seconds=3)
 HOLD_AT_MOST = timedelta(seconds=20)
+SETTLE_SLACK = 0.05  # seconds after a member's changes settle before the round that sends
 # A change first seen later than this (the bot was down) is recorded missed, not sent.
 ALERT_WINDOW = timedelta(hours=6)
 # How far back a process looks for changes nobody dealt with, to record them missed.
@@ -188,6 +189,7 @@ class AlertDispatcher:
         self._sending = asyncio.Semaphore(SENDING_AT_ONCE)
         self.worker = worker_name()  # this process, on its claims and heartbeat
         self._in_flight = 0  # recipients being claimed, sent and recorded right now
+        self._next_settle: datetime | None = None  # the next member's changes to settle
 
     # -- the loop -----------------------------------------------------------------
 
@@ -202,9 +204,17 @@ class AlertDispatcher:
                     await self.deliver_pending()
                 except Exception:
                     log.exception("alerts: delivering failed; trying again shortly")
-                await asyncio.sleep(self.poll_seconds)
+                await asyncio.sleep(self.until_next_round())
         finally:
             beating.cancel()
+
+    def until_next_round(self) -> float:
+        """The poll interval, or less when a member's changes settle sooner: a change is
+        sent `QUIET_FOR` after it was recorded, not at the next poll after that."""
+        if self._next_settle is None:
+            return self.poll_seconds
+        wait = (self._next_settle - self.clock()).total_seconds()
+        return min(self.poll_seconds, max(SETTLE_SLACK, wait + SETTLE_SLACK))
 
     async def beat(self) -> None:
         """This process is alive (its claims are in progress); long-gone ones are forgotten."""
@@ -242,12 +252,18 @@ class AlertDispatcher:
         since = (now - LOOK_BACK).isoformat()
         members = await self._members_waiting(since)
         servers = await self._pending(_SERVER_PENDING, since)
-        wanted = {e for waiting in members.values() for e in waiting.events}
-        known = {event.id: event for event in await self._events(sorted(wanted))}
-        jobs = [
-            self._one_at_a_time(self._member_batch(user_id, waiting, known, now))
+        settling = {
+            user_id: settles_at(waiting.events.values(), now)
             for user_id, waiting in members.items()
             if self.shards.owns(user_id)
+        }
+        ready = [user_id for user_id, at in settling.items() if at <= now]
+        self._next_settle = min((at for at in settling.values() if at > now), default=None)
+        wanted = {e for user_id in ready for e in members[user_id].events}
+        known = {event.id: event for event in await self._events(sorted(wanted))}
+        jobs = [
+            self._one_at_a_time(self._member_batch(user_id, members[user_id], known, now))
+            for user_id in ready
         ]
         jobs += [
             self._one_at_a_time(self._server_events(guild_id, events, now))
@@ -298,7 +314,7 @@ class AlertDispatcher:
     async def _member_batch(
         self, user_id: int, waiting: Waiting, known: dict[int, Event], now: datetime
     ) -> bool:
-        """Claim and send one DM for all of the member's waiting changes (if settled)."""
+        """Claim and send one DM for all of the member's waiting changes (settled)."""
         events = sorted(waiting.events.items())
         fresh = [(e, at) for e, at in events if now - _instant(at) <= ALERT_WINDOW]
         stale = [e for e, at in events if now - _instant(at) > ALERT_WINDOW]
@@ -306,9 +322,6 @@ class AlertDispatcher:
             await self._record("member", user_id, stale, "missed", "too late: the bot was offline")
         if not fresh:
             return bool(stale)
-        newest, oldest = _instant(fresh[-1][1]), _instant(fresh[0][1])
-        if now - newest < QUIET_FOR and now - oldest < HOLD_AT_MOST:
-            return False  # more may follow; they travel together
         event_ids = [e for e, _ in fresh]
         if waiting.paused_reason is not None:
             reason = f"alerts paused: {waiting.paused_reason}"
@@ -645,6 +658,16 @@ class AlertDispatcher:
         async with self._sending:
             with self._working():
                 await self._send_server(claim, setting, recovering=True)
+
+
+def settles_at(recorded: Iterable[str], now: datetime) -> datetime:
+    """When a member's waiting changes travel together: once the newest has been quiet
+    for `QUIET_FOR`, or the oldest has waited `HOLD_AT_MOST`. Changes that are all older
+    than `ALERT_WINDOW` (to be recorded missed) are due at once."""
+    fresh = sorted(at for at in map(_instant, recorded) if now - at <= ALERT_WINDOW)
+    if not fresh:
+        return now
+    return min(fresh[-1] + QUIET_FOR, fresh[0] + HOLD_AT_MOST)
 
 
 def worker_name() -> str:
