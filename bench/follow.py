@@ -66,7 +66,6 @@ TIME_TARGET = 1.1
 P99_TARGET = 2.0
 PACE = 0.05  # seconds between /pledge show interactions (20 a second), as fanout2
 WARMUP = 10
-LATE = 2.0  # seconds to wait after the last first DM: late duplicates would show up here
 PAUSE_RECORDED = 0.02  # seconds: this process's garbage collections at least this long
 START_TIMEOUT = 180.0
 SLOWEST = 3
@@ -81,11 +80,14 @@ class Sizes:
     members: int  # followers
     idle_seconds: float
     generated: int  # pledges for /pledge show to ask about
+    late: float  # seconds to wait after the last first DM: late duplicates would show up here
 
     @classmethod
     def of(cls, settings: Settings) -> Sizes:
         return settings.size(
-            cls(10_000, 20.0, 2_000), quick=cls(1_000, 8.0, 1_000), tiny=cls(24, 1.0, 50)
+            cls(10_000, 20.0, 2_000, 2.0),
+            quick=cls(1_000, 8.0, 1_000, 2.0),
+            tiny=cls(24, 0.5, 50, 0.5),
         )
 
 
@@ -313,8 +315,8 @@ def describe(settings: Settings) -> tuple[str, str]:
         f"follower's first DM; the rate-limit bound is the requests needed at {RATE:g}/s "
         f"(Discord's limit, as in fanout and fanout2); the bot's own pace, {RATE:g} x "
         f"{HEADROOM} = {RATE * HEADROOM:g}/s, is reported beside it. Duplicates: followers "
-        f"with more than one DM from the change to {LATE:g} s after the last first DM; missed: "
-        "followers with none. `/pledge show` runs every "
+        f"with more than one DM from the change to {sizes.late:g} s after the last first DM; "
+        "missed: followers with none. `/pledge show` runs every "
         f"{PACE * 1000:.0f} ms (open loop) against the process holding the emulator's one "
         f"gateway session, each for another of {sizes.generated:,} generated pledges: "
         f"{sizes.idle_seconds:g} s just before each change (idle baseline), then until every "
@@ -328,7 +330,7 @@ def describe(settings: Settings) -> tuple[str, str]:
 async def run(settings: Settings) -> Report:
     report = Report("follow", *describe(settings))
     runs = [await measure(settings, processes) for processes in (1, 2)]
-    summarise(report, runs)
+    summarise(report, runs, Sizes.of(settings))
     return report
 
 
@@ -420,7 +422,7 @@ async def measure(settings: Settings, processes: int) -> ProcessRun:
                     run.phases.append(phase)
             run.memory_end = [p.memory() for p in procs]
             run.identify_count = emu.identify_count
-            await asyncio.sleep(LATE)
+            await asyncio.sleep(sizes.late)
             in_phases = sum(len(t) for p in run.phases for t in p.dms.values())
             run.stray_dms = sum(len(t) for t in log.times.values()) - in_phases
         finally:
@@ -488,7 +490,7 @@ async def measure_phase(
     await inject(run.member, phase.during, None, done)
     phase.gave_up = not log.all_arrived.is_set()
     phase.load = (load_before, os.getloadavg()[0])
-    await asyncio.sleep(LATE)
+    await asyncio.sleep(sizes.late)
     phase.dms = log.between(recorded_at, time.time())
     phase.requests = emu.requests[first_request:]
     phase.perf_to_wall = time.time() - time.perf_counter()
@@ -518,10 +520,10 @@ async def alert_states(database: Path, event_id: int) -> Counter[str]:
 # -- the report -----------------------------------------------------------------------
 
 
-def summarise(report: Report, runs: Sequence[ProcessRun]) -> None:
+def summarise(report: Report, runs: Sequence[ProcessRun], sizes: Sizes) -> None:
     labelled = [(f"{r.label}: {p.name}", r, p, Delivered.of(p)) for r in runs for p in r.phases]
     report.tables.append(delivery_table(labelled))
-    report.tables.append(requests_table(labelled))
+    report.tables.append(requests_table(labelled, sizes.late))
     report.tables.append(per_process_table(labelled))
     report.tables.append(show_table(runs))
     report.tables.append(slowest_table(labelled))
@@ -573,8 +575,8 @@ def delivery_table(labelled: Sequence[Labelled]) -> Table:
     return Table("Delivery", ("measure", *(label for label, *_ in labelled)), measures)
 
 
-def requests_table(labelled: Sequence[Labelled]) -> Table:
-    """Every request the bots sent from the change until LATE s after the last first DM."""
+def requests_table(labelled: Sequence[Labelled], late: float) -> Table:
+    """Every request the bots sent from the change until `late` s after the last first DM."""
     keys = sorted({key for *_, d in labelled for key in d.routes})
     rows = [
         (route, str(status), *(str(d.routes.get((route, status), 0)) for *_, d in labelled))
@@ -589,7 +591,7 @@ def requests_table(labelled: Sequence[Labelled]) -> Table:
         ("limited requests accepted, per follower", "", *(f"{n:.2f}" for n in per_follower))
     )
     return Table(
-        f"Requests, from the change to {LATE:g} s after the last first DM (interactions included)",
+        f"Requests, from the change to {late:g} s after the last first DM (interactions included)",
         ("route", "status", *(label for label, *_ in labelled)),
         rows,
     )

@@ -162,15 +162,13 @@ async def test_two_bot_processes_on_one_database_post_each_slot_once(tmp_path: P
         assert [len(emu.messages(c)) for c in channels] == [1] * len(channels)
         posts = [r for r in emu.requests if r.method == "POST" and r.path.endswith("/messages")]
         assert len(posts) == len(channels)  # the loser of each claim never even sent
-        lost = sum(
-            path.read_text(errors="replace").count(": already claimed")
-            for bot in bots
-            for path in bot.log_paths
-        )
-        # Both processes fired: claims were contested. Not necessarily every one: a process
-        # that reads a briefing after the other has recorded its slot finds nothing due and
-        # claims nothing (on a loaded machine one process can lag the other by that much).
-        assert 1 <= lost <= len(channels)
+        logs = [path.read_text(errors="replace") for bot in bots for path in bot.log_paths]
+        lost = sum(text.count(": already claimed") for text in logs)
+        assert lost <= len(channels)
+        # Both processes fired: the second to look at each briefing lost its claim, or (on
+        # a loaded machine one process can lag the other by that much) read it after the
+        # other had recorded the slot and found nothing due.
+        assert lost + sum(text.count(": nothing due (already dealt with)") for text in logs) >= 1
         assert emu.violations == []
     finally:
         for bot in bots:

@@ -174,6 +174,8 @@ class BriefingEngine(Planner):
         except UNREADABLE as error:
             await self._quarantine(schedule, error)
             return
+        if not due:
+            log.debug("briefing %s: nothing due (already dealt with)", schedule_id)
         await self.handle_missed(schedule, due)
         await self.plan(schedule_id)
 
