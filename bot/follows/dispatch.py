@@ -58,6 +58,8 @@ LOOK_BACK = timedelta(days=7)
 # touched, however long its retries.
 BEAT_SECONDS = 5.0
 DEAD_AFTER = timedelta(seconds=30)
+PROCESS_GONE = "its process no longer exists on this host"
+HEARTBEAT_STOPPED = "its heartbeat stopped"
 FORGET_WORKERS_AFTER = timedelta(days=1)
 NONCE_TRUST = timedelta(seconds=60)
 RETRY_DELAYS = (2.0, 5.0, 15.0, 30.0)
@@ -604,16 +606,18 @@ class AlertDispatcher:
             if not self.shards.owns(recipient_id):
                 continue
             beaten = r["seen_at"] is not None and r["seen_at"] >= dead_since
-            if beaten and not gone_from_this_host(r["claimed_by"]):
+            gone = gone_from_this_host(r["claimed_by"])
+            if beaten and not gone:
                 continue  # its process may still be sending it
+            why = PROCESS_GONE if gone else HEARTBEAT_STOPPED
             try:
-                claim = await self._take_over(r)
+                claim = await self._take_over(r, why)
                 if claim is not None:
                     await self._recover(claim, now)
             except Exception:
                 log.exception("alerts: recovering batch %s failed", r["batch"])
 
-    async def _take_over(self, r: Row) -> Claim | None:
+    async def _take_over(self, r: Row, why: str) -> Claim | None:
         """The dead process's batch, now this one's; None if another process took it."""
         async with self.db.transaction() as tx:
             await self._beat_in(tx)
@@ -629,7 +633,7 @@ class AlertDispatcher:
             )
         if not taken or not ids:
             return None
-        log.info("alerts: taking over batch %s from a process that stopped", r["batch"])
+        log.info("alerts: taking over batch %s from a process that stopped (%s)", r["batch"], why)
         return Claim(
             r["recipient"],
             int(r["recipient_id"]),
