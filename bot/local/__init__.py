@@ -5,7 +5,14 @@ Imports discord and the ground floor only; the console gets its bot from a facto
 
 from bot.local.emulator import Emulator
 from bot.local.interactions import CommandUsageError, InteractionResult
-from bot.local.models import ChannelState, GuildState, MemberState, RoleState, UserState
+from bot.local.models import (
+    ChannelState,
+    GuildState,
+    MemberState,
+    RoleState,
+    StoredFile,
+    UserState,
+)
 from bot.local.rest import RecordedRequest
 
 __all__ = [
@@ -17,5 +24,6 @@ __all__ = [
     "MemberState",
     "RecordedRequest",
     "RoleState",
+    "StoredFile",
     "UserState",
 ]

@@ -12,10 +12,12 @@ import dataclasses
 import re
 import shlex
 import sys
+import tempfile
 import threading
 from collections.abc import Callable, Coroutine
 from concurrent.futures import Future
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, TextIO, TypeVar
 
 from bot.config import Config
@@ -38,6 +40,7 @@ Tab completes command names and, after name:, asks the bot's own autocomplete.
   :dms off | :dms on           close or open your DMs to the bot (now: {dms})
   :help  :quit
 DMs the bot sends you are printed as they arrive, marked ✉.
+Images and files the bot attaches are saved to {images} (each printed as 🖼 NAME saved to PATH).
 """
 OPTION = re.compile(r"(?:^|\s)([a-z_][\w-]*):")
 STRING, INTEGER, BOOLEAN, USER, CHANNEL, ROLE, MENTIONABLE, NUMBER = 3, 4, 5, 6, 7, 8, 9, 10
@@ -112,11 +115,27 @@ def split_command(line: str) -> tuple[list[str], dict[str, str]]:
 BotFactory = Callable[[Config], Any]
 
 
+def images_folder(config: Config) -> Path:
+    """Where the console saves what the bot attaches: `console-images` beside the SQLite
+    file (so `data/console-images` by default), or a new temporary folder when the store is
+    PostgreSQL and there is no file to sit beside."""
+    if config.database_url is None:
+        return config.database_path.parent / "console-images"
+    return Path(tempfile.mkdtemp(prefix="pledgebot-console-images-"))
+
+
 class Console:
-    def __init__(self, config: Config, make_bot: BotFactory, out: TextIO = sys.stdout) -> None:
+    def __init__(
+        self,
+        config: Config,
+        make_bot: BotFactory,
+        out: TextIO = sys.stdout,
+        images_dir: Path | None = None,
+    ) -> None:
         self.config = config
         self.make_bot = make_bot
         self.out = out
+        self.images_dir = (images_dir or images_folder(config)).resolve()
         self.loop = asyncio.new_event_loop()
         self.emulator = Emulator(stable_ids=True)  # the demo server keeps its briefings
         self.guild: GuildState | None = None
@@ -188,7 +207,26 @@ class Console:
         else:
             print(f"\n── posted in #{channel.name} ──", file=self.out)
             render_message(message, self.out, self.readable)
+        self.save_files(message)
         self.out.flush()
+
+    def save_files(self, message: dict[str, Any]) -> list[Path]:
+        """Save each file the bot uploaded with `message` (the ones its embeds show too) and
+        say where; a terminal cannot show the image, a file viewer can."""
+        try:
+            uploads = self.emulator.files(message)
+        except CommandUsageError:  # deleted since it was shown: nothing left to save
+            return []
+        saved = []
+        for upload in uploads:
+            self.images_dir.mkdir(parents=True, exist_ok=True)
+            path = self.images_dir / f"{message['id']}-{upload.filename}"
+            path.write_bytes(upload.data)
+            saved.append(path)
+            mark = "🖼" if (upload.content_type or "").startswith("image/") else "📎"
+            alt = f" (alt: {self.readable(upload.description)})" if upload.description else ""
+            print(f"{mark} {upload.filename} saved to {path}{alt}", file=self.out)
+        return saved
 
     def readable(self, text: str) -> str:
         """Timestamps, channel, role and user mentions as a person would see them."""
@@ -303,6 +341,7 @@ class Console:
             if message.get("flags", 0) & 64:
                 print("(only you can see this)", file=self.out)
             buttons = render_message(message, self.out, self.readable)
+            self.save_files(message)
             if buttons:
                 self.last_buttons, self.last_message = buttons, message
 
@@ -328,7 +367,12 @@ class Console:
             print(f"Your DMs ({self.who}) are {state}.", file=self.out)
         else:
             dms = "open" if self.users[self.who].accepts_dms else "closed"
-            print(HELP.format(who=self.who, channel=self.channel_name, dms=dms), file=self.out)
+            print(
+                HELP.format(
+                    who=self.who, channel=self.channel_name, dms=dms, images=self.images_dir
+                ),
+                file=self.out,
+            )
         return True
 
     async def _switch_dms(self, open_: bool) -> None:

@@ -18,6 +18,7 @@ from typing import Any, Self
 
 from aiohttp import web
 
+from bot.local.cdn import Cdn
 from bot.local.gateway import Gateway
 from bot.local.interactions import (
     CommandUsageError,
@@ -25,6 +26,7 @@ from bot.local.interactions import (
     build_command_data,
     interaction_payload,
 )
+from bot.local.limits import REQUEST_LIMIT_BYTES
 from bot.local.models import (
     DEFAULT_BOT_PERMISSIONS,
     DEFAULT_EVERYONE_PERMISSIONS,
@@ -45,12 +47,13 @@ from bot.local.models import (
     MessageListener,
     Overwrite,
     RoleState,
+    StoredFile,
     StoredMessage,
     UserState,
     World,
     iso_now,
 )
-from bot.local.rest import MAX_UPLOAD_BYTES, FailRule, RecordedRequest, RestApi
+from bot.local.rest import FailRule, RecordedRequest, RestApi
 
 STABLE_IDS_MS = 1_767_225_600_000  # 2026-01-01T00:00:00Z
 
@@ -92,14 +95,19 @@ class Emulator:
     # -- lifecycle ------------------------------------------------------------------------
 
     async def start(self) -> None:
-        app = web.Application(client_max_size=4 * MAX_UPLOAD_BYTES)
+        # aiohttp's own cap sits at Discord's: a body beyond it gets Discord's 413, not aiohttp's
+        app = web.Application(client_max_size=REQUEST_LIMIT_BYTES)
         app.router.add_get("/", self._gateway.handle)
+        cdn = Cdn(self._world)
+        app.router.add_get("/attachments/{tail:.*}", cdn.handle)
+        app.router.add_get("/media/attachments/{tail:.*}", cdn.handle)
         app.router.add_route("*", "/{tail:.*}", self._rest.handle)
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
         await site.start()
         self._port = self._runner.addresses[0][1]
+        self._world.cdn_base = f"http://127.0.0.1:{self._port}"
         self._gateway.resume_url = self._rest.gateway_url = self.gateway_url
 
     async def stop(self) -> None:
@@ -215,6 +223,21 @@ class Emulator:
             f"{count} message(s) in #{channel.name}",
         )
         return self.messages(channel)
+
+    def files(self, message: JSON | int | str) -> list[StoredFile]:
+        """Every file the bot uploaded with a message (its dict, or its id), in order, those
+        its embeds or components show included: Discord lists only the others in the
+        message's `attachments`. Each carries its bytes (`data`) and its alt text."""
+        stored = self._stored(message)
+        return [self._world.files[i] for i in stored.file_ids if i in self._world.files]
+
+    def attachment_bytes(self, message: JSON | int | str, filename: str) -> bytes:
+        """The bytes of the file named `filename` (as Discord stored the name) on a message."""
+        found = [f for f in self.files(message) if f.filename == filename]
+        if not found:
+            names = [f.filename for f in self.files(message)]
+            raise CommandUsageError(f"no file {filename!r} on that message (files: {names})")
+        return found[0].data
 
     def allowed_mentions(self, message: JSON | int | str) -> JSON | None:
         """The `allowed_mentions` the bot sent with a message (None when it sent none)."""
@@ -646,6 +669,55 @@ class Emulator:
         record = await self._send(3, name, channel, clicker, member, data, timeout, stored.id)
         await self._settle(record, timeout)
         return InteractionResult(self._world, record)
+
+    async def submit_modal(
+        self, opened: InteractionResult, values: Mapping[str, str], *, timeout: float = 5.0
+    ) -> InteractionResult:
+        """Fill in and submit the modal the bot opened in answer to `opened` (callback 9), as
+        the user it opened for: a MODAL_SUBMIT interaction (type 5) with each text input's
+        value (by custom id; unnamed ones empty). A modal opened from a button carries that
+        button's message, which the bot may then update (callback 7). Refused where Discord's
+        client refuses to submit: a required input empty, a value outside its lengths."""
+        record = self._world.interactions.get(opened.interaction_id)
+        modal = opened.modal
+        if record is None or modal is None:
+            raise CommandUsageError("that interaction opened no modal")
+        components: list[JSON] = []
+        named: set[str] = set()
+        for top in modal.get("components") or []:
+            inner = top.get("components") or ([top["component"]] if "component" in top else [])
+            answered: list[JSON] = []
+            for text_input in (c for c in inner if c.get("type") == 4):
+                custom_id = text_input["custom_id"]
+                named.add(custom_id)
+                value = values.get(custom_id, "")
+                required = text_input.get("required", True)
+                low = max(int(text_input.get("min_length") or 0), 1 if required else 0)
+                high = int(text_input.get("max_length") or 4000)
+                if (value or required) and not low <= len(value) <= high:
+                    raise CommandUsageError(
+                        f"modal input {custom_id!r} takes {low} to {high} characters"
+                    )
+                answered.append({"type": 4, "custom_id": custom_id, "value": value})
+            if top.get("type") == 18:
+                components += [{"type": 18, "component": a} for a in answered]
+            else:
+                components.append({"type": 1, "components": answered})
+        if unknown := set(values) - named:
+            raise CommandUsageError(f"the modal has no input {sorted(unknown)}")
+        data: JSON = {"custom_id": modal["custom_id"], "components": components}
+        sent = await self._send(
+            5,
+            f"modal {modal.get('title', '')}",
+            record.channel,
+            record.user,
+            record.member,
+            data,
+            timeout,
+            record.component_message_id,
+        )
+        await self._settle(sent, timeout)
+        return InteractionResult(self._world, sent)
 
     def _member(self, guild: GuildState, user: UserState | MemberState) -> MemberState:
         user_id = user.user.id if isinstance(user, MemberState) else user.id

@@ -11,6 +11,7 @@ import copy
 from collections.abc import Mapping
 from typing import Any
 
+from bot.local.limits import UPLOAD_LIMIT_BYTES
 from bot.local.models import (
     ADMINISTRATOR,
     FLAG_EPHEMERAL,
@@ -27,7 +28,6 @@ from bot.local.models import (
 SUB_COMMAND = 1
 SUB_COMMAND_GROUP = 2
 STRING, INTEGER, BOOLEAN, USER, CHANNEL, ROLE, MENTIONABLE, NUMBER = 3, 4, 5, 6, 7, 8, 9, 10
-ATTACHMENT_SIZE_LIMIT = 10 * 1024 * 1024
 OptionValue = str | int | float | bool | UserState | MemberState | RoleState | ChannelState
 
 
@@ -272,7 +272,7 @@ def interaction_payload(
         "entitlements": [],
         "authorizing_integration_owners": channel.integration_owners(),
         "context": 0,
-        "attachment_size_limit": ATTACHMENT_SIZE_LIMIT,
+        "attachment_size_limit": UPLOAD_LIMIT_BYTES,
     }
     guild = channel.guild
     if guild is None:

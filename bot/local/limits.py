@@ -22,6 +22,12 @@ CUSTOM_ID_MAX = 100
 LABEL_MAX = 80
 NONCE_MAX = 25
 ATTACHMENTS_MAX = 10
+ATTACHMENT_DESCRIPTION_MAX = 1024
+# Uploading Files: "The default limit is `20 MiB`", per file, for a server without boosts (the
+# interaction payload's `attachment_size_limit` says the same); Create Message: "The maximum
+# request size when sending a message is 25 MiB". Over either: 413, code 40005.
+UPLOAD_LIMIT_BYTES = 20 * 1024 * 1024
+REQUEST_LIMIT_BYTES = 25 * 1024 * 1024
 CHOICES_MAX = 25
 MODAL_TITLE_MAX = 45
 MODAL_COMPONENTS_MAX = 5
@@ -192,8 +198,27 @@ def _check_allowed_mentions(allowed: Any) -> Iterator[FieldError]:
             )
 
 
-def check_message(payload: Mapping[str, Any]) -> list[FieldError]:
-    """Every limit a message create or edit body must respect."""
+def _check_attachments(attachments: Any, file_count: int) -> Iterator[FieldError]:
+    """At most 10 files a message (however many `files[n]` parts came), each alt text (the
+    `description`) at most 1024 characters."""
+    listed = attachments if isinstance(attachments, list) else []
+    if max(len(listed), file_count) > ATTACHMENTS_MAX:
+        yield FieldError(
+            ("attachments",),
+            "BASE_TYPE_MAX_LENGTH",
+            f"Must be {ATTACHMENTS_MAX} or fewer in length.",
+        )
+    for index, attachment in enumerate(listed):
+        if isinstance(attachment, Mapping):
+            yield from _max_length(
+                ("attachments", index, "description"),
+                attachment.get("description"),
+                ATTACHMENT_DESCRIPTION_MAX,
+            )
+
+
+def check_message(payload: Mapping[str, Any], file_count: int = 0) -> list[FieldError]:
+    """Every limit a message create or edit body (with `file_count` uploads) must respect."""
     errors: list[FieldError] = []
     errors += _max_length(("content",), payload.get("content"), CONTENT_MAX)
     nonce = payload.get("nonce")
@@ -213,7 +238,7 @@ def check_message(payload: Mapping[str, Any]) -> list[FieldError]:
         )
     errors += _check_components(payload.get("components"), int(payload.get("flags") or 0))
     errors += _check_allowed_mentions(payload.get("allowed_mentions"))
-    errors += _max_length(("attachments",), payload.get("attachments"), ATTACHMENTS_MAX)
+    errors += _check_attachments(payload.get("attachments"), file_count)
     return errors
 
 

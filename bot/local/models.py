@@ -415,14 +415,39 @@ class GuildState:
         }
 
 
+@dataclass(frozen=True)
+class StoredFile:
+    """An uploaded file: its bytes and what its attachment object says (see `attachments`)."""
+
+    id: int
+    channel_id: int
+    filename: str
+    data: bytes = field(repr=False)
+    content_type: str | None
+    description: str | None = None
+    title: str | None = None
+    width: int | None = None
+    height: int | None = None
+    ephemeral: bool = False
+
+    @property
+    def size(self) -> int:
+        return len(self.data)
+
+
 @dataclass(eq=False)
 class StoredMessage:
-    """A message the bot created, with what Discord keeps around it."""
+    """A message the bot created, with what Discord keeps around it.
+
+    `file_ids` are all its uploaded files, in order, including those an embed or component
+    shows (which Discord leaves out of the message's `attachments`).
+    """
 
     data: JSON
     channel: ChannelState
     allowed_mentions: JSON | None
     interaction_id: int | None = None
+    file_ids: list[int] = field(default_factory=list)
 
     @property
     def id(self) -> int:
@@ -482,6 +507,9 @@ class World:
         self.interactions: dict[int, InteractionRecord] = {}
         self.interaction_tokens: dict[str, InteractionRecord] = {}
         self.dm_channels: dict[int, ChannelState] = {}  # by recipient id
+        self.files: dict[int, StoredFile] = {}  # uploaded files by attachment id
+        self.cdn_base = ""  # where attachment urls point: the emulator's own host, once started
+        self.cdn_secret = secrets.token_bytes(32)  # signs attachment urls, as Discord's CDN does
         self.violations: list[str] = []
         self.unhandled: list[str] = []
         self.message_listeners: list[MessageListener] = []
@@ -556,6 +584,8 @@ class World:
 
     def remove_message(self, message: StoredMessage) -> None:
         del self.messages[message.id]
+        for file_id in message.file_ids:
+            self.files.pop(file_id, None)
         if message.id in message.channel.message_ids:
             message.channel.message_ids.remove(message.id)
         self.notify()

@@ -13,6 +13,6 @@ without a body. Unknown routes answer 404 and are listed in `unhandled` so gaps 
   application and its commands) and `users` (users and opening the bot's DM channels).
 """
 
-from bot.local.rest.router import MAX_UPLOAD_BYTES, FailRule, RecordedRequest, RestApi
+from bot.local.rest.router import FailRule, RecordedRequest, RestApi
 
-__all__ = ["MAX_UPLOAD_BYTES", "FailRule", "RecordedRequest", "RestApi"]
+__all__ = ["FailRule", "RecordedRequest", "RestApi"]

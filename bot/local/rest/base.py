@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Any
 
+from bot.local.attachments import Upload
 from bot.local.limits import FieldError, form_error_body
 from bot.local.models import JSON
 
@@ -27,6 +28,7 @@ ERROR_MESSAGES = {
     10013: "Unknown User",
     10015: "Unknown Webhook",
     10062: "Unknown interaction",
+    40005: "Request entity too large",
     50001: "Missing Access",
     50003: "Cannot execute action on a DM channel",
     50005: "Cannot edit a message authored by another user",
@@ -100,7 +102,7 @@ class Call:
     match: re.Match[str]
     query: dict[str, str]
     body: Any
-    files: list[JSON]
+    files: list[Upload]
 
     def id(self, group: str) -> int:
         return int(self.match[group])

@@ -32,7 +32,7 @@ from bot.local.models import (
     iso_now,
 )
 from bot.local.rest.base import ApiError, Call, Reply
-from bot.local.rest.messages import SETTABLE_FLAGS, apply_edit, new_message, validate
+from bot.local.rest.messages import SETTABLE_FLAGS, announce, apply_edit, new_message, validate
 
 
 class ChannelRoutes:
@@ -166,6 +166,7 @@ class ChannelRoutes:
         )
         if enforced:
             channel.nonces[str(nonce)] = (stored.id, now)
+        announce(self.gateway, stored)
         return 200, stored.data
 
     async def get_message(self, call: Call) -> Reply:
@@ -177,6 +178,7 @@ class ChannelRoutes:
         stored = self._channel_message(call, channel)
         if stored.author_id != self.world.bot_user.id:
             raise ApiError(403, 50005)
+        self._require(channel, ATTACH_FILES if call.files else 0)
         self._check_thread_open(channel, reopening=False)
         payload = call.json_object()
         validate(payload, call.files, creating=False)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 
+from bot.local.gateway import Gateway
 from bot.local.limits import FieldError, check_choices, check_modal
 from bot.local.models import (
     FLAG_EPHEMERAL,
@@ -21,17 +22,19 @@ from bot.local.models import (
     World,
 )
 from bot.local.rest.base import ApiError, Call, Reply
-from bot.local.rest.messages import SETTABLE_FLAGS, apply_edit, new_message, validate
+from bot.local.rest.messages import SETTABLE_FLAGS, announce, apply_edit, new_message, validate
 
-# Callback types Discord accepts per interaction type (2 command, 3 component, 4 autocomplete).
-CALLBACKS_FOR = {2: {4, 5, 9}, 3: {4, 5, 6, 7, 9}, 4: {8}}
+# Callback types Discord accepts per interaction type (2 command, 3 component, 4
+# autocomplete, 5 modal submit: 6 and 7 only for a modal opened from a component).
+CALLBACKS_FOR = {2: {4, 5, 9}, 3: {4, 5, 6, 7, 9}, 4: {8}, 5: {4, 5, 6, 7}}
 
 
 class InteractionRoutes:
     """The callback and interaction-webhook handlers, over the world's interaction records."""
 
-    def __init__(self, world: World, *, interaction_deadline: float) -> None:
+    def __init__(self, world: World, gateway: Gateway, *, interaction_deadline: float) -> None:
         self.world = world
+        self.gateway = gateway
         self.interaction_deadline = interaction_deadline
 
     # -- the callback ---------------------------------------------------------------------
@@ -83,15 +86,17 @@ class InteractionRoutes:
             raise ApiError(404, 10008, violation="the component's message is gone")
         if kind == 4:
             flags = int(data.get("flags") or 0) & (SETTABLE_FLAGS | FLAG_EPHEMERAL)
-            record.original_id = new_message(
+            reply = new_message(
                 world, record.channel, data, call.files, flags=flags, interaction=record
-            ).id
+            )
+            record.original_id = reply.id
+            announce(self.gateway, reply)
         elif kind == 5:
             flags = FLAG_LOADING | (int(data.get("flags") or 0) & FLAG_EPHEMERAL)
-            record.original_id = new_message(
-                world, record.channel, {}, [], flags=flags, interaction=record
-            ).id
+            loading = new_message(world, record.channel, {}, [], flags=flags, interaction=record)
+            record.original_id = loading.id
             record.loading = True
+            announce(self.gateway, loading)
         elif kind in (6, 7) and component_message is not None:
             record.original_id = component_message.id
             if kind == 7:
@@ -165,6 +170,7 @@ class InteractionRoutes:
             stored = new_message(
                 self.world, record.channel, payload, call.files, flags=flags, interaction=record
             )
+            announce(self.gateway, stored)
         record.followup_ids.append(stored.id)
         record.settled = True
         self.world.notify()

@@ -8,17 +8,33 @@ the world, so the channel and interaction routes cannot drift apart.
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import re
+from typing import Any
 
+from bot.local.attachments import (
+    Upload,
+    attachment_payload,
+    cdn_path,
+    file_from_upload,
+    resolve_components,
+    resolve_embeds,
+)
+from bot.local.gateway import Gateway
 from bot.local.limits import check_message
 from bot.local.limits import is_empty_message as is_empty
 from bot.local.models import (
+    FLAG_EPHEMERAL,
     FLAG_LOADING,
+    INTENT_DIRECT_MESSAGES,
+    INTENT_GUILD_MESSAGES,
     JSON,
     MENTION_EVERYONE,
     ChannelState,
     InteractionRecord,
     MemberState,
+    StoredFile,
     StoredMessage,
     World,
     iso_now,
@@ -32,9 +48,9 @@ SETTABLE_FLAGS = FLAG_SUPPRESS_EMBEDS | FLAG_SUPPRESS_NOTIFICATIONS | FLAG_COMPO
 MENTION = re.compile(r"<@([!&]?)(\d+)>")
 
 
-def validate(payload: JSON, files: list[JSON], *, creating: bool) -> None:
+def validate(payload: JSON, files: list[Upload], *, creating: bool) -> None:
     """Discord's limits on a message body; a new message must also show something."""
-    errors = check_message(payload)
+    errors = check_message(payload, len(files))
     if errors:
         raise ApiError.invalid_form(errors)
     if creating and is_empty(payload, len(files)):
@@ -73,39 +89,55 @@ def mentions(world: World, channel: ChannelState, content: str, allowed: JSON | 
     return {"mentions": users, "mention_roles": roles, "mention_everyone": everyone}
 
 
-def attachments(world: World, payload: JSON, files: list[JSON]) -> list[JSON]:
-    """Attachment records for the uploaded files, described by the payload's `attachments`."""
-    described = {str(a.get("id")): a for a in payload.get("attachments") or []}
-    result = []
-    for index, upload in enumerate(files):
-        attachment_id = world.snowflakes.next()
-        url = f"https://cdn.discordapp.com/attachments/{attachment_id}/{upload['filename']}"
-        result.append(
-            {
-                "id": str(attachment_id),
-                "filename": upload["filename"],
-                "size": upload["size"],
-                "content_type": upload["content_type"],
-                "description": described.get(str(index), {}).get("description"),
-                "url": url,
-                "proxy_url": url,
-            }
-        )
-    return result
+def _described(payload: JSON) -> dict[str, JSON]:
+    """The payload's `attachments` entries by id (a `files[n]` index or an attachment id)."""
+    entries = payload.get("attachments") or []
+    return {str(a.get("id")): a for a in entries if isinstance(a, dict)}
+
+
+def _shown(
+    world: World, embeds: Any, components: Any, files: list[StoredFile]
+) -> tuple[list[JSON], list[Any]]:
+    """Embeds and components with each `attachment://` resolved against `files`."""
+    rich = [{"type": "rich", **e} for e in embeds or []]
+    resolved_components, errors = resolve_components(world, components or [], files)
+    if errors:
+        raise ApiError.invalid_form(errors)
+    return resolve_embeds(world, rich, files), resolved_components
+
+
+def _listed(world: World, files: list[StoredFile], data: JSON) -> list[JSON]:
+    """The message's `attachments`: its files that no embed or component shows."""
+    if not files:
+        return []
+    shown = json.dumps([data.get("embeds"), data.get("components")])
+    return [attachment_payload(world, f) for f in files if cdn_path(f) not in shown]
 
 
 def new_message(
     world: World,
     channel: ChannelState,
     payload: JSON,
-    files: list[JSON],
+    uploads: list[Upload],
     *,
     flags: int,
     interaction: InteractionRecord | None,
 ) -> StoredMessage:
-    """Store (and announce) a message by the bot, as a reply to `interaction` if given."""
+    """Store a message by the bot (with its uploads), as a reply to `interaction` if given."""
     content = payload.get("content") or ""
     allowed = payload.get("allowed_mentions")
+    described = _described(payload)
+    files = [
+        file_from_upload(
+            world,
+            channel.id,
+            upload,
+            described.get(str(upload.index), {}),
+            ephemeral=bool(flags & FLAG_EPHEMERAL),
+        )
+        for upload in uploads
+    ]
+    embeds, components = _shown(world, payload.get("embeds"), payload.get("components"), files)
     data: JSON = {
         "id": str(world.snowflakes.next()),
         "channel_id": str(channel.id),
@@ -115,14 +147,15 @@ def new_message(
         "edited_timestamp": None,
         "tts": bool(payload.get("tts")),
         **mentions(world, channel, content, allowed),
-        "attachments": attachments(world, payload, files),
-        "embeds": [{"type": "rich", **e} for e in payload.get("embeds") or []],
+        "attachments": [],
+        "embeds": embeds,
         "reactions": [],
         "pinned": False,
         "type": 0,
         "flags": flags,
-        "components": payload.get("components") or [],
+        "components": components,
     }
+    data["attachments"] = _listed(world, files, data)
     if payload.get("nonce") is not None:
         data["nonce"] = payload["nonce"]
     reference = payload.get("message_reference")
@@ -143,30 +176,81 @@ def new_message(
         if interaction.component_message_id is not None:
             metadata["interacted_message_id"] = str(interaction.component_message_id)
         data["interaction_metadata"] = metadata
-    stored = StoredMessage(data, channel, allowed, interaction.id if interaction else None)
+    stored = StoredMessage(
+        data,
+        channel,
+        allowed,
+        interaction.id if interaction else None,
+        file_ids=[f.id for f in files],
+    )
+    world.files.update((f.id, f) for f in files)
     world.add_message(stored)
     return stored
 
 
-def apply_edit(world: World, stored: StoredMessage, payload: JSON, files: list[JSON]) -> None:
+def announce(gateway: Gateway, stored: StoredMessage) -> None:
+    """MESSAGE_CREATE for a new message the channel shows (never an ephemeral one), to a bot
+    with the GUILD_MESSAGES intent (or DIRECT_MESSAGES in a DM), as Discord sends it."""
+    if stored.ephemeral:
+        return
+    guild = stored.channel.guild
+    if guild is None:
+        gateway.dispatch("MESSAGE_CREATE", dict(stored.data), intent=INTENT_DIRECT_MESSAGES)
+        return
+    member = guild.members.get(stored.author_id)
+    event = {**stored.data, "guild_id": str(guild.id)}
+    if member is not None:
+        event["member"] = member.payload(with_user=False)
+    gateway.dispatch("MESSAGE_CREATE", event, intent=INTENT_GUILD_MESSAGES)
+
+
+def _edited_files(
+    world: World, stored: StoredMessage, payload: JSON, uploads: list[Upload]
+) -> list[StoredFile]:
+    """The files after a PATCH: with `attachments` given, only the files it lists stay or are
+    appended (descriptions may change); without it, all stay and every upload is appended."""
+    current = [world.files[i] for i in stored.file_ids if i in world.files]
+    described = _described(payload)
+    listed = "attachments" in payload
+
+    def new_file(upload: Upload) -> StoredFile:
+        entry = described.get(str(upload.index), {})
+        return file_from_upload(world, stored.channel.id, upload, entry, ephemeral=stored.ephemeral)
+
+    if not listed:
+        return current + [new_file(u) for u in uploads]
+    kept = []
+    for existing in current:
+        entry = described.get(str(existing.id))
+        if entry is None:
+            continue
+        if "description" in entry:
+            description = entry["description"]
+            existing = dataclasses.replace(
+                existing, description=description if isinstance(description, str) else None
+            )
+        kept.append(existing)
+    return kept + [new_file(u) for u in uploads if str(u.index) in described]
+
+
+def apply_edit(world: World, stored: StoredMessage, payload: JSON, uploads: list[Upload]) -> None:
     """A PATCH: only the given fields change; the result must still show something."""
     data = dict(stored.data)
     if "content" in payload:
         data["content"] = payload["content"] or ""
+    files = _edited_files(world, stored, payload, uploads)
+    embeds, components = _shown(world, payload.get("embeds"), payload.get("components"), files)
     if "embeds" in payload:
-        data["embeds"] = [{"type": "rich", **e} for e in payload["embeds"] or []]
+        data["embeds"] = embeds
     if "components" in payload:
-        data["components"] = payload["components"] or []
+        data["components"] = components
     if "flags" in payload:
         settable = FLAG_SUPPRESS_EMBEDS | FLAG_COMPONENTS_V2
         data["flags"] = (data["flags"] & ~FLAG_SUPPRESS_EMBEDS) | (
             int(payload["flags"] or 0) & settable
         )
-    if "attachments" in payload:
-        keep = {str(a.get("id")) for a in payload["attachments"] or []}
-        data["attachments"] = [a for a in data["attachments"] if a["id"] in keep]
-    data["attachments"] = data["attachments"] + attachments(world, payload, files)
-    if is_empty(data, len(data["attachments"])):
+    data["attachments"] = _listed(world, files, data)
+    if is_empty(data, len(files)):
         raise ApiError(
             400,
             50006,
@@ -178,5 +262,9 @@ def apply_edit(world: World, stored: StoredMessage, payload: JSON, files: list[J
     data.update(mentions(world, stored.channel, data["content"], stored.allowed_mentions))
     data["flags"] &= ~FLAG_LOADING
     data["edited_timestamp"] = iso_now()
+    for gone in set(stored.file_ids) - {f.id for f in files}:
+        world.files.pop(gone, None)
+    world.files.update((f.id, f) for f in files)
+    stored.file_ids = [f.id for f in files]
     stored.data = data
     world.notify()

@@ -2,7 +2,8 @@
 
 Every HTTP request but the gateway upgrade lands in `RestApi.handle`. It records the request,
 reads the body as Discord does (JSON exactly `application/json`, or multipart with
-`payload_json` and files up to the upload limit), applies the global limit and any injected
+`payload_json` and `files[n]` parts, each file within the upload limit and the whole request
+within 25 MiB, else 413 code 40005), applies the global limit and any injected
 failure, finds the route and turns the handler's `Reply` or `ApiError` into a response shaped
 the way discord.py reads it. The whole route table is here, in one place, so what the emulator
 answers can be read at a glance; the handlers live in one module per Discord resource.
@@ -19,7 +20,9 @@ from typing import Any
 
 from aiohttp import web
 
+from bot.local.attachments import Upload
 from bot.local.gateway import Gateway
+from bot.local.limits import REQUEST_LIMIT_BYTES, UPLOAD_LIMIT_BYTES
 from bot.local.models import JSON, World
 from bot.local.rest.applications import ApplicationRoutes
 from bot.local.rest.base import ApiError, Call, Handler, Reply
@@ -29,7 +32,7 @@ from bot.local.rest.interactions import InteractionRoutes
 from bot.local.rest.users import UserRoutes
 
 API_PREFIX = "/api/v10"
-MAX_UPLOAD_BYTES = 10 * 1024 * 1024
+FILE_PART = re.compile(r"files\[(\d+)\]")
 RECORDED_HEADERS = ("Authorization", "Content-Type", "User-Agent", "X-Audit-Log-Reason")
 
 
@@ -83,7 +86,7 @@ class RestApi:
         apps = ApplicationRoutes(world, gateway)
         guilds = GuildRoutes(world)
         channels = ChannelRoutes(world, gateway, nonce_window=nonce_window)
-        interactions = InteractionRoutes(world, interaction_deadline=interaction_deadline)
+        interactions = InteractionRoutes(world, gateway, interaction_deadline=interaction_deadline)
         guild, user = r"/guilds/(?P<guild>\d+)", r"(?P<user>\d+)"
         channel, message = r"/channels/(?P<channel>\d+)", r"(?P<message>\d+)"
         commands = r"/applications/(?P<app>\d+)(?:/guilds/(?P<guild>\d+))?/commands"
@@ -152,45 +155,51 @@ class RestApi:
             status=status, body=data, headers={**extra, "Content-Type": "application/json"}
         )
 
-    async def _read_body(self, request: web.Request) -> tuple[Any, list[JSON]]:
+    async def _read_body(self, request: web.Request) -> tuple[Any, list[Upload]]:
         if not request.body_exists:
             return None, []
-        if request.content_type == "multipart/form-data":
-            form = await request.post()
-            files: list[JSON] = []
-            for value in form.values():
-                if isinstance(value, web.FileField):
-                    size = len(value.file.read())
-                    if size > MAX_UPLOAD_BYTES:
-                        raise ApiError(
-                            413,
-                            40005,
-                            "Request entity too large",
-                            violation=f"{value.filename} is {size} bytes",
-                        )
-                    files.append(
-                        {
-                            "filename": value.filename,
-                            "size": size,
-                            "content_type": value.content_type,
-                        }
-                    )
-            payload = form.get("payload_json")
-            return (json.loads(payload) if isinstance(payload, str) else None), files
-        text = await request.text()
+        declared = request.content_length
+        if declared is not None and declared > REQUEST_LIMIT_BYTES:
+            raise _too_large(f"the request is {declared} bytes (Discord allows 25 MiB)")
+        try:
+            if request.content_type == "multipart/form-data":
+                return await self._read_multipart(request)
+            text = await request.text()
+        except web.HTTPRequestEntityTooLarge:
+            raise _too_large("the request is over 25 MiB") from None
         if request.content_type != "application/json":
             raise ApiError(
                 400, 50109, violation=f"body sent as {request.content_type!r}, not application/json"
             )
-        try:
-            return json.loads(text), []
-        except ValueError:
-            raise ApiError(
-                400, 50109, "The request body contains invalid JSON.", violation="invalid JSON"
-            ) from None
+        return _json(text), []
+
+    async def _read_multipart(self, request: web.Request) -> tuple[Any, list[Upload]]:
+        """`payload_json` and `files[n]` parts, as Discord reads them; each file at most the
+        upload limit. Without `payload_json` the other text parts are the JSON params."""
+        form = await request.post()
+        payload: Any = None
+        params: dict[str, Any] = {}
+        uploads: list[Upload] = []
+        for name, value in form.items():
+            if isinstance(value, web.FileField):
+                data = value.file.read()
+                if len(data) > UPLOAD_LIMIT_BYTES:
+                    raise _too_large(
+                        f"{value.filename} is {len(data)} bytes (Discord allows 20 MiB a file)"
+                    )
+                numbered = FILE_PART.fullmatch(name)
+                index = int(numbered[1]) if numbered else len(uploads)
+                uploads.append(Upload(index, value.filename, data))
+                continue
+            text = value.decode() if isinstance(value, bytes | bytearray) else str(value)
+            if name == "payload_json":
+                payload = _json(text)
+            else:
+                params[name] = text
+        return (payload if payload is not None else params or None), uploads
 
     async def _process(
-        self, request: web.Request, path: str, body: Any, files: list[JSON], *, is_api: bool
+        self, request: web.Request, path: str, body: Any, files: list[Upload], *, is_api: bool
     ) -> Reply:
         method = request.method
         exempt = path.startswith(("/interactions/", f"/webhooks/{self.world.application_id}/"))
@@ -243,3 +252,17 @@ class RestApi:
             }
             body.update(shards=1, session_start_limit=limit)
         return 200, body
+
+
+def _json(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except ValueError:
+        raise ApiError(
+            400, 50109, "The request body contains invalid JSON.", violation="invalid JSON"
+        ) from None
+
+
+def _too_large(why: str) -> ApiError:
+    """Discord's answer to a file or request over its size limits."""
+    return ApiError(413, 40005, "Request entity too large", violation=why)
