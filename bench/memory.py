@@ -5,13 +5,25 @@ VmRSS and VmHWM come from /proc/PID/status. Every run gets a fresh emulator and 
 so each does the same work (pledgebot: load content, sync commands, plan its jobs). Memory
 is read once the bot is ready (pledgebot: its engine started) and settled, and again after
 it has answered a mix of member commands, since answering allocates too.
+
+Charts (pledgebot as specified): after the member commands, the bot answers
+`/about statement:` (twice), `/pledge list statement:`, `/pledge history` for a pledge with
+two status changes and posts a digest, each drawing or reusing a chart; memory is read again,
+so its growth is what drawing (and those answers) added. The drawing itself is timed in this
+process with the bot's own renderer, the first time and cached, with the longest step of
+this process's event loop meanwhile (how long drawing can keep it from anything else).
 """
 
 from __future__ import annotations
 
 import asyncio
 import statistics
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from bench.common import (
     DATA_DIR,
@@ -20,6 +32,7 @@ from bench.common import (
     Table,
     Target,
     mib,
+    ms,
     ratio,
     times,
 )
@@ -34,12 +47,135 @@ from bench.fixtures import (
     write_config,
 )
 from bench.procs import Memory, MilestoneBot
+from bot.charts.render import ChartRenderer
+from bot.charts.spec import BARS_FILENAME, TIMELINE_FILENAME, status_bars
 from bot.local import Emulator, GuildState
+from bot.store import Store
+from tests.e2e import embed_text
 
 TARGET = 1.15
 GUILDS = 2_500
 SETTLE = 1.0
 SHOW = ("europol-partnership", "police-officers-to-europol", "europe-security-agreement")
+STATEMENT = "smuggling-gangs"
+CHARTED = "europol-partnership"  # given two status changes, so its history has a timeline
+CHART_GROWTH_LIMIT_KIB = 1024
+
+
+@dataclass(frozen=True)
+class ChartRun:
+    """Charts in one pledgebot process: memory around them, answer times, picture sizes."""
+
+    before: Memory  # after the member commands, before any chart
+    after: Memory  # after the chart answers and a digest
+    first_seconds: float  # `/about statement:` drawing its chart
+    again_seconds: float  # the same answer, its chart kept
+    bars_bytes: int
+    timeline_bytes: int
+
+
+async def rate_twice(db: Path) -> None:
+    """Two status changes for CHARTED, as `pledgebot status set` would record them."""
+    store = await Store.open(db)
+    try:
+        for status in ("in-progress", "stalled"):
+            await store.set_status(
+                CHARTED, status, note="bench", evidence_url="https://example.org/e", changed_by="b"
+            )
+    finally:
+        await store.close()
+
+
+def one_file(emu: Emulator, message: dict[str, Any] | None, filename: str) -> int:
+    """The bytes of the one chart on a message; fails loudly when it is missing."""
+    if message is None:
+        raise RuntimeError(f"no message where {filename} was expected")
+    found = [f for f in emu.files(message) if f.filename == filename]
+    if len(found) != 1:
+        raise RuntimeError(f"expected one {filename} on the message, found {len(found)}")
+    return len(found[0].data)
+
+
+async def exercise_charts(emu: Emulator, guild: GuildState, proc: MilestoneBot) -> ChartRun:
+    member = emu.add_user("chart-reader")
+    moderator = emu.add_user("chart-moderator", manage_guild=True)
+    before = proc.memory()
+    about = {"statement": STATEMENT}
+    first = await emu.run_command(guild, "about", options=about, user=member)
+    again = await emu.run_command(guild, "about", options=about, user=member)
+    bars = one_file(emu, first.message, BARS_FILENAME)
+    one_file(emu, again.message, BARS_FILENAME)
+    listed = await emu.run_command(guild, "pledge list", options=about, user=member)
+    one_file(emu, listed.message, BARS_FILENAME)
+    history = await emu.run_command(
+        guild, "pledge history", options={"pledge": CHARTED}, user=member
+    )
+    timeline = one_file(emu, history.message, TIMELINE_FILENAME)
+    briefings = guild.channels["briefings"]
+    scheduled = await emu.run_command(
+        guild,
+        "briefing schedule",
+        options={"channel": briefings, "time": "09:00", "content": "digest"},
+        user=moderator,
+    )
+    briefing_id = int(embed_text(scheduled.message).split("#", 1)[1].split(" ", 1)[0])
+    await emu.run_command(guild, "briefing send-now", options={"id": briefing_id}, user=moderator)
+    (posted,) = await emu.wait_for_messages(briefings, 1, timeout=30)
+    one_file(emu, posted, BARS_FILENAME)
+    await asyncio.sleep(SETTLE)
+    if first.latency is None or again.latency is None:
+        raise RuntimeError("/about statement: was not answered")
+    return ChartRun(before, proc.memory(), first.latency, again.latency, bars, timeline)
+
+
+@contextmanager
+def loop_steps() -> Iterator[list[tuple[float, float]]]:
+    """(wall, CPU) seconds of every event-loop step run meanwhile in this thread: how long
+    the loop could not run anything else each time, and how much of that was its own work.
+    Per step, unlike a ticker's gaps, so other processes on a busy machine hardly count."""
+    steps: list[tuple[float, float]] = []
+    original = asyncio.events.Handle._run
+
+    def timed(handle: asyncio.Handle) -> None:
+        wall, cpu = time.perf_counter(), time.thread_time()
+        try:
+            original(handle)
+        finally:
+            steps.append((time.perf_counter() - wall, time.thread_time() - cpu))
+
+    asyncio.events.Handle._run = timed  # type: ignore[method-assign,assignment]
+    try:
+        yield steps
+    finally:
+        asyncio.events.Handle._run = original  # type: ignore[method-assign]
+
+
+@dataclass(frozen=True)
+class DrawTimes:
+    first: list[float]  # child start to PNG, each a new chart
+    cached: list[float]  # a chart asked for again
+    longest_step: tuple[float, float]  # (wall, CPU) of the event loop's longest step
+
+
+async def time_drawing(count: int) -> DrawTimes:
+    """The bot's renderer in this process: `count` new charts one after another (each a
+    child process), then each again (kept), timing every step of the event loop."""
+    renderer = ChartRenderer()
+    specs = [status_bars(f"Statement {i}", ["in-progress"] * (i + 1)) for i in range(count)]
+    first: list[float] = []
+    cached: list[float] = []
+    with loop_steps() as steps:
+        for spec in specs:
+            assert spec is not None
+            if await renderer.draw(spec) is None:
+                raise RuntimeError("a chart was not drawn")
+            first.append(renderer.last_draw_seconds)
+        for spec in specs:
+            assert spec is not None
+            started = time.perf_counter()
+            await renderer.draw(spec)
+            cached.append(time.perf_counter() - started)
+    return DrawTimes(first, cached, max(steps))
 
 
 async def exercise(emu: Emulator, guild: GuildState, commands: int) -> None:
@@ -62,8 +198,9 @@ async def exercise(emu: Emulator, guild: GuildState, commands: int) -> None:
 
 async def measure_once(
     tmp: Path, label: str, kind: str, guilds: int, briefings: bool, commands: int
-) -> tuple[Memory, Memory]:
-    """(after start, after commands) for one fresh bot on a fresh emulator."""
+) -> tuple[Memory, Memory, ChartRun | None]:
+    """(after start, after commands, charts) for one fresh bot on a fresh emulator; charts
+    for pledgebot without briefings only (the configuration the targets are for)."""
     emu = Emulator()
     await emu.start()
     try:
@@ -75,6 +212,9 @@ async def measure_once(
             for g, t in zip(servers, times_of_day, strict=True)
         ]
         await prepare_database(db, DATA_DIR, plans if briefings else ())
+        charts = kind == "pledgebot" and not briefings
+        if charts:
+            await rate_twice(db)
         config = write_config(tmp / f"{label}.toml", database=db, content=DATA_DIR, emu=emu)
         async with MilestoneBot(tmp, config, emu.token, label, kind=kind, sync=True) as proc:
             ready = await proc.milestone("ready", 180)
@@ -87,9 +227,10 @@ async def measure_once(
             await exercise(emu, servers[0], commands)
             await asyncio.sleep(SETTLE)
             answered = proc.memory()
+            charted = await exercise_charts(emu, servers[0], proc) if charts else None
     finally:
         await emu.stop()
-    return started, answered
+    return started, answered, charted
 
 
 async def run(settings: Settings) -> Report:
@@ -111,7 +252,9 @@ async def run(settings: Settings) -> Report:
         ("pledgebot, data/", "pledgebot", False),
         (f"pledgebot, data/ + {guilds:,} briefings", "pledgebot", True),
     )
-    results: dict[str, list[tuple[Memory, Memory]]] = {label: [] for label, _, _ in configs}
+    results: dict[str, list[tuple[Memory, Memory, ChartRun | None]]] = {
+        label: [] for label, _, _ in configs
+    }
     with temp_dir("memory") as tmp:
         for attempt in range(repeats):
             for label, kind, briefings in configs:
@@ -175,4 +318,91 @@ async def run(settings: Settings) -> Report:
         f"One planned briefing costs about {extra / guilds:.1f} KiB "
         f"({extra / 1024:+.1f} MiB for {guilds:,})."
     )
+    charted = [run for _, _, run in results[label] if run is not None]
+    drawing = await time_drawing(settings.size(20, quick=8, tiny=3))
+    add_chart_figures(report, label, charted, drawing)
     return report
+
+
+def add_chart_figures(report: Report, label: str, runs: list[ChartRun], drawing: DrawTimes) -> None:
+    def mid(values: list[float]) -> float:
+        return statistics.median(values)
+
+    growth = [float(r.after.rss_kib - r.before.rss_kib) for r in runs]
+    report.tables.append(
+        Table(
+            f"Charts: {label}, memory around drawing (median of runs)",
+            (
+                "VmRSS before charts (MiB)",
+                "VmRSS after charts (MiB)",
+                "growth (KiB, median)",
+                "growth (KiB, max)",
+                "VmHWM before (MiB)",
+                "VmHWM after (MiB)",
+            ),
+            [
+                (
+                    mib(mid([r.before.rss_kib for r in runs])),
+                    mib(mid([r.after.rss_kib for r in runs])),
+                    f"{mid(growth):+.0f}",
+                    f"{max(growth):+.0f}",
+                    mib(mid([r.before.hwm_kib for r in runs])),
+                    mib(mid([r.after.hwm_kib for r in runs])),
+                )
+            ],
+        )
+    )
+
+    def timed(what: str, samples: list[float]) -> tuple[str, ...]:
+        return (what, str(len(samples)), ms(mid(samples)), ms(max(samples)))
+
+    report.tables.append(
+        Table(
+            "Charts: time to draw (ms) and size",
+            ("measure", "n", "median", "max"),
+            [
+                timed("drawing, first time (a child process: start, Pillow, PNG)", drawing.first),
+                timed("drawing, cached (the picture kept)", drawing.cached),
+                timed(
+                    "bot: /about statement: answered, its chart drawn",
+                    [r.first_seconds for r in runs],
+                ),
+                timed(
+                    "bot: /about statement: answered again, its chart kept",
+                    [r.again_seconds for r in runs],
+                ),
+                ("bytes: pledges by status (PNG)", str(len(runs)), str(runs[0].bars_bytes), ""),
+                ("bytes: status timeline (PNG)", str(len(runs)), str(runs[0].timeline_bytes), ""),
+            ],
+        )
+    )
+    report.tables.append(
+        Table(
+            "Charts: this process's event loop while drawing",
+            ("longest step, wall (ms)", "that step's own CPU (ms)", "charts drawn"),
+            [(ms(drawing.longest_step[0]), ms(drawing.longest_step[1]), str(len(drawing.first)))],
+        )
+    )
+    worst = max(growth)
+    report.targets.append(
+        Target(
+            f"{label}: VmRSS growth from drawing charts (max of runs)",
+            f"{worst:+.0f} KiB",
+            f"<= {CHART_GROWTH_LIMIT_KIB} KiB",
+            worst <= CHART_GROWTH_LIMIT_KIB,
+        )
+    )
+    stall = drawing.longest_step[0]
+    report.targets.append(
+        Target(
+            "event loop blocked while drawing (longest step)",
+            f"{ms(stall)} ms",
+            "<= 20 ms",
+            stall <= 0.02,
+        )
+    )
+    report.notes.append(
+        "Chart memory is the bot's VmRSS after the chart answers and a digest minus before "
+        "them: it includes caching those answers, so drawing alone adds at most that much. "
+        "Pillow is imported only in the drawing child, which is not the bot's process."
+    )

@@ -14,8 +14,9 @@ from typing import Any
 
 from bot.client import logredact
 from bot.config import Config, ConfigError, load_config, location_name, parse_database_url
-from bot.errors import OperatorError, StoreError, driver_errors
+from bot.errors import OperatorError, StoreError, UserError, driver_errors
 from bot.models import STATUSES
+from bot.pledges.cards import counted
 from bot.pledges.content import (
     ContentError,
     export_content,
@@ -26,6 +27,7 @@ from bot.pledges.content import (
 )
 from bot.pledges.editorial import coverage_report, new_skeleton, statement_named
 from bot.pledges.ratings import rating_problem
+from bot.pledges.suggestions import Suggestion, Suggestions
 from bot.storage.copy import copy_database
 from bot.storage.files import backup, in_use, restore
 from bot.store import Store
@@ -138,6 +140,32 @@ def build_parser() -> argparse.ArgumentParser:
         help="an http(s) link to public evidence; needed for any status but not-yet-rated",
     )
     status_set.add_argument("--by", default=None, help="who made the change (default: you)")
+
+    suggestions = commands.add_parser(
+        "suggestions", help="review members' suggested statuses"
+    ).add_subparsers(dest="suggestions_command", required=True, metavar="ACTION")
+    suggestions.add_parser("list", help="the suggestions waiting for review, oldest first")
+    suggestions.add_parser("show", help="one suggestion in full").add_argument(
+        "id", type=int, metavar="ID"
+    )
+    accept = suggestions.add_parser(
+        "accept", help="record the suggested status as your rating; the member is told"
+    )
+    accept.add_argument("id", type=int, metavar="ID")
+    accept.add_argument("--by", default=None, help="who rated it (default: you)")
+    accept.add_argument(
+        "--note", default="", help="the history's note (default: the member's note)"
+    )
+    reject = suggestions.add_parser("reject", help="decline it; the member is told the reason")
+    reject.add_argument("id", type=int, metavar="ID")
+    reject.add_argument("--reason", required=True, help="why (the member is told)")
+    reject.add_argument("--by", default=None, help="who decided (default: you)")
+    suggestions.add_parser("block", help="refuse a user's suggestions from now on").add_argument(
+        "user_id", type=int, metavar="USER_ID"
+    )
+    suggestions.add_parser("unblock", help="take a user's suggestions again").add_argument(
+        "user_id", type=int, metavar="USER_ID"
+    )
     return parser
 
 
@@ -200,9 +228,10 @@ async def db_load(config: Config, directory: Path | None) -> int:
     async def load(store: Store) -> int:
         report = await load_content(store, directory or config.content_dir)
         print(
-            f"loaded {report.statements} statement(s), {report.pledges} pledges, "
-            f"{report.powers} powers, {report.claims} claims, {report.quotes} quotes "
-            f"from {len(report.files)} file(s)"
+            f"loaded {counted(report.statements, 'statement')}, "
+            f"{counted(report.pledges, 'pledge')}, {counted(report.powers, 'power')}, "
+            f"{counted(report.claims, 'claim')}, {counted(report.quotes, 'quote')} "
+            f"from {counted(len(report.files), 'file')}"
         )
         return 0
 
@@ -235,7 +264,7 @@ async def db_check(config: Config) -> int:
             failures += verify_quotes(content)
             if problem := verify_source(statement):
                 sources_failed.append(problem)
-            print(f"\nstatement {statement.slug}: {statement.title} ({statement.publisher})")
+            print(f"\nstatement {statement.slug}: {statement.title} ({statement.author})")
             print(f"  source  SHA-256 {statement.source_sha256}")
             for pledge in content.pledges:
                 print(f"  pledge  {pledge.slug:<36} [{pledge.status}] {pledge.title}")
@@ -244,9 +273,10 @@ async def db_check(config: Config) -> int:
             for claim in content.claims:
                 print(f"  claim   {claim.slug}")
         print(
-            f"\n{counts['statements']} statement(s), {counts['pledges']} pledges, "
-            f"{counts['powers']} powers, {counts['claims']} claims, "
-            f"{counts['status_history']} status changes"
+            f"\n{counted(counts['statements'], 'statement')}, "
+            f"{counted(counts['pledges'], 'pledge')}, {counted(counts['powers'], 'power')}, "
+            f"{counted(counts['claims'], 'claim')}, "
+            f"{counted(counts['status_history'], 'status change')}"
         )
         verified = counts["quotes"] - len(failures)
         print(f"quotes verified against their statement: {verified}/{counts['quotes']}")
@@ -304,12 +334,117 @@ async def status_set(config: Config, args: argparse.Namespace) -> int:
             args.status,
             note=args.note,
             evidence_url=args.evidence,
-            changed_by=args.by or f"operator:{getpass.getuser()}",
+            changed_by=operator_name(args.by),
         )
         print(f"{change.pledge_slug}: {change.from_status} -> {change.to_status}")
         return 0
 
     return await with_store(config, set_status)
+
+
+def operator_name(by: str | None) -> str:
+    """Who acts from the shell: --by, else the login (as `status set` records it)."""
+    return by or f"operator:{getpass.getuser()}"
+
+
+def suggestion_lines(suggestion: Suggestion) -> list[str]:
+    """One suggestion in full, for operators (who may see who suggested it)."""
+    s = suggestion
+    where = f"server {s.guild_id}" if s.guild_id else "a direct message"
+    lines = [
+        f"suggestion #{s.id} [{s.state}]: {s.pledge_slug} ({s.pledge_title})",
+        f"  suggests   {s.status} (the pledge is {s.pledge_status} now)",
+        f"  evidence   {s.evidence_url}",
+        f"  note       {s.note or '(none)'}",
+        f"  by         user {s.user_id}, in {where}, at {s.created_at}",
+    ]
+    for backer in s.backers:
+        lines.append(
+            f"  backed by  user {backer.user_id} at {backer.created_at}, suggesting "
+            f"{backer.status}" + (f": {backer.note}" if backer.note else "")
+        )
+    if s.state != "open":
+        lines.append(f"  decided    {s.state} at {s.decided_at} by {s.decided_by}")
+    if s.reason:
+        lines.append(f"  reason     {s.reason}")
+    if s.history_id is not None:
+        lines.append(f"  recorded   as status change #{s.history_id}")
+    return lines
+
+
+NOTICE_ENDINGS = {
+    "pending": "to be sent by DM",
+    "sending": "being sent by DM",
+    "waiting": "DM not sent; to be shown after their next command",
+    "dm": "sent by DM",
+    "command": "shown after a command",
+}
+
+
+async def suggestions_action(config: Config, args: argparse.Namespace) -> int:
+    action = args.suggestions_command
+
+    async def act(store: Store) -> int:
+        suggestions = Suggestions(store.db)
+        try:
+            return await _suggestions_action(suggestions, action, args)
+        except UserError as refused:
+            raise OperatorError(str(refused)) from None
+
+    return await with_store(config, act)
+
+
+async def _suggestions_action(
+    suggestions: Suggestions, action: str, args: argparse.Namespace
+) -> int:
+    if action == "list":
+        waiting = await suggestions.waiting()
+        for s in waiting:
+            backers = f", +{len(s.backers)} backing" if s.backers else ""
+            print(
+                f"#{s.id:<5} {s.created_at[:16]}  {s.pledge_slug}: {s.pledge_status} -> "
+                f"{s.status}  (user {s.user_id}{backers})"
+            )
+        print(f"{len(waiting)} suggestion(s) waiting for review")
+        return 0
+    if action == "show":
+        found = await suggestions.get(args.id)
+        if found is None:
+            raise OperatorError(f"there is no suggestion #{args.id}")
+        print("\n".join(suggestion_lines(found)))
+        for notice in await suggestions.notice_states(found.id):
+            ending = NOTICE_ENDINGS.get(notice.state, notice.state)
+            error = f" ({notice.error})" if notice.error else ""
+            print(f"  told       user {notice.user_id}: {ending}{error} at {notice.updated_at}")
+        return 0
+    if action == "accept":
+        done = await suggestions.accept(args.id, by=operator_name(args.by), note=args.note)
+        assert done.change is not None
+        print(
+            f"accepted #{args.id}: {done.change.pledge_slug} {done.change.from_status} -> "
+            f"{done.change.to_status} (status change #{done.change.id}); "
+            f"{done.told} member(s) to be told"
+        )
+        return 0
+    if action == "reject":
+        done = await suggestions.reject(args.id, by=operator_name(args.by), reason=args.reason)
+        print(f"rejected #{args.id}; {done.told} member(s) to be told the reason")
+        return 0
+    if action == "block":
+        if await suggestions.block(args.user_id, by=operator_name(None)):
+            kept = await suggestions.open_count_of(args.user_id)
+            print(
+                f"blocked user {args.user_id}: /pledge suggest refuses them from now on "
+                f"({kept} open suggestion(s) of theirs kept for review)"
+            )
+        else:
+            print(f"user {args.user_id} was already blocked")
+        return 0
+    if await suggestions.unblock(args.user_id):
+        print(f"unblocked user {args.user_id}: their suggestions are taken again")
+    else:
+        print(f"user {args.user_id} was not blocked")
+    return 0
 
 
 def dispatch(config: Config, args: argparse.Namespace) -> int:
@@ -326,6 +461,8 @@ def dispatch(config: Config, args: argparse.Namespace) -> int:
         return asyncio.run(actions[args.db_command]())
     if args.command == "status":
         return asyncio.run(status_set(config, args))
+    if args.command == "suggestions":
+        return asyncio.run(suggestions_action(config, args))
     if args.command == "content":
         return (content_new if args.content_command == "new" else content_coverage)(config, args)
     from bot.client import runner  # imports discord: only for the commands that need it

@@ -43,7 +43,8 @@ def status_of(slug: str) -> Status:
 class Statement:
     """Where the records come from, said no more precisely than we know it.
 
-    `date` and `url` stay empty when unknown (shown as "undated", never invented);
+    `publisher`, `date` and `url` stay empty when the text does not give them (shown as
+    "publisher not stated" and "undated", never invented);
     `edition` and `edited` say when the curated content last changed, which is not when
     a database loaded it; `source_sha256` pins the source text so anyone can check it.
     """
@@ -62,8 +63,8 @@ class Statement:
 
     @property
     def author(self) -> str:
-        """The name briefings credit (bot.briefings.compose): the publisher."""
-        return self.publisher
+        """Who footers and briefings credit: the publisher, or that the text names none."""
+        return self.publisher or "publisher not stated"
 
 
 @dataclass(frozen=True)
@@ -125,6 +126,7 @@ class StatusChange:
     evidence_url: str
     changed_by: str
     id: int = 0  # its place in the history: a bookmark that no clock can reorder
+    suggestion_id: int | None = None  # the member's suggestion it came from, if any
 
 
 @dataclass(frozen=True)

@@ -190,13 +190,16 @@ class Store:
         found = await self.claims(slug=slug)
         return found[0] if found else None
 
-    async def content_signature(self) -> tuple[str | None, int | None]:
-        """Changes whenever content is loaded or a status changes, by any process."""
+    async def content_signature(self) -> tuple[str | None, int | None, int | None, int]:
+        """Changes whenever content is loaded, a status changes, or a member's suggestion
+        is received or decided (/about counts them), by any process."""
         (row,) = await self.rows(
-            "SELECT (SELECT value FROM meta WHERE key = ?), (SELECT max(id) FROM status_history)",
+            "SELECT (SELECT value FROM meta WHERE key = ?), (SELECT max(id) FROM status_history), "
+            "(SELECT max(id) FROM suggestions), "
+            "(SELECT count(*) FROM suggestions WHERE state = 'open')",
             (CONTENT_FINGERPRINT_KEY,),
         )
-        return row[0], row[1]
+        return row[0], row[1], row[2], int(row[3])
 
     async def latest_status_change(self) -> int:
         """The id of the newest status change (0 when none): a `changes` bookmark."""
@@ -223,25 +226,16 @@ class Store:
         when: str | None = None,
     ) -> StatusChange:
         """Change a pledge's status and append the change to its history."""
-        if status not in STATUS_BY_SLUG:
-            raise StoreError(f"unknown status {status!r}")
-        when = when or utc_now()
         async with self.transaction() as tx:
-            found = await tx.rows("SELECT id, status FROM pledges WHERE slug = ?", (slug,))
-            if not found:
-                raise StoreError(f"no pledge with slug {slug!r}")
-            row = found[0]
-            await tx.execute(
-                "UPDATE pledges SET status = ?, status_changed_at = ? WHERE id = ?",
-                (status, when, row["id"]),
+            return await record_status(
+                tx,
+                slug,
+                status,
+                note=note,
+                changed_by=changed_by,
+                evidence_url=evidence_url,
+                when=when,
             )
-            history_id = await tx.scalar(
-                "INSERT INTO status_history(pledge_id, from_status, to_status, changed_at, "
-                "note, evidence_url, changed_by) VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id",
-                (row["id"], row["status"], status, when, note, evidence_url, changed_by),
-            )
-            await _record_event(tx, row["id"], "status", history_id=history_id)
-        return StatusChange(slug, row["status"], status, when, note, evidence_url, changed_by)
 
     async def status_history(
         self, slug: str | None = None, *, since: str | None = None, after_id: int | None = None
@@ -266,9 +260,55 @@ class Store:
                 r["evidence_url"],
                 r["changed_by"],
                 r["id"],
+                r["suggestion_id"],
             )
             for r in rows
         ]
+
+
+async def record_status(
+    tx: Transaction,
+    slug: str,
+    status: str,
+    *,
+    note: str,
+    changed_by: str,
+    evidence_url: str = "",
+    when: str | None = None,
+    suggestion_id: int | None = None,
+) -> StatusChange:
+    """The one way a status changes, inside the caller's transaction: the pledge, its
+    history entry (naming the member's suggestion it came from, if any) and the event
+    followers hear of, so accepting a suggestion and its status change commit together."""
+    if status not in STATUS_BY_SLUG:
+        raise StoreError(f"unknown status {status!r}")
+    when = when or utc_now()
+    found = await tx.rows("SELECT id, status FROM pledges WHERE slug = ?", (slug,))
+    if not found:
+        raise StoreError(f"no pledge with slug {slug!r}")
+    row = found[0]
+    await tx.execute(
+        "UPDATE pledges SET status = ?, status_changed_at = ? WHERE id = ?",
+        (status, when, row["id"]),
+    )
+    history_id = await tx.scalar(
+        "INSERT INTO status_history(pledge_id, from_status, to_status, changed_at, "
+        "note, evidence_url, changed_by, suggestion_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
+        "RETURNING id",
+        (row["id"], row["status"], status, when, note, evidence_url, changed_by, suggestion_id),
+    )
+    await _record_event(tx, row["id"], "status", history_id=history_id)
+    return StatusChange(
+        slug,
+        row["status"],
+        status,
+        when,
+        note,
+        evidence_url,
+        changed_by,
+        int(history_id),
+        suggestion_id,
+    )
 
 
 def _where(conditions: Sequence[tuple[str, Any]]) -> tuple[str, list[Any]]:

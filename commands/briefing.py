@@ -12,7 +12,7 @@ from discord import app_commands
 
 from bot.briefings.admin import BriefingAdmin, Request
 from bot.briefings.rules import timezone_choices
-from bot.client.delivery import embed_for
+from bot.client.delivery import embeds_and_files
 from bot.errors import UserError
 from bot.follows.follows import AlertChannel, Follows
 from bot.pledges import cards
@@ -211,8 +211,14 @@ class BriefingCommands(app_commands.Group):
     async def preview(self, interaction: discord.Interaction[Any], id: int) -> None:
         work = self.admin.preview(self.guild(interaction), id)
         briefing = await in_time(interaction, work, private=True)
-        embeds = [embed_for(c) for c in briefing.cards]
-        await reply(interaction, private=True, content=briefing.content or None, embeds=embeds)
+        embeds, files = embeds_and_files(briefing.cards)
+        await reply(
+            interaction,
+            private=True,
+            content=briefing.content or None,
+            embeds=embeds,
+            **({"files": files} if files else {}),
+        )
 
     @app_commands.command(name="send-now", description="Post a briefing now (counts as a delivery)")
     @app_commands.describe(id="The briefing's number")

@@ -1,4 +1,4 @@
-"""/pledge list | show | search | history"""
+"""/pledge list | show | search | history | suggest"""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from discord import app_commands
 from bot.models import STATUSES
 from bot.pledges import answers
 from bot.pledges.services import Services
+from bot.pledges.suggestions import EVIDENCE_LIMIT, NOTE_LIMIT, Suggestions, suggest
 from commands.ui import answer, autocomplete
 
 PRIVATE = "Only you see the answer"
@@ -22,9 +23,10 @@ async def statement_choices(services: Services, current: str) -> list[app_comman
 
 
 class PledgeCommands(app_commands.Group):
-    def __init__(self, services: Services) -> None:
+    def __init__(self, services: Services, suggestions: Suggestions) -> None:
         super().__init__(name="pledge", description="Pledges made in the statements we carry")
         self.services = services
+        self.suggestions = suggestions
 
     @app_commands.command(name="list", description="List pledges, with their status")
     @app_commands.describe(
@@ -75,8 +77,42 @@ class PledgeCommands(app_commands.Group):
     ) -> None:
         await answer(interaction, answers.pledge_history(self.services, pledge), private=private)
 
+    @app_commands.command(
+        name="suggest", description="Suggest a pledge's status, with a link to the evidence"
+    )
+    @app_commands.describe(
+        pledge="Start typing a pledge's name",
+        status="The status you think it has now",
+        evidence="An http(s) link to public evidence",
+        note="Why (shown in the history if accepted, never with your name)",
+    )
+    @app_commands.choices(
+        status=[app_commands.Choice(name=s.label, value=s.slug) for s in STATUSES]
+    )
+    async def suggest(
+        self,
+        interaction: discord.Interaction[Any],
+        pledge: str,
+        status: str,
+        evidence: app_commands.Range[str, 1, EVIDENCE_LIMIT],
+        note: app_commands.Range[str, 1, NOTE_LIMIT] | None = None,
+    ) -> None:
+        """Always private: who suggests what is for operators only."""
+        work = suggest(
+            self.services,
+            self.suggestions,
+            user_id=interaction.user.id,
+            guild_id=interaction.guild_id,
+            pledge=pledge,
+            status=status,
+            evidence=evidence,
+            note=note or "",
+        )
+        await answer(interaction, work, private=True)
+
     @show.autocomplete("pledge")
     @history.autocomplete("pledge")
+    @suggest.autocomplete("pledge")
     async def pledge_autocomplete(
         self, interaction: discord.Interaction[Any], current: str
     ) -> list[app_commands.Choice[str]]:

@@ -1,4 +1,5 @@
-"""Shared Discord plumbing for the command modules: cards to embeds, paging, deferral."""
+"""Shared Discord plumbing for the command modules: cards to embeds (and their pictures
+to attachments), paging, deferral."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import discord
 from discord import app_commands
 
 from bot.client.app import report_error
-from bot.client.delivery import embed_for
+from bot.client.delivery import embeds_and_files
 from bot.pledges.cards import Card
 
 log = logging.getLogger(__name__)
@@ -25,8 +26,18 @@ PAGE_TIMEOUT = 600.0  # well inside the 15-minute life of an interaction token
 T = TypeVar("T")
 
 
+def message_for(card: Card) -> dict[str, Any]:
+    """One card as a message's embed, and its picture (if any) as the file the embed shows."""
+    embeds, files = embeds_and_files([card])
+    return {"embed": embeds[0], "files": files} if files else {"embed": embeds[0]}
+
+
 class PageView(discord.ui.View):
-    """Previous/next buttons that only the member who asked can press."""
+    """Previous/next buttons that only the member who asked can press.
+
+    A page with a picture (the first page's chart) uploads it with the page; turning to a
+    page without one removes the attachment, which Discord would otherwise show below it.
+    """
 
     def __init__(self, pages: Sequence[Card], owner_id: int) -> None:
         super().__init__(timeout=PAGE_TIMEOUT)
@@ -34,6 +45,7 @@ class PageView(discord.ui.View):
         self.owner_id = owner_id
         self.index = 0
         self.origin: discord.Interaction[Any] | None = None
+        self.has_pictures = any(page.picture is not None for page in self.pages)
         self._sync_buttons()
 
     def _sync_buttons(self) -> None:
@@ -54,7 +66,12 @@ class PageView(discord.ui.View):
     async def _show(self, interaction: discord.Interaction[Any], index: int) -> None:
         self.index = max(0, min(index, len(self.pages) - 1))
         self._sync_buttons()
-        await interaction.response.edit_message(embed=embed_for(self.pages[self.index]), view=self)
+        embeds, files = embeds_and_files([self.pages[self.index]])
+        if not self.has_pictures:  # nothing attached to keep or remove: a plain JSON edit
+            await interaction.response.edit_message(embed=embeds[0], view=self)
+            return
+        # the attachments listed replace the message's: [] removes the picture
+        await interaction.response.edit_message(embed=embeds[0], attachments=files, view=self)
 
     @discord.ui.button(label="◀ Previous", style=discord.ButtonStyle.secondary)
     async def previous(
@@ -105,7 +122,7 @@ async def send_cards(
     """Send the first card, with page buttons when there are more."""
     view = PageView(cards, interaction.user.id) if len(cards) > 1 else None
     buttons = {} if view is None else {"view": view}  # discord.py refuses view=None
-    await reply(interaction, private=private, embed=embed_for(cards[0]), **buttons)
+    await reply(interaction, private=private, **message_for(cards[0]), **buttons)
     if view is not None:
         view.origin = interaction
 

@@ -125,7 +125,10 @@ def test_list_pages_name_each_statement_and_party() -> None:
     assert empty.title == "Pledges: Green statement on trees — 🔴 Broken"
     assert empty.description == "No pledges match."
     assert "Green statement on trees (Greens, undated)" in empty.footer
-    assert "Labour statement on criminal smuggling gangs (Labour, undated)" in pages[0].footer
+    assert (
+        "Labour statement on criminal smuggling gangs (publisher not stated, undated)"
+        in pages[0].footer
+    )
 
 
 def test_search_card_echoes_the_query_escaped() -> None:
@@ -146,9 +149,9 @@ def test_power_card_shows_everything_with_attribution() -> None:
     names = [f.name for f in card.fields]
     for expected in (
         "Who can apply (according to the statement)",
-        "Routes",
-        "Restrictions it can impose",
-        "History",
+        "Routes (according to the statement)",
+        "Restrictions it can impose (according to the statement)",
+        "History (according to the statement)",
         "The change pledged",
     ):
         assert expected in names
@@ -181,7 +184,7 @@ def test_pledge_card_credits_who_pledged_and_shows_the_rating() -> None:
     assert "the next Labour government" in fields["Condition"]
     assert "Rated <t:1767225600:D> by <@42>" in fields["Status"]
     assert "Evidence: https://example.org/talks" in fields["Status"]
-    assert "(Labour, undated)" in card.footer
+    assert "(publisher not stated, undated)" in card.footer
     unrated = dict((f.name, f.value) for f in cards.pledge_card(pledge, content.statement).fields)
     assert unrated["Status"] == "⚪ Not yet rated (no rating recorded yet)"
 
@@ -208,7 +211,7 @@ def test_about_card_states_provenance_and_the_rating_method_honestly() -> None:
     assert "Date: undated" in provenance
     assert "Link: none recorded" in provenance
     assert "Speaker: An unnamed speaker for Labour" in provenance
-    assert "Content edition 2, edited 2026-12-03" in provenance
+    assert "Content edition 3, edited 2026-12-07" in provenance
     assert "Content last updated" not in fields
     assert fields["Loaded into this bot's database"] == "<t:1767225600:D>"
     method = fields["How statuses are rated"]
@@ -225,7 +228,10 @@ def test_claim_card_attributes_the_claim() -> None:
     claim = next(c for c in content.claims if c.slug == "smuggling-convictions-plummeting")
     card = cards.claim_card(claim, content.statement)
     fields = {f.name: f.value for f in card.fields}
-    assert card.title == "The statement says convictions for people smuggling are plummeting"
+    assert card.title == (
+        "The statement says convictions for people smuggling are plummeting "
+        "on the Prime Minister's and Home Secretary's watch"
+    )
     assert fields["Who says so"].startswith("The statement, for Labour")
     assert (
         "> “On the Prime Minister and the Home Secretary’s watch,"

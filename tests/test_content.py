@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from bot.models import Claim, Pledge, Power
 from bot.pledges.content import (
     ContentError,
     export_content,
@@ -104,7 +105,11 @@ def test_pledges_are_credited_only_as_the_statement_does() -> None:
             assert partner.casefold() in text, (pledge.slug, partner)
         assert not {"NCA", "Cross-Border Police", "UK police"} & set(pledge.partners)
     police = next(p for p in content.pledges if p.slug == "police-officers-to-europol")
-    assert "a body the statement proposes, not an existing force" in police.detail
+    # issue 19: "Labour's Cross-Border Police", as the statement says, and no more
+    assert "Labour's Cross-Border Police" in police.summary
+    assert "Labour's Cross-Border Police" in police.detail
+    for unsaid in ("existing force", "proposed", "proposes"):
+        assert unsaid not in police.summary + police.detail, unsaid
     first = next(p for p in content.pledges if p.slug == "europe-security-agreement")
     assert "in government" in first.condition.casefold()
 
@@ -125,9 +130,9 @@ def test_claims_are_titled_attributed_and_keep_their_lead_in() -> None:
         "uk-security-under-threat",
     ):
         assert all(q.startswith(watch) for q in claims[slug].quotes), slug
-    assert claims["smuggling-convictions-plummeting"].title == (
-        "The statement says convictions for people smuggling are plummeting"
-    )
+    # issue 19: its title keeps the lead-in, as its siblings' titles do
+    for slug in ("smuggling-convictions-plummeting", "smuggling-gang-profits-soaring"):
+        assert claims[slug].title.endswith("on the Prime Minister's and Home Secretary's watch")
 
 
 def test_line_by_line_wording_fixes() -> None:
@@ -136,7 +141,11 @@ def test_line_by_line_wording_fixes() -> None:
     pledges = {p.slug: p for p in content.pledges}
     scpo = pledges["scpo-organised-immigration-crime"]
     assert "organised immigration crime" in scpo.title
-    assert "only an application before a conviction is made to the High Court" in scpo.detail
+    # issue 19: the statement does not say "only"; it "says", it does not "explain"
+    assert "either after a conviction or before one (by application to the High Court)" in (
+        scpo.detail
+    )
+    assert "only" not in scpo.detail and "explains" not in scpo.detail
     (power,) = content.powers
     assert power.pledges == ("scpo-organised-immigration-crime",)
     # the change pledged is said once: in its own field, not in the detail or quotes too
@@ -150,7 +159,7 @@ def test_line_by_line_wording_fixes() -> None:
 
 def test_every_record_quotes_its_statement_verbatim() -> None:
     for content in read_content(DATA_DIR):
-        records = (*content.pledges, *content.powers, *content.claims)
+        records: list[Pledge | Power | Claim] = [*content.pledges, *content.powers, *content.claims]
         assert records
         for record in records:
             assert record.quotes, record.slug
@@ -289,8 +298,8 @@ async def test_a_changed_source_text_is_refused(any_store: Store, content_dir: P
 PROVENANCE_EDITS = [
     ('date = ""', 'date = "last week"', "'date' must be YYYY-MM-DD"),
     ('url = ""', 'url = "javascript:alert(1)"', "only http:// and https:// links"),
-    ('edited = "2026-12-03"', 'edited = "03/12/2026"', "'edited' must be a date"),
-    ("edition = 2", "edition = 0", "'edition' must be a whole number"),
+    ('edited = "2026-12-07"', 'edited = "07/12/2026"', "'edited' must be a date"),
+    ("edition = 3", "edition = 0", "'edition' must be a whole number"),
     ('source_sha256 = "495f', 'source_sha256 = "zz5f', "64 hexadecimal digits"),
 ]
 

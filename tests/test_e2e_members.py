@@ -389,7 +389,8 @@ async def test_every_pledge_power_and_claim_opens_with_quotes_and_source(w: Worl
             for quote in record.quotes:
                 assert f"“{quote}”" in text, (record.slug, quote)
             assert footer(result).startswith(
-                "Source: Labour statement on criminal smuggling gangs (Labour, undated)."
+                "Source: Labour statement on criminal smuggling gangs "
+                "(publisher not stated, undated)."
             ), record.slug
     assert w.emu.violations == []
 
@@ -421,7 +422,8 @@ async def test_pledge_cards_say_who_pledged_it_and_lists_say_whose_pledges(w: Wo
     assert fields["Pledged by"] == "Labour"
     assert fields["Partners named"] == "European partners, Europol"
     assert "Cross-Border Police" not in fields["Partners named"]
-    assert "a body the statement proposes, not an existing force" in fields["In detail"]
+    assert "Labour's Cross-Border Police" in fields["In detail"]
+    assert "existing force" not in fields["In detail"]  # the statement says no more
     assert "the next Labour government" in fields["Condition"]
     assert scpo.message is not None
     scpo_fields = {f["name"]: f["value"] for f in scpo.message["embeds"][0]["fields"]}
@@ -430,8 +432,9 @@ async def test_pledge_cards_say_who_pledged_it_and_lists_say_whose_pledges(w: Wo
     assert listing.message["embeds"][0]["title"] == (
         "Pledges by Labour: Labour statement on criminal smuggling gangs"
     )
-    assert "Source: Labour statement on criminal smuggling gangs (Labour, undated)" in footer(
-        listing
+    assert (
+        "Source: Labour statement on criminal smuggling gangs (publisher not stated, undated)"
+        in footer(listing)
     )
     assert unknown.ephemeral
     assert "No statement called “housing”" in embed_text(unknown.message)
@@ -502,7 +505,7 @@ async def test_about_explains_sources_dates_and_ratings(w: World) -> None:
             pages.append(turned.message)
     text = embed_text(about.message)
     assert "Date: undated (the text gives no date)" in text
-    assert "Content edition 2, edited 2026-12-03" in text
+    assert "Content edition 3, edited 2026-12-07" in text
     assert "Loaded into this bot's database" in text
     assert "Content last updated" not in text
     assert "pledgebot's operators rate each pledge's status" in text

@@ -107,7 +107,8 @@ async def test_an_editor_adds_a_statement_members_then_see(
         code, _, err = await cli("db", "load")
         assert code == 1
         assert f"{SLUG}.toml: statement: 'title' must not be empty" in err
-        assert "'publisher' must not be empty" in err
+        assert "'summary' must not be empty" in err
+        assert "'publisher'" not in err  # left empty when the text names none, like the date
 
         # 2. curate: records quote the candidates verbatim
         candidates = curate(skeleton)
@@ -123,7 +124,10 @@ async def test_an_editor_adds_a_statement_members_then_see(
         code, out, _ = await cli("content", "coverage", SLUG)
         assert code == 0
         lines = out.splitlines()
-        assert lines[0] == f"statement {SLUG}: 5 sentences, 3 quoted, 2 quoted by no record"
+        assert lines[0] == (
+            f"statement {SLUG}: 5 sentences, 3 quoted, 2 quoted by no record; "
+            "0 clauses of quoted sentences quoted by no record"
+        )
         assert lines[1:3] == [
             "  1. Today the Orchard Party sets out its plans for parks.",
             "     NOT QUOTED by any record: a pledge, power or claim left out?",
@@ -133,7 +137,7 @@ async def test_an_editor_adds_a_statement_members_then_see(
         # 4. load, and the store verifies every quote and the pinned source
         code, out, err = await cli("db", "load")
         assert code == 0, err
-        assert "2 statement(s), 8 pledges" in out
+        assert "2 statements, 8 pledges" in out
         code, out, err = await cli("db", "check")
         assert code == 0, err
         assert "source texts matching their SHA-256: 2/2" in out

@@ -75,7 +75,8 @@ GROUPS = {
         "briefing moderator-role",
         "briefing cancel",
     ],
-    "operator": ["operator status"],
+    # /pledge suggest writes (a suggestion), unlike the rest of /pledge
+    "operator": ["operator status", "operator suggestions", "pledge suggest"],
     "follow": [
         "follow add",
         "follow list",
@@ -91,6 +92,7 @@ READ_ONLY = {*GROUPS["pledge"], *GROUPS["power-about"]} | {
     "briefing show",
     "briefing preview",
     "follow list",
+    "operator suggestions",
 }
 # same value again; clearing nothing; showing the alert setting (no channel given)
 MAY_CHANGE_NOTHING = {"briefing timezone", "briefing moderator-role", "follow clear"} | {

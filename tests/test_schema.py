@@ -94,8 +94,12 @@ async def test_a_sqlite_file_made_before_reads_as_the_same_version(tmp_path: Pat
     finally:
         await store.close()
     after = sqlite_schema(path)
-    # nothing before version 8 was applied again: what it made is as it was
-    assert {key: after[key] for key in before} == before
+    # nothing before version 8 was applied again: what it made is as it was, but for the
+    # columns later steps add (SQLite appends `ADD COLUMN` to the table's SQL; step 10's
+    # status_history.suggestion_id)
+    for key, sql in before.items():
+        assert after[key] == sql or after[key].startswith(f"{sql[:-1]} , "), key
+    assert after[("table", "status_history")] != before[("table", "status_history")]
 
 
 async def test_a_new_sqlite_file_has_the_schema_an_old_one_migrates_to(tmp_path: Path) -> None:

@@ -7,9 +7,10 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 
+from bot.charts.spec import status_bars
 from bot.models import STATUSES, Pledge, Power, Statement, StatusChange, status_of
 from bot.pledges import cards
 from bot.pledges.cards import Card, Field
@@ -93,6 +94,9 @@ def digest(
                 footer=credit(statements),
             )
         )
+    # the picture of what the first card counts "at a glance"
+    subject = statements[0].title if len(statements) == 1 else "all statements carried"
+    found[0] = replace(found[0], chart=status_bars(subject, [p.status for p in pledges]))
     return Briefing(
         heading(role_id, "Pledge digest", when),
         fit_message(found, "Use /pledge list for the full list"),

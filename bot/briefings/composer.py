@@ -4,7 +4,8 @@
 them. When thousands of briefings fall due together, each distinct briefing is composed
 once per slot and content state: a 09:00 fan-out of 10,000 digests reads the store once.
 The content's state is part of the key, so a load or a status change composes afresh; a
-failure is never kept.
+failure is never kept. A digest's chart is drawn into the briefing here (`bot.charts`), so
+every schedule due at the slot, and a re-send with the same nonce, posts the same picture.
 """
 
 from __future__ import annotations
@@ -20,7 +21,9 @@ from bot.briefings import compose
 from bot.briefings.compose import Briefing
 from bot.briefings.schedules import Schedule, Schedules
 from bot.briefings.sender import DeliveryFailure
+from bot.charts.render import ChartRenderer
 from bot.models import Pledge, Power, utc_slot_instant
+from bot.pledges.cards import draw_charts
 from bot.store import Store
 
 COMPOSED_KEPT = 256
@@ -39,9 +42,13 @@ def is_scheduled(slot: str) -> bool:
 class Composer:
     """The briefings composed lately, by what they were composed from."""
 
-    def __init__(self, store: Store, schedules: Schedules) -> None:
+    def __init__(
+        self, store: Store, schedules: Schedules, charts: ChartRenderer | None = None
+    ) -> None:
         self.store = store
         self.schedules = schedules
+        # A digest's chart is drawn into the briefing composed once per slot and state.
+        self.charts = charts or ChartRenderer()
         self._composed: dict[tuple[object, ...], asyncio.Future[Briefing | None]] = {}
         self._content_state: tuple[object, ...] = ()
         self._content_state_at = -math.inf
@@ -88,9 +95,10 @@ class Composer:
         store = self.store
         statements = {s.slug: s for s in await store.statements()}
         if kind == "digest":
-            return compose.digest(
+            digest = compose.digest(
                 await store.pledges(), list(statements.values()), when, schedule.role_id
             )
+            return replace(digest, cards=tuple(await draw_charts(digest.cards, self.charts.draw)))
         if kind == "spotlight":
             records: Sequence[Pledge | Power] = [*await store.pledges(), *await store.powers()]
             return compose.spotlight(records, statements, schedule.cursor, when, schedule.role_id)

@@ -35,6 +35,7 @@ from bot.briefings.planner import (
 )
 from bot.briefings.schedules import Schedule, Schedules
 from bot.briefings.sender import DeliveryFailure, Sender
+from bot.charts.render import ChartRenderer
 from bot.errors import store_errors
 from bot.rate_budget import RateBudget
 from bot.store import Store
@@ -86,6 +87,7 @@ class BriefingEngine(Planner):
         sleep: Sleep = asyncio.sleep,
         scheduler: AsyncIOScheduler | None = None,
         nonce_trust: timedelta = NONCE_TRUST,
+        charts: ChartRenderer | None = None,
     ) -> None:
         super().__init__()
         self.store = store
@@ -107,7 +109,8 @@ class BriefingEngine(Planner):
         # four store operations at once, as one gate of four did.
         self._reading = asyncio.Semaphore(PREPARING_AT_ONCE)
         self._preparing = asyncio.Semaphore(PREPARING_AT_ONCE)
-        self._composer = Composer(store, self.schedules)
+        # The members' answers' renderer when given, so a state's chart is drawn once.
+        self._composer = Composer(store, self.schedules, charts)
 
     # -- lifecycle (`plan_all` and `stop` are the planner's) -------------------------
 

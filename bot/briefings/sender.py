@@ -2,7 +2,8 @@
 
 The engine knows Discord only through `Sender`: `bot.client.delivery` implements it over
 discord.py, and the tests fake it. Whatever goes wrong comes back as a `DeliveryFailure`
-whose kind tells the engine to retry, pause the schedule, or give up on the post.
+whose kind tells the engine to retry, pause the schedule, or give up on the post. A
+briefing's cards may carry pictures (a digest's chart): `post` sends them with the post.
 """
 
 from __future__ import annotations

@@ -18,11 +18,13 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.briefings.admin import BriefingAdmin
+from bot.briefings.compose import Briefing
 from bot.briefings.engine import BriefingEngine
 from bot.briefings.planner import ALL_SHARDS, Shards
 from bot.briefings.retention import prune_daily
+from bot.briefings.sender import DeliveryFailure
 from bot.client.buckets import sweep_buckets_when_doubled
-from bot.client.delivery import DiscordSender
+from bot.client.delivery import DiscordSender, embed_for
 from bot.client.metrics import (
     BotMetrics,
     BriefingOutcomes,
@@ -33,9 +35,11 @@ from bot.client.metrics import (
 )
 from bot.config import Config
 from bot.errors import UserError, store_errors
+from bot.follows.compose import MemberAlert
 from bot.follows.dispatch import AlertDispatcher
 from bot.follows.members import paused_text
 from bot.pledges.services import Services
+from bot.pledges.suggestions import Notice, Suggestions, outcome_card
 from bot.storage.files import DatabaseInUse
 
 log = logging.getLogger(__name__)
@@ -46,6 +50,10 @@ SERVERS_POLL_SECONDS = 0.02
 # Planning starts by then at the latest, whatever the gateway does (an outage, a session
 # that keeps being taken over, a bot in no servers, where READY lists none to wait for).
 PLANNING_WAITS_AT_MOST = 5.0
+# How often each process looks for suggestion outcomes to tell by DM (a read; idle, no write).
+NOTICE_POLL_SECONDS = 2.0
+# Closing waits this long at most for members being told something after a command.
+TELLING_WAITS_AT_MOST = 5.0
 CommandInstaller = Callable[[app_commands.CommandTree[Any], Services, BriefingAdmin], None]
 
 
@@ -203,6 +211,11 @@ class PledgeBot(commands.Bot):
         self._write_probe: WriteProbe | None = None
         self._retention: asyncio.Task[None] | None = None
         self._alerting: asyncio.Task[None] | None = None
+        self.suggestions: Suggestions | None = None
+        self._telling: asyncio.Task[None] | None = None
+        # What members are being told after their commands: closing waits for it, so the
+        # store is not closed under a notice half marked as told.
+        self._telling_members: set[asyncio.Future[None]] = set()
         self._closing: asyncio.Future[None] | None = None
 
     def _rate_budget_trace(self) -> aiohttp.TraceConfig:
@@ -240,6 +253,7 @@ class PledgeBot(commands.Bot):
             catch_up=timedelta(minutes=self.config.catch_up_minutes),
             rate_per_second=self.config.global_rate_limit,
             shards=self.schedule_shards,
+            charts=self.services.charts,
         )
         if self.metrics is not None:
             self.metrics.measure_rate_budget(self.engine.budget)
@@ -249,6 +263,7 @@ class PledgeBot(commands.Bot):
             self.engine.budget,
             shards=self.schedule_shards,
         )
+        self.suggestions = Suggestions(self.services.store.db)
         briefings = BriefingAdmin(
             self.engine,
             self.services,
@@ -319,7 +334,16 @@ class PledgeBot(commands.Bot):
     ) -> None:
         if self.metrics is not None:
             self.metrics.command_finished(command.qualified_name, "answered")
+        if self._closing is not None:
+            return  # the store is closing: what there is to tell waits for the next start
+        telling = asyncio.ensure_future(self._tell_after_command(interaction))
+        self._telling_members.add(telling)
+        telling.add_done_callback(self._telling_members.discard)
+        await asyncio.shield(telling)
+
+    async def _tell_after_command(self, interaction: discord.Interaction[Any]) -> None:
         await self.tell_of_pause(interaction)
+        await self.tell_of_outcomes(interaction)
 
     async def tell_of_pause(self, interaction: discord.Interaction[Any]) -> None:
         """A member whose alerts were paused (closed DMs) hears of it once, privately,
@@ -336,6 +360,52 @@ class PledgeBot(commands.Bot):
                 "could not tell member %s of their paused alerts: %s", interaction.user.id, error
             )
 
+    async def tell_of_outcomes(self, interaction: discord.Interaction[Any]) -> None:
+        """Suggestion outcomes a member could not get by DM: told once, privately, after
+        their next command (if even that fails, after the one after)."""
+        if self.suggestions is None:
+            return
+        user_id = interaction.user.id
+        failures: tuple[type[Exception], ...] = (discord.HTTPException, *store_errors())
+        try:
+            notices = await self.suggestions.notices_to_tell(user_id)
+            if notices:
+                card = outcome_card(notices)
+                try:
+                    await interaction.followup.send(embed=embed_for(card), ephemeral=True)
+                except discord.HTTPException as error:
+                    await self.suggestions.not_told(notices, f"not shown after a command: {error}")
+                    raise
+        except failures as error:
+            log.warning("could not tell member %s of their suggestions: %s", user_id, error)
+
+    async def _tell_outcomes_by_dm(self) -> None:
+        """Each decided suggestion's members hear the outcome by DM, from the process whose
+        shard their user id falls in (as alerts); a refused DM waits for their next command."""
+        assert self.suggestions is not None
+        sender = DiscordSender(self)
+
+        async def send(notice: Notice) -> str | None:
+            alert = MemberAlert(Briefing("", (outcome_card([notice]),)), (), ())
+            try:
+                channel_id = await sender.open_dm(notice.user_id)
+                await sender.send_dm(
+                    channel_id,
+                    alert,
+                    nonce=f"suggestion-{notice.suggestion_id}",
+                    marker=f"Suggestion #{notice.suggestion_id}",
+                )
+            except DeliveryFailure as failure:
+                return failure.reason
+            return None
+
+        while True:
+            try:
+                await self.suggestions.deliver_notices(self.schedule_shards.owns, send)
+            except Exception:
+                log.exception("suggestion outcomes: telling members failed; trying again soon")
+            await asyncio.sleep(NOTICE_POLL_SECONDS)
+
     async def _start_engine(self) -> None:
         assert self.engine is not None
         try:
@@ -348,6 +418,7 @@ class PledgeBot(commands.Bot):
         else:
             if self.alerts is not None:
                 self._alerting = asyncio.create_task(self.alerts.run())
+            self._telling = asyncio.create_task(self._tell_outcomes_by_dm())
             # What start-up built lives as long as the process (the guild cache, the
             # plan). Moved out of the collector's sight, it is no longer walked by every
             # full collection, which with 10,000 servers stalled answers for milliseconds.
@@ -405,7 +476,9 @@ class PledgeBot(commands.Bot):
         await asyncio.shield(self._closing)
 
     async def _close_once(self) -> None:
-        for task in (self._engine_start, self._retention, self._alerting):
+        if self._telling_members:  # while the session and the store are still open
+            await asyncio.wait(self._telling_members, timeout=TELLING_WAITS_AT_MOST)
+        for task in (self._engine_start, self._retention, self._alerting, self._telling):
             if task is not None:
                 task.cancel()
         if self.monitoring is not None:

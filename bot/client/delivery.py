@@ -10,6 +10,7 @@ whose answer was lost reached the channel after all.
 from __future__ import annotations
 
 import asyncio
+import io
 import logging
 import math
 from collections.abc import Sequence
@@ -50,6 +51,30 @@ def embed_for(card: Card) -> discord.Embed:
     if card.footer:
         embed.set_footer(text=card.footer)
     return embed
+
+
+def embeds_and_files(found: Sequence[Card]) -> tuple[list[discord.Embed], list[discord.File]]:
+    """The cards as embeds, each card's picture attached as a file (its alt text as the
+    file's description) that its embed shows by `attachment://` name. `embed_for` alone
+    never points at an attachment, so a caller that sends no files shows no broken image."""
+    embeds: list[discord.Embed] = []
+    files: list[discord.File] = []
+    for index, card in enumerate(found):
+        embed = embed_for(card)
+        if card.picture is not None:
+            taken = {file.filename for file in files}
+            name = card.picture.filename
+            filename = name if name not in taken else f"{index}-{name}"
+            embed.set_image(url=f"attachment://{filename}")
+            files.append(
+                discord.File(
+                    io.BytesIO(card.picture.data),
+                    filename=filename,
+                    description=card.picture.alt_text,
+                )
+            )
+        embeds.append(embed)
+    return embeds, files
 
 
 def mentions_for(role_id: int | None) -> discord.AllowedMentions:
@@ -177,7 +202,7 @@ class DiscordSender:
         role_id: int | None,
         marker: str,
     ) -> int:
-        embeds = [embed_for(c) for c in briefing.cards]
+        embeds, files = embeds_and_files(briefing.cards)
         content = with_marker(briefing.content, embeds, marker)
         message = await _send(
             self._messageable(channel_id),
@@ -185,6 +210,7 @@ class DiscordSender:
             embeds,
             nonce=nonce,
             mentions=mentions_for(role_id),
+            files=files,
         )
         return message.id
 
@@ -269,11 +295,20 @@ async def _send(
     *,
     nonce: str | None,
     mentions: discord.AllowedMentions,
+    files: Sequence[discord.File] = (),
 ) -> discord.Message:
     try:
         async with asyncio.timeout(REQUEST_TIMEOUT):
             if nonce is None:
                 return await channel.send(content=content, allowed_mentions=mentions)
+            if files:  # multipart; without files the request stays plain JSON
+                return await channel.send(
+                    content=content or None,
+                    embeds=list(embeds),
+                    files=list(files),
+                    nonce=nonce,
+                    allowed_mentions=mentions,
+                )
             return await channel.send(
                 content=content or None,
                 embeds=list(embeds),

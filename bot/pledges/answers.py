@@ -6,29 +6,43 @@ The Discord adapters in `commands/` only parse options and send these cards.
 from __future__ import annotations
 
 import functools
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import replace
 
+from bot.charts.spec import ChartSpec, status_bars, status_timeline
 from bot.errors import UserError
-from bot.models import STATUS_BY_SLUG, Statement
+from bot.models import STATUS_BY_SLUG, Pledge, Statement
 from bot.pledges import cards
 from bot.pledges.cards import Card
 from bot.pledges.content import LOADED_AT_KEY
 from bot.pledges.ratings import rating_problem
 from bot.pledges.services import Services
+from bot.pledges.suggestions import Suggestions
 
 Answer = Callable[..., Awaitable[list[Card]]]
 
 
 def cached_answer(answer: Answer) -> Answer:
-    """Serve an answer from the services' cache, keyed on the command and its options."""
+    """Serve an answer from the services' cache, keyed on the command and its options;
+    its charts are drawn (or found drawn) after, so a failed drawing is never cached."""
 
     @functools.wraps(answer)
     async def serve(services: Services, *options: str | None) -> list[Card]:
-        return await services.cached(
+        found = await services.cached(
             (answer.__name__, *options), lambda: answer(services, *options)
         )
+        return await cards.draw_charts(found, services.charts.draw)
 
     return serve
+
+
+async def statement_chart(
+    services: Services, statement: Statement, pledges: Sequence[Pledge] | None = None
+) -> ChartSpec | None:
+    """A statement's pledges by status (all of them, whatever a list was filtered by)."""
+    if pledges is None:
+        pledges = await services.store.pledges(statement=statement.slug)
+    return status_bars(statement.title, [p.status for p in pledges])
 
 
 def _statement(services: Services, slug: str) -> Statement:
@@ -54,7 +68,13 @@ async def pledge_list(services: Services, statement: str | None, status: str | N
         for slug in slugs
         if slug in services.statements
     ]
-    return cards.pledge_list_pages([(s, ps) for s, ps in groups if ps or statement], label)
+    shown = [(s, ps) for s, ps in groups if ps or statement]
+    pages = cards.pledge_list_pages(shown, label)
+    if not shown:
+        return pages
+    first, first_pledges = shown[0]
+    chart = await statement_chart(services, first, None if status else first_pledges)
+    return cards.with_chart(pages, chart)
 
 
 @cached_answer
@@ -63,7 +83,9 @@ async def pledge_show(services: Services, query: str) -> list[Card]:
     if pledge is None:
         raise UserError("That pledge was removed a moment ago; try again.")
     statement = _statement(services, pledge.statement_slug)
-    return cards.paginate(cards.pledge_card(pledge, statement))
+    powers = await services.store.powers(statement=pledge.statement_slug)
+    linked = [power for power in powers if pledge.slug in power.pledges]
+    return cards.paginate(cards.pledge_card(pledge, statement, linked))
 
 
 @cached_answer
@@ -81,7 +103,10 @@ async def pledge_history(services: Services, query: str) -> list[Card]:
         raise UserError("That pledge was removed a moment ago; try again.")
     changes = await services.store.status_history(pledge.slug)
     statement = _statement(services, pledge.statement_slug)
-    return cards.paginate(cards.history_card(pledge, changes, statement))
+    return cards.with_chart(
+        cards.paginate(cards.history_card(pledge, changes, statement)),
+        status_timeline(pledge.title, changes),
+    )
 
 
 @cached_answer
@@ -131,14 +156,15 @@ async def about(services: Services, statement: str | None = None) -> list[Card]:
                 "claims": len(content.claims),
             }
         )
-        return cards.paginate(cards.statement_card(found, counts))
-    return cards.paginate(
-        cards.about_card(
-            list(services.statements.values()),
-            await store.claims(),
-            await store.get_meta(LOADED_AT_KEY),
-        )
+        chart = None if content is None else await statement_chart(services, found, content.pledges)
+        return cards.with_chart(cards.paginate(cards.statement_card(found, counts)), chart)
+    general = cards.about_card(
+        list(services.statements.values()),
+        await store.claims(),
+        await store.get_meta(LOADED_AT_KEY),
     )
+    suggested = cards.suggestions_field(*await Suggestions(store.db).record())
+    return cards.paginate(replace(general, fields=(*general.fields, suggested)))
 
 
 async def set_status(

@@ -8,10 +8,11 @@ into cards that each fit an embed, at paragraph or sentence boundaries.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 
+from bot.charts.spec import ChartSpec
 from bot.models import (
     DEFAULT_STATUS,
     STATUSES,
@@ -55,6 +56,15 @@ class Field:
 
 
 @dataclass(frozen=True)
+class Picture:
+    """An image sent with a card as an attachment; the card's embed shows it by filename."""
+
+    filename: str
+    data: bytes
+    alt_text: str
+
+
+@dataclass(frozen=True)
 class Card:
     title: str
     description: str = ""
@@ -62,6 +72,9 @@ class Card:
     footer: str = ""
     url: str = ""
     colour: int = COLOUR
+    # What to draw (cached answers keep this), then the drawn picture (`draw_charts`).
+    chart: ChartSpec | None = None
+    picture: Picture | None = None
 
     def size(self) -> int:
         """Characters as Discord counts them towards the 6000 total."""
@@ -164,7 +177,13 @@ def paginate(card: Card) -> list[Card]:
     suffix = " (99/99)"
     title = shorten(card.title, TITLE_LIMIT - len(suffix)) or "pledgebot"
     blank = replace(
-        card, title=title, footer=shorten(card.footer, FOOTER_LIMIT), description="", fields=()
+        card,
+        title=title,
+        footer=shorten(card.footer, FOOTER_LIMIT),
+        description="",
+        fields=(),
+        chart=None,  # a chart or picture stays with the first page only
+        picture=None,
     )
     limit = PAGE_BUDGET - len(suffix)
     base = blank.size()
@@ -189,9 +208,33 @@ def paginate(card: Card) -> list[Card]:
             title=f"{title} ({i}/{len(pages)})" if numbered else title,
             description=description,
             fields=tuple(fields),
+            chart=card.chart if i == 1 else None,
+            picture=card.picture if i == 1 else None,
         )
         for i, (description, fields, _) in enumerate(pages, 1)
     ]
+
+
+def with_chart(pages: Sequence[Card], chart: ChartSpec | None) -> list[Card]:
+    """The chart goes on the first page only; paging away leaves it behind."""
+    if chart is None or not pages:
+        return list(pages)
+    return [replace(pages[0], chart=chart), *pages[1:]]
+
+
+async def draw_charts(
+    found: Sequence[Card], draw: Callable[[ChartSpec], Awaitable[bytes | None]]
+) -> list[Card]:
+    """Each card's chart drawn into its picture. A chart that cannot be drawn (`draw` gives
+    None, having logged why) is left out: the card goes without it, never with an error."""
+    drawn = list(found)
+    for index, card in enumerate(drawn):
+        if card.chart is not None and card.picture is None:
+            data = await draw(card.chart)
+            if data is not None:
+                picture = Picture(card.chart.filename, data, card.chart.alt_text)
+                drawn[index] = replace(card, picture=picture)
+    return drawn
 
 
 def quote_block(quotes: Iterable[str]) -> str:
@@ -200,7 +243,7 @@ def quote_block(quotes: Iterable[str]) -> str:
 
 def source_line(statement: Statement) -> str:
     """The statement as a reader would cite it: title, publisher, date or "undated"."""
-    return f"{statement.title} ({statement.publisher}, {statement.date or UNDATED})"
+    return f"{statement.title} ({statement.author}, {statement.date or UNDATED})"
 
 
 def source_footer(statement: Statement) -> str:
@@ -253,7 +296,8 @@ def open_command(kind: str, slug: str) -> str:
 # -- renderers ---------------------------------------------------------------------
 
 
-def pledge_card(pledge: Pledge, statement: Statement) -> Card:
+def pledge_card(pledge: Pledge, statement: Statement, powers: Sequence[Power] = ()) -> Card:
+    """`powers`: those whose content links this pledge, opened from here as from there."""
     fields = [
         Field("Status", rating_text(pledge)),
         Field("Pledged by", pledge.pledged_by or "Not recorded", inline=True),
@@ -267,6 +311,13 @@ def pledge_card(pledge: Pledge, statement: Statement) -> Card:
         Field("In detail", pledge.detail),
         Field("What the statement says", quote_block(pledge.quotes)),
     ]
+    if powers:
+        fields.append(
+            Field(
+                "Legal power" if len(powers) == 1 else "Legal powers",
+                bullet(f"{power_name(p)}: {open_command('power', p.slug)}" for p in powers),
+            )
+        )
     return Card(
         title=pledge.title,
         description=pledge.summary,
@@ -361,7 +412,9 @@ def history_card(pledge: Pledge, changes: Sequence[StatusChange], statement: Sta
             f"{discord_date(c.changed_at)}: {status_label(c.from_status)} → "
             f"{status_label(c.to_status)}",
             shorten(
-                f"Rated by {rater(c.changed_by)}\n{c.note}"
+                f"Rated by {rater(c.changed_by)}"
+                + (f" · {from_suggestion(c.suggestion_id)}" if c.suggestion_id else "")
+                + f"\n{c.note}"
                 + (f"\nEvidence: {c.evidence_url}" if c.evidence_url else ""),
                 FIELD_VALUE_LIMIT,
             ),
@@ -369,6 +422,29 @@ def history_card(pledge: Pledge, changes: Sequence[StatusChange], statement: Sta
         for c in changes
     )
     return Card(title=f"History: {pledge.title}", fields=fields, footer=footer)
+
+
+def from_suggestion(suggestion_id: int) -> str:
+    """A change's origin as the public record gives it: the suggestion, never who made it."""
+    return f"from a member's suggestion (#{suggestion_id})"
+
+
+SUGGESTIONS_METHOD = (
+    "Any member can suggest a pledge's status with /pledge suggest and a link to public "
+    "evidence. An operator accepts it, recording the status under the rating method above "
+    "(the history marks it as from a member's suggestion), or rejects it with a reason the "
+    "member is told. Only operators see who suggested what; members are never named."
+)
+
+
+def suggestions_field(received: int, accepted: int, rejected: int) -> Field:
+    """/about: how suggestions work, and what became of those received so far."""
+    waiting = received - accepted - rejected
+    counts = (
+        f"Received {received} · accepted {accepted} · rejected {rejected} · "
+        f"waiting for review {waiting}"
+    )
+    return Field("How members' suggestions work", f"{SUGGESTIONS_METHOD}\n{counts}")
 
 
 def power_name(power: Power) -> str:
@@ -379,11 +455,12 @@ def power_card(power: Power, statement: Statement, related: Sequence[Pledge]) ->
     change = power.change_pledged
     if related:
         change += "\n" + bullet(f"{open_command('pledge', p.slug)}" for p in related)
+    said = "(according to the statement)"
     fields = [
-        Field("Who can apply (according to the statement)", bullet(power.who_applies)),
-        Field("Routes", bullet(power.routes)),
-        Field("Restrictions it can impose", bullet(power.restrictions)),
-        Field("History", power.history),
+        Field(f"Who can apply {said}", bullet(power.who_applies)),
+        Field(f"Routes {said}", bullet(power.routes)),
+        Field(f"Restrictions it can impose {said}", bullet(power.restrictions)),
+        Field(f"History {said}", power.history),
         Field("The change pledged", change),
         Field("In detail", power.detail),
         Field("What the statement says", quote_block(power.quotes)),
@@ -416,7 +493,7 @@ def power_list_card(powers: Sequence[Power], statements: Mapping[str, Statement]
 
 
 def claim_card(claim: Claim, statement: Statement) -> Card:
-    attribution = claim.attribution or f"The statement ({statement.publisher})"
+    attribution = claim.attribution or f"The statement ({statement.author})"
     return Card(
         title=claim.title or claim.summary,
         description=claim.summary,
@@ -471,7 +548,7 @@ def statement_provenance(statement: Statement) -> str:
     """What we know of where a statement comes from, and nothing we don't."""
     lines = [
         f"Speaker: {statement.speaker or 'not recorded'}",
-        f"Publisher: {statement.publisher}",
+        f"Publisher: {statement.publisher or 'not stated in the text'}",
         f"Date: {statement.date or UNDATED + ' (the text gives no date)'}",
         f"Link: {statement.url or 'none recorded'}",
         f"Content edition {statement.edition}"
@@ -503,7 +580,11 @@ def about_card(
     ]
     if claims:
         fields.append(
-            Field("Claims the statements make", f"{len(claims)} · /claim list", inline=True)
+            Field(
+                "Claims the statements make",
+                f"{counted(len(claims), 'claim')} · /claim list",
+                inline=True,
+            )
         )
     if loaded_at:
         fields.append(
@@ -521,7 +602,8 @@ def about_card(
 
 def statement_card(statement: Statement, counts: Mapping[str, int]) -> Card:
     """A statement's provenance and its full text, word for word."""
-    carried = ", ".join(f"{n} {kind}" for kind, n in counts.items())
+    # counts are keyed by kind in the plural ("powers"), each kind a plain -s plural
+    carried = ", ".join(counted(n, kind.removesuffix("s")) for kind, n in counts.items())
     return Card(
         title=statement.title,
         description=statement.summary,
@@ -542,6 +624,11 @@ def statement_card(statement: Statement, counts: Mapping[str, int]) -> Card:
 
 def bullet(items: Iterable[str]) -> str:
     return "\n".join(f"• {item}" for item in items)
+
+
+def counted(number: int, noun: str) -> str:
+    """A count that agrees with its noun ("1 power", "2 powers"), for nouns that add -s."""
+    return f"{number} {noun}" if number == 1 else f"{number} {noun}s"
 
 
 def discord_date(iso: str) -> str:

@@ -40,7 +40,7 @@ RECORD_FIELDS: dict[str, dict[str, tuple[type, bool]]] = {
         "slug": (_STR, True),
         "title": (_STR, True),
         "speaker": (_STR, False),
-        "publisher": (_STR, True),
+        "publisher": (_STR, False),  # empty when the text does not say, like the date
         "date": (_STR, False),
         "url": (_STR, False),
         "edition": (_INT, False),

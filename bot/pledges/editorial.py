@@ -2,7 +2,8 @@
 
 `new_skeleton` copies a source text beside the content and writes a content file that
 lists every sentence as a candidate quote; `coverage` shows, sentence by sentence, which
-records quote it, so a sentence nobody quotes (a claim left out) stands out.
+records quote it, so a sentence nobody quotes (a claim left out) stands out, and within a
+quoted sentence, each clause nobody quotes (a promise left out of a longer sentence).
 """
 
 from __future__ import annotations
@@ -16,16 +17,20 @@ from pathlib import Path
 
 from bot.errors import OperatorError
 from bot.models import StatementContent
+from bot.pledges.cards import counted
 from bot.pledges.content import FORMAT_VERSION, SINGULAR, source_digest
 
 _BOUNDARY = re.compile(r"(?<=[.!?…])[\"”’)\]]*\s+")
 _LIST_MARKER = re.compile(r"\s*(?:\d{1,3}[.)]|[-•*])\s+")
 _SLUG = re.compile(r"[a-z0-9][a-z0-9-]{0,63}")
+# Where one clause ends and the next begins: see `clauses`.
+_CLAUSE_BREAK = re.compile(r"[,;:](?=\s)|\s[-–—](?=\s)|—|\s(?=and\s)")
 
 
 @dataclass(frozen=True)
 class Sentence:
-    """One sentence of a source text and where it sits (a list item's number left out)."""
+    """A sentence of a source text (or a clause of one) and where it sits (a list item's
+    number left out)."""
 
     start: int
     end: int
@@ -36,6 +41,8 @@ class Sentence:
 class SentenceCoverage:
     sentence: Sentence
     quoted_by: tuple[str, ...]  # "pledge europol-partnership", "claim ..."
+    # clauses of a quoted sentence that no record quotes (an unquoted sentence is one gap)
+    unquoted_clauses: tuple[Sentence, ...] = ()
 
 
 def sentences(text: str) -> list[Sentence]:
@@ -65,8 +72,31 @@ def _add(found: list[Sentence], offset: int, body: str, start: int, end: int) ->
         found.append(Sentence(offset + begin, offset + begin + len(stripped), stripped))
 
 
+def clauses(sentence: Sentence) -> list[Sentence]:
+    """The clauses of a sentence, each with its place in the source text.
+
+    A clause ends at a comma, semicolon or colon followed by a space, at a dash with a
+    space after it (" - ", " – ", " — ") or an em dash, and before the word "and". Hyphens
+    inside words ("gang-leaders") and commas inside numbers ("1,000") do not end one.
+    "And" is a break because a statement often joins two promises in one sentence ("a plan
+    ... to support better cross border police operations and stronger powers for our
+    enforcement agencies in the UK"): a record quoting the first half must not hide that
+    nobody quotes the second. It also splits pairs such as "the ownership and use of
+    vehicles", which shows only when a quote stops right at that "and": worth a look too.
+    """
+    found: list[Sentence] = []
+    start = 0
+    text = sentence.text
+    for boundary in _CLAUSE_BREAK.finditer(text):
+        _add(found, sentence.start, text, start, boundary.start())
+        start = boundary.end()
+    _add(found, sentence.start, text, start, len(text))
+    return [clause for clause in found if any(c.isalnum() for c in clause.text)]
+
+
 def coverage(content: StatementContent) -> list[SentenceCoverage]:
-    """Each sentence of the statement and the records whose quotes overlap it."""
+    """Each sentence of the statement, the records whose quotes overlap it, and the
+    clauses of a quoted sentence that no quote overlaps."""
     text = content.statement.source_text
     spans: list[tuple[int, int, str]] = []
     for kind, records in (
@@ -80,22 +110,29 @@ def coverage(content: StatementContent) -> list[SentenceCoverage]:
                 while at != -1 and quote:
                     spans.append((at, at + len(quote), f"{SINGULAR[kind]} {record.slug}"))
                     at = text.find(quote, at + 1)
+
+    def quoted_by(piece: Sentence) -> tuple[str, ...]:
+        names = (name for start, end, name in spans if start < piece.end and end > piece.start)
+        return tuple(dict.fromkeys(names))
+
     result = []
     for sentence in sentences(text):
-        names = dict.fromkeys(
-            name for start, end, name in spans if start < sentence.end and end > sentence.start
-        )
-        result.append(SentenceCoverage(sentence, tuple(names)))
+        names = quoted_by(sentence)
+        gaps = tuple(c for c in clauses(sentence) if not quoted_by(c)) if names else ()
+        result.append(SentenceCoverage(sentence, names, gaps))
     return result
 
 
 def coverage_report(content: StatementContent) -> list[str]:
-    """Lines for the operator: every sentence, who quotes it, and a flag where nobody does."""
+    """Lines for the operator: every sentence, who quotes it, and a flag where nobody
+    quotes a sentence or a clause of one."""
     rows = coverage(content)
     unquoted = sum(1 for row in rows if not row.quoted_by)
+    gaps = sum(len(row.unquoted_clauses) for row in rows)
     lines = [
         f"statement {content.statement.slug}: {len(rows)} sentences, "
-        f"{len(rows) - unquoted} quoted, {unquoted} quoted by no record"
+        f"{len(rows) - unquoted} quoted, {unquoted} quoted by no record; "
+        f"{counted(gaps, 'clause')} of quoted sentences quoted by no record"
     ]
     for number, row in enumerate(rows, 1):
         lines.append(f"{number:>3}. {row.sentence.text}")
@@ -103,6 +140,10 @@ def coverage_report(content: StatementContent) -> list[str]:
             lines.append(f"     quoted by: {', '.join(row.quoted_by)}")
         else:
             lines.append("     NOT QUOTED by any record: a pledge, power or claim left out?")
+        lines.extend(
+            f"     clause NOT QUOTED by any record: “{clause.text}”"
+            for clause in row.unquoted_clauses
+        )
     return lines
 
 
@@ -155,7 +196,7 @@ def skeleton_text(slug: str, source_text: str, today: date) -> str:
             f"slug = {_toml_string(slug)}",
             'title = ""  # what it is, e.g. "Labour statement on criminal smuggling gangs"',
             'speaker = ""  # as the text gives it, e.g. "An unnamed speaker for Labour"',
-            'publisher = ""  # who issued it, as far as the text or its source shows',
+            'publisher = ""  # who issued it, if the text or its source says; else leave empty',
             'date = ""  # YYYY-MM-DD, YYYY-MM or YYYY; leave empty if unknown, never guess',
             'url = ""  # an http(s) link to the original; leave empty if unknown',
             "edition = 1  # raise by one with each change to this file",

@@ -11,6 +11,7 @@ import time
 from collections.abc import Awaitable, Callable, Hashable
 from dataclasses import dataclass, field
 
+from bot.charts.render import ChartRenderer
 from bot.config import Config
 from bot.models import Statement
 from bot.pledges.cards import Card, power_name
@@ -35,7 +36,10 @@ class Services:
     claims: Catalog = field(default_factory=lambda: Catalog("claim", []))
     statement_names: Catalog = field(default_factory=lambda: Catalog("statement", []))
     answers: dict[Hashable, list[Card]] = field(default_factory=dict)
-    _signature: tuple[str | None, int | None] | None = None
+    # Charts are kept apart from answers, by their data: an answer cached without its
+    # picture (drawing failed) gets it once drawn, and one picture serves many answers.
+    charts: ChartRenderer = field(default_factory=ChartRenderer)
+    _signature: tuple[str | None, int | None, int | None, int] | None = None
     _checked_at: float = -math.inf
 
     @classmethod

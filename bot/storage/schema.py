@@ -388,6 +388,60 @@ STEPS: tuple[tuple[Part, ...], ...] = (
         CREATE TABLE alert_workers (worker TEXT PRIMARY KEY, seen_at TEXT NOT NULL);
         """,
     ),
+    # 10: members' suggestions (a status with an evidence link, for operators to accept or
+    # reject; never deleted), members backing the same pledge and link, users whose
+    # suggestions are refused, one notice of the outcome per member to tell, and which
+    # history entry came from a suggestion. `suggestions.history_id` has no foreign key:
+    # with `status_history.suggestion_id` it would be a cycle, which `db copy` cannot order.
+    (
+        """
+        CREATE TABLE suggestions (
+            id {id},
+            pledge_id {bigint} NOT NULL REFERENCES pledges(id),
+            status TEXT NOT NULL,
+            evidence_url TEXT NOT NULL,
+            note TEXT NOT NULL DEFAULT '',
+            user_id {bigint} NOT NULL,
+            guild_id {bigint},
+            created_at TEXT NOT NULL,
+            state TEXT NOT NULL DEFAULT 'open'
+                CHECK (state IN ('open', 'accepted', 'rejected')),
+            decided_at TEXT,
+            decided_by TEXT,
+            reason TEXT,
+            history_id {bigint}
+        );
+        CREATE INDEX suggestions_state ON suggestions(state, id);
+        CREATE INDEX suggestions_member ON suggestions(user_id, created_at);
+        CREATE INDEX suggestions_link ON suggestions(pledge_id, evidence_url);
+        CREATE TABLE suggestion_backers (
+            suggestion_id {bigint} NOT NULL REFERENCES suggestions(id),
+            user_id {bigint} NOT NULL,
+            guild_id {bigint},
+            status TEXT NOT NULL,
+            note TEXT NOT NULL DEFAULT '',
+            created_at TEXT NOT NULL,
+            PRIMARY KEY (suggestion_id, user_id)
+        );
+        CREATE INDEX suggestion_backers_member ON suggestion_backers(user_id, created_at);
+        CREATE TABLE suggestion_blocks (
+            user_id {bigint} PRIMARY KEY,
+            blocked_at TEXT NOT NULL,
+            blocked_by TEXT NOT NULL
+        );
+        CREATE TABLE suggestion_notices (
+            suggestion_id {bigint} NOT NULL REFERENCES suggestions(id),
+            user_id {bigint} NOT NULL,
+            state TEXT NOT NULL DEFAULT 'pending'
+                CHECK (state IN ('pending', 'sending', 'waiting', 'dm', 'command')),
+            updated_at TEXT NOT NULL,
+            error TEXT,
+            PRIMARY KEY (suggestion_id, user_id)
+        );
+        CREATE INDEX suggestion_notices_state ON suggestion_notices(state, user_id);
+        ALTER TABLE status_history ADD COLUMN suggestion_id {bigint} REFERENCES suggestions(id);
+        """,
+    ),
 )
 SCHEMA_VERSION = len(STEPS)
 
