@@ -2,6 +2,7 @@
 
     python -m bench.botproc {pledgebot,bare} [--guild-ready-timeout S] [--sync]
                             [--shard-count N --shard-ids IDS] [--report-jobs] [--steer-clock]
+                            [--no-drawing]
 
 Both kinds read the config file named by PLEDGEBOT_CONFIG ([discord] api_base_url and
 gateway_url point at the emulator) and the token from DISCORD_TOKEN. `pledgebot` is the real
@@ -94,6 +95,18 @@ def steer_clock() -> None:
         emit("clock", ahead=Steered.ahead)
 
     loop.add_reader(stdin, read)
+
+
+def never_draw() -> None:
+    """Every chart is undrawable, as when drawing fails: answers go out without pictures.
+    The memory benchmark runs the same commands with and without drawing, so what drawing
+    adds to the bot's memory is told apart from what answering them adds."""
+    from bot.charts.render import ChartRenderer
+
+    async def draw(self: ChartRenderer, spec: object) -> None:
+        return None
+
+    ChartRenderer.draw = draw  # type: ignore[method-assign]
 
 
 class BareBot(commands.Bot):
@@ -281,9 +294,16 @@ def main() -> None:
     parser.add_argument(
         "--steer-clock", action="store_true", help="pledgebot: stdin sets the briefing clocks"
     )
+    parser.add_argument(
+        "--no-drawing",
+        action="store_true",
+        help="pledgebot: charts are never drawn (the memory benchmark's control run)",
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
     emit("imported", import_started=IMPORT_STARTED)
+    if args.no_drawing:
+        never_draw()
     work = run(
         args.kind,
         guild_ready_timeout=args.guild_ready_timeout,
