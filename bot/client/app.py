@@ -9,7 +9,7 @@ import json
 import logging
 import secrets
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 import aiohttp
@@ -387,13 +387,18 @@ class PledgeBot(commands.Bot):
 
         async def send(notice: Notice) -> str | None:
             alert = MemberAlert(Briefing("", (outcome_card([notice]),)), (), ())
+            marker = f"Suggestion #{notice.suggestion_id}"
             try:
                 channel_id = await sender.open_dm(notice.user_id)
+                if notice.interrupted:  # the first attempt may have reached them
+                    since = datetime.now(UTC) - timedelta(days=1)
+                    if await sender.find_post(channel_id, marker, since=since) is not None:
+                        return None
                 await sender.send_dm(
                     channel_id,
                     alert,
                     nonce=f"suggestion-{notice.suggestion_id}",
-                    marker=f"Suggestion #{notice.suggestion_id}",
+                    marker=marker,
                 )
             except DeliveryFailure as failure:
                 return failure.reason

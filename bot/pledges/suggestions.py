@@ -38,9 +38,10 @@ DAY = timedelta(hours=24)
 NOTE_LIMIT = 500
 EVIDENCE_LIMIT = 500
 REASON_LIMIT = 500
-# A DM claimed this long ago and never recorded (its process died mid-send) is shown after
-# the member's next command instead: a notice may then arrive twice, never not at all.
+# A DM claimed this long ago and never recorded (its process died mid-send) is sent again,
+# by a process that first looks for it in the member's DMs (its footer marker), so once.
 STALE_SENDING = timedelta(minutes=2)
+INTERRUPTED = "interrupted while sending the DM"
 LARGEST_ID = 2**63 - 1  # ids and Discord snowflakes fit a signed 64-bit integer
 NOTHING_RECORDED = "Nothing was recorded."
 BLOCKED = (
@@ -120,6 +121,8 @@ class Notice:
     outcome: str  # accepted or rejected
     reason: str | None
     backed: bool
+    # A process died while sending it: the DM may have gone out, so it is looked for first.
+    interrupted: bool = False
 
 
 @dataclass(frozen=True)
@@ -480,7 +483,8 @@ class Suggestions:
             )
 
     async def _release_stale(self) -> None:
-        """DMs claimed by a process that died mid-send: told after the next command."""
+        """DMs claimed by a process that died mid-send: sent again, once the DM channel
+        has been searched for the first attempt (`Notice.interrupted`)."""
         cutoff = _stamp(self._now() - STALE_SENDING)
         if not await self.db.scalar(
             "SELECT 1 FROM suggestion_notices WHERE state = 'sending' AND updated_at < ?",
@@ -489,10 +493,9 @@ class Suggestions:
             return
         async with self.db.transaction() as tx:
             await tx.execute(
-                "UPDATE suggestion_notices SET state = 'waiting', updated_at = ?, "
-                "error = 'interrupted while sending the DM' "
+                "UPDATE suggestion_notices SET state = 'pending', updated_at = ?, error = ? "
                 "WHERE state = 'sending' AND updated_at < ?",
-                (_stamp(self._now()), cutoff),
+                (_stamp(self._now()), INTERRUPTED, cutoff),
             )
 
 
@@ -675,7 +678,7 @@ _SELECT = (
 )
 _NOTICES = (
     "SELECT n.suggestion_id, n.user_id, s.user_id AS author_id, s.state, s.status, s.reason, "
-    "p.title AS pledge_title FROM suggestion_notices n "
+    "n.error, p.title AS pledge_title FROM suggestion_notices n "
     "JOIN suggestions s ON s.id = n.suggestion_id JOIN pledges p ON p.id = s.pledge_id"
 )
 
@@ -710,6 +713,7 @@ def _notice(r: Row) -> Notice:
         outcome=r["state"],
         reason=r["reason"],
         backed=int(r["author_id"]) != int(r["user_id"]),
+        interrupted=r["error"] == INTERRUPTED,
     )
 
 
