@@ -74,6 +74,15 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_parser(
         "console", help="run the real bot against a local Discord emulator; no token needed"
     )
+    invite = commands.add_parser(
+        "invite", help="print the URL that adds the bot to a server, and the permissions it asks"
+    )
+    invite.add_argument(
+        "--client-id",
+        type=int,
+        metavar="ID",
+        help="the application's id (default: asked of Discord with DISCORD_TOKEN)",
+    )
     sync = commands.add_parser("sync", help="register the slash commands with Discord now")
     sync.add_argument("--guild", type=int, metavar="ID", help="sync to one server only")
 
@@ -471,6 +480,8 @@ def dispatch(config: Config, args: argparse.Namespace) -> int:
         return runner.run(config, shard_count=args.shard_count, shard_ids=args.shard_ids)
     if args.command == "console":
         return runner.console(config)
+    if args.command == "invite":
+        return runner.invite(config, args.client_id)
     return runner.sync(config, args.guild)
 
 

@@ -22,8 +22,15 @@ import discord.http
 import commands
 from bot.briefings.planner import Shards
 from bot.client import logredact
-from bot.client.app import PledgeBot, ShardedPledgeBot, SyncMode
+from bot.client.app import (
+    PledgeBot,
+    ShardedPledgeBot,
+    SyncMode,
+    bot_intents,
+    silence_voice_warnings,
+)
 from bot.client.endpoints import apply_endpoints
+from bot.client.invite import BOT_PERMISSIONS, SCOPES, bot_permissions, server_invite_url
 from bot.config import Config
 from bot.errors import OperatorError
 from bot.storage.files import in_use
@@ -266,6 +273,38 @@ def sync(config: Config, guild_id: int | None) -> int:
 
     asyncio.run(sync_once())
     return 0
+
+
+def invite(config: Config, client_id: int | None) -> int:
+    """Print the URL that adds the bot to a server, and the permissions it asks for."""
+    if client_id is None:
+        client_id = asyncio.run(application_id(config))
+    permissions = bot_permissions()
+    print(f"Add pledgebot to a server (application {client_id}):")
+    print(f"  {server_invite_url(client_id)}")
+    print(f"Scopes: {' '.join(SCOPES)}. Permissions (integer {permissions.value}):")
+    for _, label, why in BOT_PERMISSIONS:
+        print(f"  {label}: {why}")
+    return 0
+
+
+async def application_id(config: Config) -> int:
+    """The id of the application the token belongs to, as Discord says."""
+    token = require_token(config)
+    apply_endpoints(config.api_base_url, config.gateway_url)
+    silence_voice_warnings()
+    client = discord.Client(intents=bot_intents())
+    async with client:
+        try:
+            await client.login(token)
+            application = await client.application_info()
+        except discord.LoginFailure:
+            raise TokenRefused(BAD_TOKEN) from None
+        except UNREACHABLE as error:
+            raise DiscordUnreachable(
+                f"cannot reach Discord at {discord.http.Route.BASE} ({network_reason(error)})"
+            ) from None
+    return application.id
 
 
 def console(config: Config) -> int:
