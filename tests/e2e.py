@@ -10,6 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from bot.client.app import PledgeBot
 from bot.client.runner import make_bot
 from bot.config import Config
@@ -53,6 +55,18 @@ async def world(tmp_path: Path, **emulator_options: Any) -> AsyncIterator[World]
         yield World(emu, guild, other, member, moderator, config)
     finally:
         await emu.stop()
+
+
+@pytest.fixture(name="w")
+async def world_on_both_backends(
+    tmp_path: Path, store_location: Path | str
+) -> AsyncIterator[World]:
+    """`w` once per backend (`store_location`): a SQLite file, then a PostgreSQL database.
+    A test module imports it (and lists it in `__all__`) to run its tests on both."""
+    async with world(tmp_path) as value:
+        if isinstance(store_location, str):
+            value.config = with_config(value, database_url=store_location)
+        yield value
 
 
 class QuickStart:

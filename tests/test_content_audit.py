@@ -6,7 +6,6 @@ store tests and the end-to-end test run on both backends (`[sqlite]`, `[postgres
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -19,8 +18,10 @@ from bot.pledges.content import load_content, read_content
 from bot.pledges.editorial import Sentence, clauses, coverage, coverage_report, sentences
 from bot.store import Store
 from tests.conftest import DATA_DIR
-from tests.e2e import World, embed_text, running_bot, with_config, world
+from tests.e2e import World, embed_text, running_bot, world_on_both_backends
 from tests.test_cli import run
+
+__all__ = ["world_on_both_backends"]  # the `w` fixture, on both backends
 
 OPENING_CLAUSE = "and stronger powers for our enforcement agencies in the UK"
 NEXT_GOVERNMENT = "The next Labour government will roll up our sleeves"
@@ -259,14 +260,6 @@ def test_the_power_card_attributes_every_fact_and_the_pledge_card_links_it() -> 
 
 
 # -- end to end: what members see -------------------------------------------------------
-
-
-@pytest.fixture
-async def w(tmp_path: Path, store_location: Path | str) -> AsyncIterator[World]:
-    async with world(tmp_path) as value:
-        if isinstance(store_location, str):
-            value.config = with_config(value, database_url=store_location)
-        yield value
 
 
 def fields_of(message: dict[str, Any] | None) -> dict[str, str]:

@@ -7,8 +7,6 @@ import asyncio
 import io
 import logging
 import sys
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -20,7 +18,9 @@ from bot.client.app import PledgeBot
 from bot.local import StoredFile
 from bot.pledges.services import Services
 from commands import ui
-from tests.e2e import World, embed_text, running_bot, with_config, world
+from tests.e2e import World, embed_text, running_bot, world_on_both_backends
+
+__all__ = ["world_on_both_backends"]  # the `w` fixture, on both backends
 
 pytestmark = pytest.mark.e2e
 
@@ -31,14 +31,6 @@ EVIDENCE = "https://example.org/evidence"
 # of at most 1,024 characters. Our charts are a few KB, and sized for an embed.
 MAX_BYTES = 10 * 1024 * 1024
 MAX_ALT = 1024
-
-
-@pytest.fixture
-async def w(tmp_path: Path, store_location: Path | str) -> AsyncIterator[World]:
-    async with world(tmp_path) as value:
-        if isinstance(store_location, str):
-            value.config = with_config(value, database_url=store_location)
-        yield value
 
 
 def services_of(bot: PledgeBot) -> Services:
@@ -208,7 +200,7 @@ async def test_a_digest_posts_its_chart_and_draws_it_once(w: World) -> None:
         assert "Pledge digest" in embed_text(preview.message)
         the_chart(w, preview.message, BARS_FILENAME)  # the preview shows it too
         assert composer_charts(bot).draws == 1
-        assert composer_charts(bot) is bot.services.charts  # answers and digests: one cache
+        assert composer_charts(bot) is services_of(bot).charts  # answers and digests: one cache
     stored = the_chart(w, posted, BARS_FILENAME)
     assert (stored.description or "").startswith("Pledges in ")
     assert "Pledge digest" in embed_text(posted)

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,8 +15,10 @@ import pytest
 from bot.client.app import PledgeBot
 from bot.local import UserState
 from bot.local.interactions import InteractionResult
-from tests.e2e import World, embed_text, running_bot, with_config, world
+from tests.e2e import World, embed_text, running_bot, with_config, world_on_both_backends
 from tests.test_robustness_support import wait_for
+
+__all__ = ["world_on_both_backends"]  # the `w` fixture, on both backends
 
 pytestmark = pytest.mark.e2e
 
@@ -29,14 +29,6 @@ EVIDENCE = "https://example.org/evidence"
 # poll (2 s) + the quiet wait for more changes (3 s), with room for a loaded machine
 ARRIVES_WITHIN = 30.0
 ADMINISTRATOR = 1 << 3
-
-
-@pytest.fixture
-async def w(tmp_path: Path, store_location: Path | str) -> AsyncIterator[World]:
-    async with world(tmp_path) as value:
-        if isinstance(store_location, str):
-            value.config = with_config(value, database_url=store_location)
-        yield value
 
 
 class Operator:

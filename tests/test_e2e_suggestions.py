@@ -10,8 +10,7 @@ from __future__ import annotations
 import asyncio
 import sys
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
-from pathlib import Path
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
@@ -22,7 +21,9 @@ from bot.local import CommandUsageError, UserState
 from bot.local.interactions import InteractionResult
 from bot.pledges.suggestions import DAILY_LIMIT, Suggestions
 from tests.conftest import REPO
-from tests.e2e import World, embed_text, running_bot, with_config, world
+from tests.e2e import World, embed_text, running_bot, with_config, world_on_both_backends
+
+__all__ = ["world_on_both_backends"]  # the `w` fixture, on both backends
 
 pytestmark = pytest.mark.e2e
 
@@ -32,14 +33,6 @@ LINK = "https://example.org/talks"
 ARRIVES_WITHIN = 30.0  # the outcome loop looks every 2 s; room for a loaded machine
 ADMINISTRATOR = 1 << 3
 EPHEMERAL = 1 << 6
-
-
-@pytest.fixture
-async def w(tmp_path: Path, store_location: Path | str) -> AsyncIterator[World]:
-    async with world(tmp_path) as value:
-        if isinstance(store_location, str):
-            value.config = with_config(value, database_url=store_location)
-        yield value
 
 
 def operated(w: World) -> tuple[UserState, Config]:

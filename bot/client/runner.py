@@ -255,20 +255,28 @@ def shard_options(count: int | None, ids: list[int] | None) -> dict[str, Any]:
     }
 
 
+@contextlib.contextmanager
+def login_errors() -> Iterator[None]:
+    """A refused token or an unreachable Discord, for the one-shot commands (`sync`,
+    `invite`): the operator's one-line errors, with their exit codes."""
+    try:
+        yield
+    except discord.LoginFailure:
+        raise TokenRefused(BAD_TOKEN) from None
+    except UNREACHABLE as error:
+        raise DiscordUnreachable(
+            f"cannot reach Discord at {discord.http.Route.BASE} ({network_reason(error)})"
+        ) from None
+
+
 def sync(config: Config, guild_id: int | None) -> int:
     token = require_token(config)
 
     async def sync_once() -> None:
         bot = make_bot(config, sync_mode="force", sync_guild_id=guild_id, run_engine=False)
         async with bot:
-            try:
+            with login_errors():
                 await bot.login(token)  # runs setup_hook, which syncs
-            except discord.LoginFailure:
-                raise TokenRefused(BAD_TOKEN) from None
-            except UNREACHABLE as error:
-                raise DiscordUnreachable(
-                    f"cannot reach Discord at {discord.http.Route.BASE} ({network_reason(error)})"
-                ) from None
         print(f"synced commands ({bot.synced_scope})")
 
     asyncio.run(sync_once())
@@ -295,15 +303,9 @@ async def application_id(config: Config) -> int:
     silence_voice_warnings()
     client = discord.Client(intents=bot_intents())
     async with client:
-        try:
+        with login_errors():
             await client.login(token)
             application = await client.application_info()
-        except discord.LoginFailure:
-            raise TokenRefused(BAD_TOKEN) from None
-        except UNREACHABLE as error:
-            raise DiscordUnreachable(
-                f"cannot reach Discord at {discord.http.Route.BASE} ({network_reason(error)})"
-            ) from None
     return application.id
 
 
