@@ -18,7 +18,14 @@ import pytest
 from bot.pledges.content import load_content
 from bot.store import Store
 from tests.engine_rig import Rig, new_rig
-from tests.pg_server import NoServer, drop_database, new_database, start_server, with_database
+from tests.pg_server import (
+    MigratedDatabases,
+    NoServer,
+    drop_database,
+    new_database,
+    start_server,
+    with_database,
+)
 
 REPO = Path(__file__).resolve().parent.parent
 DATA_DIR = REPO / "data"
@@ -159,13 +166,18 @@ async def pg_dsn(pg_server: str) -> AsyncIterator[str]:
     await drop_database(pg_server, dsn)
 
 
+@pytest.fixture(scope="session")
+def pg_migrated_databases(pg_server: str, pg_template: str) -> MigratedDatabases:
+    return MigratedDatabases(pg_server, pg_template)
+
+
 @pytest.fixture
-async def pg_migrated_dsn(pg_server: str, pg_template: str) -> AsyncIterator[str]:
-    """A fresh database with every migration applied (a copy of the template), dropped
-    after."""
-    dsn = await new_database(pg_server, template=pg_template)
+async def pg_migrated_dsn(pg_migrated_databases: MigratedDatabases) -> AsyncIterator[str]:
+    """A database with every migration applied and nothing else: a copy of the template,
+    emptied after the test for the next one (tests/pg_server.py `MigratedDatabases`)."""
+    dsn = await pg_migrated_databases.take()
     yield dsn
-    await drop_database(pg_server, dsn)
+    await pg_migrated_databases.give_back(dsn)
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

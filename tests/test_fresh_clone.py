@@ -81,7 +81,7 @@ def test_content_and_cli_tests_pass_in_a_fresh_clone(clone: Path) -> None:
         "-p",
         "no:cacheprovider",
         "-n",
-        "2",
+        "0",  # one process: two workers would each start a PostgreSQL server
         "tests/test_content.py",
         "tests/test_cli.py",
         ci=True,
