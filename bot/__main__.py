@@ -75,7 +75,9 @@ def build_parser() -> argparse.ArgumentParser:
         "console", help="run the real bot against a local Discord emulator; no token needed"
     )
     invite = commands.add_parser(
-        "invite", help="print the URL that adds the bot to a server, and the permissions it asks"
+        "invite",
+        help="print the URL that adds the bot to a server, the permissions it asks, and the "
+        "URL that installs it on a member's own account",
     )
     invite.add_argument(
         "--client-id",
@@ -85,6 +87,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sync = commands.add_parser("sync", help="register the slash commands with Discord now")
     sync.add_argument("--guild", type=int, metavar="ID", help="sync to one server only")
+    doctor = commands.add_parser(
+        "doctor",
+        help="check the token, commands, database, content, channels and roles; changes nothing",
+        description="One table of checks, each ok, warn, fail or skip (what it needs failed). "
+        "Exits 0 when nothing failed (warnings alone: 0), 78 when Discord refuses the token, "
+        "69 when Discord cannot be reached, else 1 when any check failed. Read-only: it "
+        "never posts, never changes the database, never registers commands.",
+    )
+    doctor.add_argument(
+        "--guild", type=int, metavar="ID", help="the commands are synced to this server only"
+    )
 
     db = commands.add_parser("db", help="manage the database").add_subparsers(
         dest="db_command", required=True, metavar="ACTION"
@@ -482,6 +495,8 @@ def dispatch(config: Config, args: argparse.Namespace) -> int:
         return runner.console(config)
     if args.command == "invite":
         return runner.invite(config, args.client_id)
+    if args.command == "doctor":
+        return runner.doctor(config, args.guild)
     return runner.sync(config, args.guild)
 
 

@@ -30,7 +30,14 @@ from bot.models import (
     StatementContent,
     StatusChange,
 )
-from bot.storage import Database, Row, Transaction, database_location, open_database
+from bot.storage import (
+    Database,
+    Row,
+    Transaction,
+    database_location,
+    open_database,
+    open_database_as_is,
+)
 
 # The hash of the loaded content files (written by bot.pledges.content with each load).
 CONTENT_FINGERPRINT_KEY = "content_fingerprint"
@@ -57,6 +64,12 @@ class Store:
         plain path or `sqlite:///path` (a SQLite file), or `postgresql://...`."""
         where = database_location(location)
         return cls(await open_database(where), where if isinstance(where, Path) else None)
+
+    @classmethod
+    async def open_as_is(cls, location: Path | str) -> Store:
+        """The store at `location`, read-only and unmigrated (`open_database_as_is`)."""
+        where = database_location(location)
+        return cls(await open_database_as_is(where), where if isinstance(where, Path) else None)
 
     async def close(self) -> None:
         await self.db.close()

@@ -14,6 +14,8 @@ from commands.ui import answer
 
 
 def about_command(services: Services) -> app_commands.Command[Any, Any, None]:
+    @app_commands.allowed_installs(guilds=True, users=True)
+    @app_commands.allowed_contexts(guilds=True, dms=True, private_channels=True)
     @app_commands.command(
         name="about", description="What pledgebot is, its sources, and how it rates pledges"
     )

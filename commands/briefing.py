@@ -19,7 +19,7 @@ from bot.pledges import cards
 from bot.pledges.cards import Card, Field
 from bot.pledges.services import Services
 from commands.pledge import statement_choices
-from commands.ui import answer, autocomplete, in_time, reply
+from commands.ui import answer, autocomplete, in_time, reply, require_server_install
 
 Channel = discord.TextChannel | discord.Thread
 OPTION_HELP = {
@@ -74,6 +74,8 @@ def check_role_ping(interaction: discord.Interaction[Any], role: discord.Role | 
 
 
 @app_commands.guild_only()
+@app_commands.allowed_installs(guilds=True, users=False)
+@app_commands.allowed_contexts(guilds=True, dms=False, private_channels=False)
 @app_commands.default_permissions(manage_guild=True)
 class BriefingCommands(app_commands.Group):
     def __init__(self, admin: BriefingAdmin, follows: Follows, services: Services) -> None:
@@ -83,8 +85,9 @@ class BriefingCommands(app_commands.Group):
         self.services = services
 
     async def is_moderator(self, interaction: discord.Interaction[Any]) -> bool:
-        """Manage Server, or the server's moderator role (never @everyone, whatever is stored)."""
-        if interaction.guild_id is None:
+        """Manage Server, or the server's moderator role (never @everyone, whatever is stored),
+        in a server where the bot is installed."""
+        if interaction.guild_id is None or not interaction.is_guild_integration():
             return False
         if interaction.permissions.manage_guild:
             return True
@@ -98,8 +101,7 @@ class BriefingCommands(app_commands.Group):
 
         The moderator role is read from the database, so the check defers like any slow work.
         """
-        if interaction.guild_id is None:
-            raise app_commands.NoPrivateMessage()
+        require_server_install(interaction)
         if await in_time(interaction, self.is_moderator(interaction), private=True):
             return True
         raise app_commands.MissingPermissions(["manage_guild"])

@@ -13,6 +13,8 @@ from commands.pledge import PRIVATE, statement_choices
 from commands.ui import answer, autocomplete
 
 
+@app_commands.allowed_installs(guilds=True, users=True)
+@app_commands.allowed_contexts(guilds=True, dms=True, private_channels=True)
 class ClaimCommands(app_commands.Group):
     def __init__(self, services: Services) -> None:
         super().__init__(name="claim", description="What the statements claim, with quotes")

@@ -25,6 +25,8 @@ from commands.ui import answer, autocomplete
 log = logging.getLogger(__name__)
 
 
+@app_commands.allowed_installs(guilds=True, users=True)
+@app_commands.allowed_contexts(guilds=True, dms=True, private_channels=True)
 class FollowCommands(app_commands.Group):
     """Every answer is private: what a member follows is nobody else's business."""
 

@@ -25,7 +25,7 @@ from bot.models import STATUSES
 from bot.pledges import answers, cards
 from bot.pledges.services import Services
 from bot.pledges.suggestions import REASON_LIMIT, ReviewPage, Suggestions
-from commands.ui import answer, autocomplete, in_time, reply
+from commands.ui import answer, autocomplete, in_time, reply, require_server_install
 
 NOT_AN_OPERATOR = "Only pledgebot's operators can review suggestions."
 PAGE_TEMPLATE = r"suggestion:page:(?P<index>[0-9]{1,9})"
@@ -34,6 +34,9 @@ REJECT_TEMPLATE = r"suggestion:reject:(?P<id>[0-9]{1,18}):(?P<index>[0-9]{1,9})"
 REASON_TIMEOUT = 600.0  # a modal's own life; the suggestion waits whatever happens to it
 
 
+@app_commands.guild_only()
+@app_commands.allowed_installs(guilds=True, users=False)
+@app_commands.allowed_contexts(guilds=True, dms=False, private_channels=False)
 @app_commands.default_permissions(administrator=True)
 class OperatorCommands(app_commands.Group):
     def __init__(self, services: Services, suggestions: Suggestions) -> None:
@@ -42,6 +45,7 @@ class OperatorCommands(app_commands.Group):
         self.suggestions = suggestions
 
     async def interaction_check(self, interaction: discord.Interaction[Any]) -> bool:
+        require_server_install(interaction)
         if not is_operator(self.services, interaction):
             # an AppCommandError, so the tree's error handler answers it
             raise app_commands.CheckFailure(

@@ -22,6 +22,8 @@ async def statement_choices(services: Services, current: str) -> list[app_comman
     return autocomplete(services.statement_names.choices, current)
 
 
+@app_commands.allowed_installs(guilds=True, users=True)
+@app_commands.allowed_contexts(guilds=True, dms=True, private_channels=True)
 class PledgeCommands(app_commands.Group):
     def __init__(self, services: Services, suggestions: Suggestions) -> None:
         super().__init__(name="pledge", description="Pledges made in the statements we carry")

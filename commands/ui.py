@@ -22,6 +22,10 @@ log = logging.getLogger(__name__)
 DEFER_AFTER = 1.5
 DEFER_AT_KEY = "pledgebot.defer_at"  # in Interaction.extras: when `in_time` defers
 PAGE_TIMEOUT = 600.0  # well inside the 15-minute life of an interaction token
+NOT_INSTALLED_HERE = (
+    "I'm not in this server, so this command can't work here: it needs pledgebot added to "
+    "the server itself, by someone with Manage Server."
+)
 
 T = TypeVar("T")
 
@@ -172,6 +176,16 @@ async def answer(
     """
     cards = await in_time(interaction, work, private=private)
     await send_cards(interaction, cards, private=private)
+
+
+def require_server_install(interaction: discord.Interaction[Any]) -> None:
+    """Server-only commands act on the server's own install of the bot (its channels, its
+    settings). Discord offers them nowhere else; one that still arrives from a DM, or from a
+    server the bot is not in through a member's own install, is refused with the reason."""
+    if interaction.guild_id is None:
+        raise app_commands.NoPrivateMessage()
+    if not interaction.is_guild_integration():
+        raise app_commands.CheckFailure(NOT_INSTALLED_HERE)
 
 
 ChoiceSource = Callable[[str], Sequence[tuple[str, str]]]

@@ -1,5 +1,6 @@
-"""`pledgebot invite`: the URL's scopes and permission bits, the README's list, and the
-application id asked of Discord (the emulator) when none is given."""
+"""`pledgebot invite`: the URL's scopes and permission bits, the README's list, the URL that
+installs pledgebot on a member's own account, and the application id asked of Discord (the
+emulator) when none is given."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import sys
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
-from bot.client.invite import BOT_PERMISSIONS, SCOPES, server_invite_url
+from bot.client.invite import BOT_PERMISSIONS, SCOPES, server_invite_url, user_install_url
 from bot.local import Emulator
 from tests.conftest import DATA_DIR, REPO
 
@@ -42,6 +43,15 @@ def test_the_invite_asks_for_exactly_the_permissions_the_bot_uses() -> None:
         READ_MESSAGE_HISTORY,
     }
     assert not granted & {ADMINISTRATOR, MANAGE_GUILD, MENTION_EVERYONE}
+
+
+def test_the_user_install_asks_for_commands_only_on_the_members_own_account() -> None:
+    query = query_of(user_install_url(123456789012345678))
+    assert query == {
+        "client_id": ["123456789012345678"],
+        "scope": ["applications.commands"],  # no bot, no permissions
+        "integration_type": ["1"],  # USER_INSTALL (Application Integration Types)
+    }
 
 
 def test_the_readme_shows_the_same_list() -> None:
@@ -77,6 +87,8 @@ async def test_without_a_client_id_the_application_is_asked_of_discord(tmp_path:
         assert code == 0, err
         assert server_invite_url(emu.application_id) in out
         assert "Attach Files: the status chart in digest briefings" in out
+        server_at = out.index(server_invite_url(emu.application_id))
+        assert out.index(user_install_url(emu.application_id)) > server_at  # the second URL
         assert emu.identify_count == 0  # HTTP only: no gateway session
 
         code, out, err = await run_invite(config, "not-the-token")

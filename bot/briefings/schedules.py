@@ -413,6 +413,13 @@ class Schedules:
             return GuildSettings(guild_id, None, None)
         return GuildSettings(guild_id, rows[0]["timezone"], rows[0]["moderator_role_id"])
 
+    async def moderator_roles(self) -> list[GuildSettings]:
+        """Every server's settings that name a moderator role (`pledgebot doctor`)."""
+        rows = await self.store.rows(
+            "SELECT * FROM guild_settings WHERE moderator_role_id IS NOT NULL ORDER BY guild_id"
+        )
+        return [GuildSettings(r["guild_id"], r["timezone"], r["moderator_role_id"]) for r in rows]
+
     async def save_settings(self, settings: GuildSettings) -> None:
         async with self.store.transaction() as tx:
             await tx.execute(

@@ -156,8 +156,15 @@ class PledgeTree(app_commands.CommandTree[Any]):
         await report_error(interaction, error)
 
 
+def command_payloads(
+    tree: app_commands.CommandTree[Any], guild: discord.Object | None
+) -> list[dict[str, Any]]:
+    """The commands as `tree.sync(guild=guild)` sends them to Discord."""
+    return [c.to_dict(tree) for c in tree.get_commands(guild=guild)]
+
+
 def command_schema_hash(tree: app_commands.CommandTree[Any], guild: discord.Object | None) -> str:
-    payload = [c.to_dict(tree) for c in tree.get_commands(guild=guild)]
+    payload = command_payloads(tree, guild)
     encoded = json.dumps(sorted(payload, key=lambda c: c["name"]), sort_keys=True)
     return hashlib.sha256(encoded.encode()).hexdigest()
 
@@ -247,30 +254,9 @@ class PledgeBot(commands.Bot):
         self.services = await Services.start(self.config)
         if self.metrics is not None:
             self.metrics.measure_writes(self.services.store)
-        self.engine = BriefingEngine(
-            self.services.store,
-            DiscordSender(self),
-            catch_up=timedelta(minutes=self.config.catch_up_minutes),
-            rate_per_second=self.config.global_rate_limit,
-            shards=self.schedule_shards,
-            charts=self.services.charts,
-        )
+        engine = self.wire(self.services)
         if self.metrics is not None:
-            self.metrics.measure_rate_budget(self.engine.budget)
-        self.alerts = AlertDispatcher(
-            self.services.store.db,
-            DiscordSender(self),
-            self.engine.budget,
-            shards=self.schedule_shards,
-        )
-        self.suggestions = Suggestions(self.services.store.db)
-        briefings = BriefingAdmin(
-            self.engine,
-            self.services,
-            limit=self.config.schedule_limit_per_guild,
-            default_tz=self.config.default_timezone,
-        )
-        self.install_commands(self.tree, self.services, briefings)
+            self.metrics.measure_rate_budget(engine.budget)
         await self.sync_commands()
         # Planning runs once the servers have streamed in, in discord.py's idle wait before
         # on_ready (see _servers_streamed); catch-up posts need the guild cache, so wait for
@@ -283,6 +269,33 @@ class PledgeBot(commands.Bot):
             )
             if self.config.metrics_listen is not None:
                 await self._serve_monitoring(*self.config.metrics_listen)
+
+    def wire(self, services: Services) -> BriefingEngine:
+        """The briefing engine, the alert dispatcher and the commands, over `services`.
+
+        Nothing here reads or writes: `pledgebot doctor` builds the same command tree over
+        a database it never opens.
+        """
+        self.engine = BriefingEngine(
+            services.store,
+            DiscordSender(self),
+            catch_up=timedelta(minutes=self.config.catch_up_minutes),
+            rate_per_second=self.config.global_rate_limit,
+            shards=self.schedule_shards,
+            charts=services.charts,
+        )
+        self.alerts = AlertDispatcher(
+            services.store.db, DiscordSender(self), self.engine.budget, shards=self.schedule_shards
+        )
+        self.suggestions = Suggestions(services.store.db)
+        briefings = BriefingAdmin(
+            self.engine,
+            services,
+            limit=self.config.schedule_limit_per_guild,
+            default_tz=self.config.default_timezone,
+        )
+        self.install_commands(self.tree, services, briefings)
+        return self.engine
 
     async def _serve_monitoring(self, host: str, port: int) -> None:
         assert self.services is not None
@@ -458,9 +471,7 @@ class PledgeBot(commands.Bot):
         if self.sync_mode == "off":
             return False
         assert self.services is not None
-        guild = discord.Object(self.sync_guild_id) if self.sync_guild_id else None
-        if guild is not None:
-            self.tree.copy_global_to(guild=guild)
+        guild = self.sync_target()
         scope = f"guild:{guild.id}" if guild else "global"
         key = f"command_schema:{scope}"
         schema = command_schema_hash(self.tree, guild)
@@ -472,6 +483,14 @@ class PledgeBot(commands.Bot):
         self.synced_scope = scope
         log.info("synced %d commands (%s)", len(synced), scope)
         return True
+
+    def sync_target(self) -> discord.Object | None:
+        """Where the commands sync: one server (`--guild` or `dev_guild_id`), the global
+        commands copied there, or None for everywhere."""
+        guild = discord.Object(self.sync_guild_id) if self.sync_guild_id else None
+        if guild is not None:
+            self.tree.copy_global_to(guild=guild)
+        return guild
 
     async def close(self) -> None:
         """Once, however many callers (a SIGTERM while `async with bot` also closes):

@@ -348,7 +348,7 @@ def _dm_failure(exc: Exception, action: str) -> DeliveryFailure:
     if isinstance(exc, discord.Forbidden) and exc.code == DMS_CLOSED:
         return DeliveryFailure(
             "Discord refused the direct message: your direct messages are closed to "
-            f"pledgebot (Discord error {DMS_CLOSED})",
+            f"pledgebot, or you share no server with it (Discord error {DMS_CLOSED})",
             kind="pause",
         )
     return _failure(exc, action)

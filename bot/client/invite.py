@@ -1,4 +1,5 @@
-"""Inviting pledgebot to a server: the permissions it uses, in one list, and the URL.
+"""Inviting pledgebot to a server: the permissions it uses, in one list, and the URL; and
+the URL that installs it on a member's own account.
 
 The list is what the bot needs in a briefing or alert channel, each for a reason a
 moderator can check; the invite asks for exactly these, and the README shows the same
@@ -33,3 +34,18 @@ def bot_permissions() -> discord.Permissions:
 def server_invite_url(client_id: int) -> str:
     """Discord's page for adding the bot to a server, asking for `BOT_PERMISSIONS` only."""
     return discord.utils.oauth_url(client_id, permissions=bot_permissions(), scopes=SCOPES)
+
+
+# A user install asks for no permissions and no bot: the member commands answer only
+# through the interaction, wherever the member uses them.
+USER_INSTALL_SCOPES = ("applications.commands",)
+USER_INSTALL = 1  # Discord's integration_type for an install to a user's own account
+
+
+def user_install_url(client_id: int) -> str:
+    """Discord's page for a member to add pledgebot to their own account (a user install).
+
+    discord.py's `oauth_url` has no `integration_type`; Discord's OAuth2 URL takes it as a
+    query parameter (Application, Install Links; OAuth2, Authorization URL)."""
+    url = discord.utils.oauth_url(client_id, scopes=USER_INSTALL_SCOPES)
+    return f"{url}&integration_type={USER_INSTALL}"

@@ -1,4 +1,5 @@
-"""Starting the bot: on Discord (`run`), one-off command sync (`sync`), or the console.
+"""Starting the bot: on Discord (`run`), one-off command sync (`sync`), or the console;
+`invite` and `doctor` ask Discord without starting it.
 
 This is the composition root: the one place in `bot` that imports `commands`.
 """
@@ -30,7 +31,13 @@ from bot.client.app import (
     silence_voice_warnings,
 )
 from bot.client.endpoints import apply_endpoints
-from bot.client.invite import BOT_PERMISSIONS, SCOPES, bot_permissions, server_invite_url
+from bot.client.invite import (
+    BOT_PERMISSIONS,
+    SCOPES,
+    bot_permissions,
+    server_invite_url,
+    user_install_url,
+)
 from bot.config import Config
 from bot.errors import OperatorError
 from bot.storage.files import in_use
@@ -283,6 +290,13 @@ def sync(config: Config, guild_id: int | None) -> int:
     return 0
 
 
+def doctor(config: Config, guild_id: int | None) -> int:
+    """Print the table of checks; the exit code says whether any failed."""
+    from bot.client import doctor  # it builds on this module (make_bot, the login errors)
+
+    return doctor.run(config, guild_id)
+
+
 def invite(config: Config, client_id: int | None) -> int:
     """Print the URL that adds the bot to a server, and the permissions it asks for."""
     if client_id is None:
@@ -293,6 +307,8 @@ def invite(config: Config, client_id: int | None) -> int:
     print(f"Scopes: {' '.join(SCOPES)}. Permissions (integer {permissions.value}):")
     for _, label, why in BOT_PERMISSIONS:
         print(f"  {label}: {why}")
+    print("Install pledgebot on your own account (member commands in any server or DM):")
+    print(f"  {user_install_url(client_id)}")
     return 0
 
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Literal
 
-from bot.storage import Database, Transaction
+from bot.storage import Database, Row, Transaction
 
 FOLLOW_LIMIT = 50
 FollowKind = Literal["pledge", "power", "statement"]
@@ -189,18 +189,14 @@ class Follows:
 
     async def alert_channel(self, guild_id: int) -> AlertChannel | None:
         rows = await self.db.rows("SELECT * FROM alert_channels WHERE guild_id = ?", (guild_id,))
-        if not rows:
-            return None
-        r = rows[0]
-        return AlertChannel(
-            int(r["guild_id"]),
-            int(r["channel_id"]),
-            None if r["role_id"] is None else int(r["role_id"]),
-            r["statement_slug"],
-            r["paused_reason"],
-            int(r["set_by"]),
-            r["set_at"],
+        return _alert_channel(rows[0]) if rows else None
+
+    async def active_alert_channels(self) -> list[AlertChannel]:
+        """Every server's alert channel that is not paused (`pledgebot doctor`)."""
+        rows = await self.db.rows(
+            "SELECT * FROM alert_channels WHERE paused_reason IS NULL ORDER BY guild_id"
         )
+        return [_alert_channel(r) for r in rows]
 
     async def remove_alert_channel(self, guild_id: int) -> bool:
         async with self.db.transaction() as tx:
@@ -216,6 +212,18 @@ class Follows:
                 (reason, guild_id, channel_id),
             )
         return paused > 0
+
+
+def _alert_channel(r: Row) -> AlertChannel:
+    return AlertChannel(
+        int(r["guild_id"]),
+        int(r["channel_id"]),
+        None if r["role_id"] is None else int(r["role_id"]),
+        r["statement_slug"],
+        r["paused_reason"],
+        int(r["set_by"]),
+        r["set_at"],
+    )
 
 
 async def _follower_row(tx: Transaction, user_id: int) -> None:

@@ -158,7 +158,8 @@ class FollowDesk:
         count = len(await self.follows.of(user_id))
         text = (
             f"You now follow **{name}**. {WHAT_ALERTS[kind]}\n\n"
-            "Alerts come by direct message: keep DMs from this server open. "
+            "Alerts come by direct message, which Discord lets me send while we share a server "
+            "and you allow DMs from its members. "
             f"You follow {count} of at most {FOLLOW_LIMIT} items."
         )
         pause = await self.follows.pause_of(user_id)
@@ -229,7 +230,7 @@ class FollowDesk:
             raise UserError("Your alerts aren't paused: there is nothing to resume.")
         text = (
             "Alerts resumed: I'll DM you about changes from now on (those made while your "
-            "alerts were paused are not sent). Keep DMs from this server open."
+            "alerts were paused are not sent). Keep DMs open to me in a server we share."
         )
         return [Card(title=TITLE, description=text)]
 
@@ -242,6 +243,7 @@ def paused_text(pause: Pause) -> str:
     reason = cards.escape_markdown(cards.shorten(pause.reason, 300))
     return (
         f"⏸️ **Your alerts are paused** (since {cards.discord_date(pause.since)}): I couldn't "
-        f"DM you ({reason}). Open your direct messages (allow DMs from this server's members "
-        "in its Privacy Settings), then run /follow resume."
+        f"DM you ({reason}). Open your direct messages to me in a server we share (allow DMs "
+        "from its members in its Privacy Settings), or join one I am in if we share none, then "
+        "run /follow resume."
     )

@@ -35,7 +35,11 @@ Type slash commands as in Discord, options as name:value, for example:
   /briefing schedule channel:#briefings time:09:00 days:weekdays   (as moderator)
 Tab completes command names and, after name:, asks the bot's own autocomplete.
   :as member | :as moderator   who you are (now: {who})
-  :in #channel                 where you type (now: #{channel})
+  :in #channel                 where you type in the demo server (now: {where})
+  :in other-server             #general of a server pledgebot is not in
+  :in dm | :in group-dm        your DM with pledgebot | a DM between you and 'friend'
+  :install on | :install off   pledgebot on your own account (now: {installed}): member
+                               commands then work in other-server and group-dm too
   :click N                     press button N on the last reply or DM
   :dms off | :dms on           close or open your DMs to the bot (now: {dms})
   :help  :quit
@@ -43,10 +47,22 @@ DMs the bot sends you are printed as they arrive, marked ✉.
 Images and files the bot attaches are saved to {images} (each printed as 🖼 NAME saved to PATH).
 """
 OPTION = re.compile(r"(?:^|\s)([a-z_][\w-]*):")
+# Where you can type besides the demo server's channels: `:in NAME`.
+OTHER_SERVER, DM_WITH_BOT, GROUP_DM = "other-server", "dm", "group-dm"
+PLACES = (OTHER_SERVER, DM_WITH_BOT, GROUP_DM)
 STRING, INTEGER, BOOLEAN, USER, CHANNEL, ROLE, MENTIONABLE, NUMBER = 3, 4, 5, 6, 7, 8, 9, 10
 
 
 TIMESTAMP = re.compile(r"<t:(-?\d+)(?::([tTdDfFR]))?>")
+
+
+IN_PLACE = {
+    OTHER_SERVER: "#general of Other server, which pledgebot is not in: only your own install "
+    "of pledgebot answers there (:install on)",
+    DM_WITH_BOT: "your DM with pledgebot",
+    GROUP_DM: "a DM between you and friend, which pledgebot is not in: only your own install "
+    "of pledgebot answers there (:install on)",
+}
 
 
 def readable(text: str) -> str:
@@ -142,6 +158,11 @@ class Console:
         self.users: dict[str, UserState] = {}
         self.who = "member"
         self.channel_name = "general"
+        self.place: str | None = None  # one of PLACES, or None: the demo server
+        self.other_server: GuildState | None = None
+        # by who: their DM with the bot, and a DM with 'friend' (who shares no server)
+        self.dms_with_bot: dict[str, ChannelState] = {}
+        self.group_dms: dict[str, ChannelState] = {}
         self.last_buttons: list[dict[str, Any]] = []
         self.last_message: dict[str, Any] | None = None
         self.bot: Any = None
@@ -165,6 +186,11 @@ class Console:
             "member": emu.add_user("member"),
             "moderator": emu.add_user("moderator", manage_guild=True),
         }
+        self.other_server = emu.add_guild("Other server", channels=("general",), bot_member=False)
+        friend = emu.add_user("friend", in_guilds=False)
+        for name, user in self.users.items():
+            self.dms_with_bot[name] = emu.dm_with_bot(user)
+            self.group_dms[name] = emu.add_private_channel(user, friend)
         emu.on_message(self._posted)
         config = dataclasses.replace(
             self.config,
@@ -243,8 +269,21 @@ class Console:
 
     @property
     def channel(self) -> ChannelState:
+        """Where you type: a channel of the demo server, or one of PLACES."""
         assert self.guild is not None
+        if self.place == OTHER_SERVER:
+            assert self.other_server is not None
+            return self.other_server.channels["general"]
+        if self.place == DM_WITH_BOT:
+            return self.dms_with_bot[self.who]
+        if self.place == GROUP_DM:
+            return self.group_dms[self.who]
         return self.guild.channels[self.channel_name]
+
+    @property
+    def where(self) -> str:
+        """Where you type, as the prompt and :help say it."""
+        return self.place or f"#{self.channel_name}"
 
     def schema(self, path: list[str]) -> list[dict[str, Any]]:
         """The option schemas of the (sub)command at `path`, as the bot registered them."""
@@ -312,7 +351,7 @@ class Console:
             options = {k: self.typed(schemas[k], v) for k, v in raw.items()}
             result = self.call(
                 self.emulator.run_command(
-                    self.guild_state,
+                    self.channel.guild,
                     path[0],
                     " ".join(path[1:]) or None,
                     options,
@@ -358,30 +397,46 @@ class Console:
             and words[1].lstrip("#") in self.guild_state.channels
         ):
             self.channel_name = words[1].lstrip("#")
+            self.place = None
             print(f"You are now typing in #{self.channel_name}.", file=self.out)
+        elif command == "in" and len(words) == 2 and words[1] in PLACES:
+            self.place = words[1]
+            print(f"You are now typing in {IN_PLACE[self.place]}.", file=self.out)
+        elif command == "install" and len(words) == 2 and words[1] in ("on", "off"):
+            self.call(self._switch("install", words[1] == "on"))
+            state = "installed on" if words[1] == "on" else "removed from"
+            print(f"pledgebot is {state} your account ({self.who}).", file=self.out)
         elif command == "click" and len(words) == 2 and words[1].isdigit():
             self.click(int(words[1]))
         elif command == "dms" and len(words) == 2 and words[1] in ("on", "off"):
-            self.call(self._switch_dms(words[1] == "on"))
+            self.call(self._switch("dms", words[1] == "on"))
             state = "open" if words[1] == "on" else "closed (the bot's DMs to you now fail)"
             print(f"Your DMs ({self.who}) are {state}.", file=self.out)
         else:
-            dms = "open" if self.users[self.who].accepts_dms else "closed"
+            user = self.users[self.who]
+            dms = "open" if user.accepts_dms else "closed"
+            installed = "on" if user.installed else "off"
             print(
                 HELP.format(
-                    who=self.who, channel=self.channel_name, dms=dms, images=self.images_dir
+                    who=self.who,
+                    where=self.where,
+                    dms=dms,
+                    installed=installed,
+                    images=self.images_dir,
                 ),
                 file=self.out,
             )
         return True
 
-    async def _switch_dms(self, open_: bool) -> None:
-        """On the loop: the world's state belongs to the event loop's thread."""
-        user = self.users[self.who]
-        if open_:
-            self.emulator.open_dms(user)
-        else:
-            self.emulator.close_dms(user)
+    async def _switch(self, setting: str, on: bool) -> None:
+        """`:dms` or `:install` for you, on the loop: the world's state belongs to the event
+        loop's thread."""
+        emu = self.emulator
+        turn_on, turn_off = {
+            "dms": (emu.open_dms, emu.close_dms),
+            "install": (emu.install_for_user, emu.uninstall_for_user),
+        }[setting]
+        (turn_on if on else turn_off)(self.users[self.who])
 
     def click(self, number: int) -> None:
         if not self.last_message or not 1 <= number <= len(self.last_buttons):
@@ -409,7 +464,17 @@ class Console:
         if not line.startswith("/"):
             return [
                 c
-                for c in (":as member", ":as moderator", ":dms off", ":dms on", ":help", ":quit")
+                for c in (
+                    ":as member",
+                    ":as moderator",
+                    *(f":in {place}" for place in PLACES),
+                    ":install on",
+                    ":install off",
+                    ":dms off",
+                    ":dms on",
+                    ":help",
+                    ":quit",
+                )
                 if c.startswith(line)
             ]
         path, raw = split_command(line)
@@ -427,7 +492,7 @@ class Console:
         earlier = {k: self.typed(schemas[k], v) for k, v in list(raw.items())[:-1] if k in schemas}
         choices = self.call(
             self.emulator.autocomplete(
-                self.guild_state,
+                self.channel.guild,
                 path[0],
                 " ".join(path[1:]) or None,
                 focused=focused,
@@ -508,7 +573,7 @@ def _interactive_reader(console: Console) -> Any:
     readline.set_completer_delims(" :")
     readline.set_completer(complete)
     readline.parse_and_bind("tab: complete")
-    prompt: Callable[[], str] = lambda: f"{console.who}@#{console.channel_name}> "  # noqa: E731
+    prompt: Callable[[], str] = lambda: f"{console.who}@{console.where}> "  # noqa: E731
     while True:
         try:
             yield input(prompt())

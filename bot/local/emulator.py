@@ -24,12 +24,16 @@ from bot.local.interactions import (
     CommandUsageError,
     InteractionResult,
     build_command_data,
+    installs_at,
     interaction_payload,
+    public_answers_allowed,
 )
 from bot.local.limits import REQUEST_LIMIT_BYTES
 from bot.local.models import (
     DEFAULT_BOT_PERMISSIONS,
     DEFAULT_EVERYONE_PERMISSIONS,
+    DM,
+    GROUP_DM,
     GUILD_ANNOUNCEMENT,
     GUILD_TEXT,
     INTENT_DIRECT_MESSAGES,
@@ -312,11 +316,19 @@ class Emulator:
         channels: Iterable[str] = ("general",),
         *,
         bot_permissions: int = DEFAULT_BOT_PERMISSIONS,
+        bot_member: bool = True,
     ) -> GuildState:
-        """A guild with the bot (its managed role gets `bot_permissions`) and every added user."""
+        """A guild with the bot (its managed role gets `bot_permissions`) and every added user.
+
+        With `bot_member=False` the bot is not in it (a server where members use the app only
+        through their own install): the bot gets no gateway event about it and every REST
+        call to its channels is refused (403 50001); interactions from it still arrive.
+        """
         world = self._world
         guild = GuildState(world.snowflakes.next(), name, world.owner.id)
         guild.roles["@everyone"] = RoleState(guild.id, "@everyone", DEFAULT_EVERYONE_PERMISSIONS)
+        if not bot_member:
+            return self._add_guild_without_bot(guild, channels)
         bot_role = RoleState(
             world.snowflakes.next(),
             world.application_name,
@@ -336,12 +348,71 @@ class Emulator:
         self._gateway.dispatch("GUILD_CREATE", self._gateway.guild_create(guild, joined=True))
         return guild
 
+    def _add_guild_without_bot(self, guild: GuildState, channels: Iterable[str]) -> GuildState:
+        world = self._world
+        guild.members[world.owner.id] = MemberState(world.owner, guild)
+        world.guilds_without_bot[guild.id] = guild
+        for channel_name in channels:
+            self._new_channel(guild, channel_name, GUILD_TEXT, None)
+        for user_id, permissions in self._user_permissions.items():
+            self._join(guild, world.users[user_id], [], permissions, announce=False)
+        world.notify()
+        return guild
+
+    def _bot_in(self, guild: GuildState) -> bool:
+        """Whether the bot is in `guild`, so that the gateway tells it what happens there."""
+        return self._world.bot_user.id in guild.members
+
+    # -- members who installed the app on their own account ---------------------------------
+
+    def install_for_user(self, user: UserState | MemberState) -> None:
+        """`user` adds the app to their account (a user install): its user-installable
+        commands follow them into servers without the bot, DMs and group DMs."""
+        _user_of(user).installed = True
+        self._world.notify()
+
+    def uninstall_for_user(self, user: UserState | MemberState) -> None:
+        """`user` removes the app from their account (Authorized Apps)."""
+        _user_of(user).installed = False
+        self._world.notify()
+
+    def dm_with_bot(self, user: UserState | MemberState) -> ChannelState:
+        """`user`'s DM with the bot, as they open it from their side (the same channel the
+        bot gets from POST /users/@me/channels)."""
+        return self._world.open_dm(_user_of(user))
+
+    def add_private_channel(self, *users: UserState | MemberState) -> ChannelState:
+        """A DM between two users, or a group DM of three or more, without the bot: only a
+        user-installed app can be used there, and the bot can neither read nor post to it
+        over REST (404 10003: it is no channel the bot knows)."""
+        people = list(dict.fromkeys(_user_of(u) for u in users))
+        if len(people) < 2:
+            raise ValueError("a private channel needs at least two users")
+        kind = DM if len(people) == 2 else GROUP_DM
+        name = ", ".join(u.username for u in people)
+        return ChannelState(self._world.snowflakes.next(), None, name, kind, recipients=people)
+
     def add_role(
         self, guild: GuildState, name: str, *, permissions: int = 0, mentionable: bool = False
     ) -> RoleState:
         role = self._new_role(guild, name, permissions, mentionable)
         self._announce_role(guild, role)
         return role
+
+    def delete_role(self, guild: GuildState, role: RoleState) -> None:
+        """Delete a role as Discord does (GUILD_ROLE_DELETE): members lose it, channels lose
+        its overwrites, and REST no longer lists it."""
+        if role.id == guild.id or role.managed:
+            raise ValueError("@everyone and a bot's managed role cannot be deleted")
+        del guild.roles[role.name]
+        for member in guild.members.values():
+            member.role_ids = [r for r in member.role_ids if r != role.id]
+        for channel in guild.channels.values():
+            channel.overwrites = [o for o in channel.overwrites if (o.type, o.id) != (0, role.id)]
+        self._gateway.dispatch(
+            "GUILD_ROLE_DELETE", {"guild_id": str(guild.id), "role_id": str(role.id)}
+        )
+        self._world.notify()
 
     def add_channel(
         self, guild: GuildState, name: str, type: int = GUILD_TEXT, *, topic: str | None = None
@@ -350,7 +421,8 @@ class Emulator:
         if type not in (GUILD_TEXT, GUILD_ANNOUNCEMENT):
             raise ValueError(f"channel type {type} is not emulated (use 0 or 5)")
         channel = self._new_channel(guild, name, type, topic)
-        self._gateway.dispatch("CHANNEL_CREATE", channel.payload())
+        if self._bot_in(guild):
+            self._gateway.dispatch("CHANNEL_CREATE", channel.payload())
         return channel
 
     def add_thread(self, channel: ChannelState, name: str) -> ChannelState:
@@ -363,7 +435,8 @@ class Emulator:
         )
         guild.threads[name] = thread
         self._world.channels[thread.id] = thread
-        self._gateway.dispatch("THREAD_CREATE", {**thread.payload(), "newly_created": True})
+        if self._bot_in(guild):
+            self._gateway.dispatch("THREAD_CREATE", {**thread.payload(), "newly_created": True})
         return thread
 
     def archive_thread(self, thread: ChannelState, archived: bool = True) -> None:
@@ -456,7 +529,8 @@ class Emulator:
                 del guild.channels[gone.name]
         event = "THREAD_DELETE" if channel.is_thread else "CHANNEL_DELETE"
         payload = channel.payload()
-        self._gateway.dispatch(event, payload)
+        if self._bot_in(guild):
+            self._gateway.dispatch(event, payload)
         self._world.notify()
 
     def set_bot_channel_permissions(
@@ -467,10 +541,22 @@ class Emulator:
             raise ValueError("DM channels have no permission overwrites")
         if channel.is_thread:
             raise ValueError("threads take their permissions from the parent channel")
-        bot_id = self._world.bot_user.id
-        channel.overwrites = [o for o in channel.overwrites if (o.type, o.id) != (1, bot_id)]
+        self._overwrite(channel, 1, self._world.bot_user.id, allow, deny)
+
+    def set_role_channel_permissions(
+        self, channel: ChannelState, role: RoleState, *, allow: int = 0, deny: int = 0
+    ) -> None:
+        """Set (or clear) a role's overwrite on a channel; @everyone's is the guild's id."""
+        if channel.guild is None or channel.is_thread:
+            raise ValueError("only a guild's text channels have permission overwrites")
+        self._overwrite(channel, 0, role.id, allow, deny)
+
+    def _overwrite(
+        self, channel: ChannelState, kind: int, target_id: int, allow: int, deny: int
+    ) -> None:
+        channel.overwrites = [o for o in channel.overwrites if (o.type, o.id) != (kind, target_id)]
         if allow or deny:
-            channel.overwrites.append(Overwrite(bot_id, 1, allow, deny))
+            channel.overwrites.append(Overwrite(target_id, kind, allow, deny))
         self._gateway.dispatch("CHANNEL_UPDATE", channel.payload())
 
     def add_user(
@@ -495,6 +581,8 @@ class Emulator:
         self._user_permissions[user.id] = granted
         for guild in world.guilds.values():
             self._join(guild, user, [], granted)
+        for guild in world.guilds_without_bot.values():
+            self._join(guild, user, [], granted)
         return user
 
     def add_member(
@@ -517,7 +605,9 @@ class Emulator:
         *,
         announce: bool = True,
     ) -> MemberState:
-        """Add or update a membership; `announce` dispatches it (not while building a guild)."""
+        """Add or update a membership; `announce` dispatches it (not while building a guild,
+        nor in a guild without the bot)."""
+        announce = announce and self._bot_in(guild)
         if permissions:
             role = self._new_role(guild, f"{user.username} permissions", permissions, False)
             roles.append(role)
@@ -543,6 +633,8 @@ class Emulator:
         return role
 
     def _announce_role(self, guild: GuildState, role: RoleState) -> None:
+        if not self._bot_in(guild):
+            return
         self._gateway.dispatch(
             "GUILD_ROLE_CREATE", {"guild_id": str(guild.id), "role": role.payload()}
         )
@@ -568,7 +660,7 @@ class Emulator:
 
     async def run_command(
         self,
-        guild: GuildState,
+        guild: GuildState | None,
         name: str,
         subcommand: str | None = None,
         options: Mapping[str, Any] | None = None,
@@ -584,20 +676,24 @@ class Emulator:
         defer, once it edited the original response or sent a followup. `unchecked` sends
         what Discord's client would refuse to (see `build_command_data`), to test the bot's
         own checks.
+
+        Outside a server pass `guild=None` and the `channel`: the user's DM with the bot
+        (`dm_with_bot`) or a private channel between users (`add_private_channel`). Where no
+        install of the command reaches the user (see `bot.local.interactions`), it is refused
+        as Discord's client hides it.
         """
-        member = self._member(guild, user)
-        where = self._command_channel(guild, member, channel)
+        who, member, where = self._invoker(guild, user, channel)
         path = name.split() + (subcommand.split() if subcommand else [])
-        data, full_name = build_command_data(
-            self._world, guild, member, path, options or {}, unchecked=unchecked
+        data, full_name, owners = build_command_data(
+            self._world, where, who, member, path, options or {}, unchecked=unchecked
         )
-        record = await self._send(2, full_name, where, member.user, member, data, timeout)
+        record = await self._send(2, full_name, where, who, member, data, timeout, owners=owners)
         await self._settle(record, timeout)
         return InteractionResult(self._world, record)
 
     async def autocomplete(
         self,
-        guild: GuildState,
+        guild: GuildState | None,
         name: str,
         subcommand: str | None = None,
         *,
@@ -609,14 +705,13 @@ class Emulator:
         timeout: float = 5.0,
     ) -> list[JSON]:
         """Type `value` into option `focused`; return the choices the bot suggested."""
-        member = self._member(guild, user)
-        where = self._command_channel(guild, member, channel)
+        who, member, where = self._invoker(guild, user, channel)
         path = name.split() + (subcommand.split() if subcommand else [])
         typed = {**(options or {}), focused: value}
-        data, full_name = build_command_data(
-            self._world, guild, member, path, typed, focused=focused
+        data, full_name, owners = build_command_data(
+            self._world, where, who, member, path, typed, focused=focused
         )
-        record = await self._send(4, full_name, where, member.user, member, data, timeout)
+        record = await self._send(4, full_name, where, who, member, data, timeout, owners=owners)
         await self._settle(record, timeout)
         return copy.deepcopy(record.choices or [])
 
@@ -642,7 +737,7 @@ class Emulator:
             raise CommandUsageError(f"message {stored.id} is not in {guild.name!r}")
         clicker = _user_of(user)
         if channel.guild is None:
-            if channel.recipient is not clicker:
+            if channel.recipient is not clicker and clicker not in channel.recipients:
                 raise CommandUsageError(
                     f"message {stored.id} is in the DM {channel.name}: "
                     f"{clicker.username} cannot see it"
@@ -666,7 +761,12 @@ class Emulator:
         if "id" in button:
             data["id"] = button["id"]
         name = f"button {wanted[1]}"
-        record = await self._send(3, name, channel, clicker, member, data, timeout, stored.id)
+        # a button on an interaction's answer reaches the app through the same installs
+        source = self._world.interactions.get(stored.interaction_id or 0)
+        owners = source.owners if source is not None else None
+        record = await self._send(
+            3, name, channel, clicker, member, data, timeout, stored.id, owners=owners
+        )
         await self._settle(record, timeout)
         return InteractionResult(self._world, record)
 
@@ -715,6 +815,7 @@ class Emulator:
             data,
             timeout,
             record.component_message_id,
+            owners=record.owners,
         )
         await self._settle(sent, timeout)
         return InteractionResult(self._world, sent)
@@ -727,6 +828,24 @@ class Emulator:
                 f"user {user_id} is not a member of {guild.name!r} (use add_member)"
             )
         return member
+
+    def _invoker(
+        self,
+        guild: GuildState | None,
+        user: UserState | MemberState,
+        channel: ChannelState | None,
+    ) -> tuple[UserState, MemberState | None, ChannelState]:
+        """Who types a command where: a member in a guild's channel, or a user in a DM with
+        the bot or a private channel they are in."""
+        if guild is not None:
+            member = self._member(guild, user)
+            return member.user, member, self._command_channel(guild, member, channel)
+        who = _user_of(user)
+        if channel is None or channel.guild is not None:
+            raise CommandUsageError("outside a server, pass the DM or private channel")
+        if channel.recipient is not who and who not in channel.recipients:
+            raise CommandUsageError(f"{who.username} is not in the DM {channel.name}")
+        return who, None, channel
 
     def _command_channel(
         self, guild: GuildState, member: MemberState, channel: ChannelState | None
@@ -757,6 +876,8 @@ class Emulator:
         data: JSON,
         timeout: float,
         component_message_id: int | None = None,
+        *,
+        owners: JSON | None = None,
     ) -> InteractionRecord:
         world = self._world
         await world.wait_until(self._gateway.connected.is_set, timeout, "the bot to be connected")
@@ -764,8 +885,10 @@ class Emulator:
         message = (
             None if component_message_id is None else world.messages[component_message_id].data
         )
+        if owners is None:
+            owners = installs_at(world, channel, user)
         payload = interaction_payload(
-            world, record_id, token, kind, channel, user, member, data, message
+            world, record_id, token, kind, channel, user, member, data, message, owners
         )
         record = InteractionRecord(
             record_id,
@@ -777,6 +900,8 @@ class Emulator:
             member,
             time.perf_counter(),
             component_message_id,
+            payload=payload,
+            public_allowed=public_answers_allowed(owners, channel, member),
         )
         world.interactions[record_id] = record
         world.interaction_tokens[token] = record

@@ -3,6 +3,14 @@
 Options are typed from the command the bot registered (not from what the test passes), so a
 test can only send what a real user could: unknown commands, unknown options, wrong types,
 missing required options or values outside `choices` are refused before anything is sent.
+
+Where a command can be used is Discord's too (Application Commands, Contexts; Receiving and
+Responding, Authorizing Integration Owners Object): a global command is offered where its
+`contexts` include the place (0 a server, 1 the DM with the bot, 2 a DM or group DM between
+users) and one of its `integration_types` reaches there: the server install (0) where the
+bot is in the server, or in its DM with someone who shares a server with it; the user's own
+install (1) anywhere, if they installed the app. A guild command exists only in its guild.
+Each key of `authorizing_integration_owners` is one install that reached the invocation.
 """
 
 from __future__ import annotations
@@ -16,6 +24,8 @@ from bot.local.models import (
     ADMINISTRATOR,
     FLAG_EPHEMERAL,
     JSON,
+    SEND_MESSAGES,
+    USE_EXTERNAL_APPS,
     ChannelState,
     GuildState,
     InteractionRecord,
@@ -27,6 +37,11 @@ from bot.local.models import (
 
 SUB_COMMAND = 1
 SUB_COMMAND_GROUP = 2
+# Interaction context types and application integration types.
+GUILD, BOT_DM, PRIVATE_CHANNEL = 0, 1, 2
+GUILD_INSTALL, USER_INSTALL = 0, 1
+PLACES = {GUILD: "a server", BOT_DM: "the DM with the bot", PRIVATE_CHANNEL: "a private channel"}
+INSTALL_NAMES = {GUILD_INSTALL: "server installs", USER_INSTALL: "user installs"}
 STRING, INTEGER, BOOLEAN, USER, CHANNEL, ROLE, MENTIONABLE, NUMBER = 3, 4, 5, 6, 7, 8, 9, 10
 OptionValue = str | int | float | bool | UserState | MemberState | RoleState | ChannelState
 
@@ -35,22 +50,86 @@ class CommandUsageError(ValueError):
     """Raised instead of sending an interaction Discord's client would never produce."""
 
 
-def find_command(world: World, guild: GuildState, name: str) -> JSON:
-    """A registered chat-input command, guild-specific first, then global."""
-    for command in (*world.commands_for(guild.id), *world.global_commands):
+def find_command(world: World, guild: GuildState | None, name: str) -> JSON:
+    """A registered chat-input command, guild-specific first, then global (only global
+    outside a server: guild commands are not available in DMs)."""
+    scoped = world.guild_commands.get(guild.id, []) if guild is not None else []
+    for command in (*scoped, *world.global_commands):
         if command["name"] == name and command.get("type", 1) == 1:
             return command
-    registered = sorted(c["name"] for c in (*world.commands_for(guild.id), *world.global_commands))
+    registered = sorted(c["name"] for c in (*scoped, *world.global_commands))
     raise CommandUsageError(f"/{name} is not registered (registered: {registered or 'none'})")
 
 
-def check_invocable(command: JSON, guild: GuildState, member: MemberState) -> None:
-    """Discord hides commands outside their contexts or needing `default_member_permissions`."""
+def context_of(channel: ChannelState) -> int:
+    """The interaction context of a place: a server, the DM with the bot, or a private
+    channel between users."""
+    if channel.guild is not None:
+        return GUILD
+    return BOT_DM if channel.recipient is not None else PRIVATE_CHANNEL
+
+
+def installs_at(world: World, channel: ChannelState, user: UserState) -> JSON:
+    """Which installs of the app reach `user` in `channel`, as owner keys and values: the
+    server install where the bot is in the server ("0": its id) or in the bot's DM with
+    someone sharing a server with it ("0": "0"); the user's own install anywhere ("1")."""
+    owners: JSON = {}
+    guild = channel.guild
+    if guild is not None and world.bot_user.id in guild.members:
+        owners[str(GUILD_INSTALL)] = str(guild.id)
+    elif channel.recipient is not None and world.shares_guild(user):
+        owners[str(GUILD_INSTALL)] = "0"
+    if user.installed:
+        owners[str(USER_INSTALL)] = str(user.id)
+    return owners
+
+
+def command_owners(world: World, command: JSON, channel: ChannelState, user: UserState) -> JSON:
+    """`authorizing_integration_owners` for `command` used here by `user`; refused (as
+    Discord's client hides the command) where no install of it reaches."""
+    name = command["name"]
+    if "guild_id" in command:  # guild commands ignore contexts and integration types
+        guild = channel.guild
+        if guild is None or str(guild.id) != command["guild_id"]:
+            raise CommandUsageError(f"/{name} is a command of another server")
+        return {str(GUILD_INSTALL): command["guild_id"]}
+    context = context_of(channel)
     contexts = command.get("contexts")
-    if contexts is not None and 0 not in contexts:
+    if contexts is not None and context not in contexts:
         raise CommandUsageError(
-            f"/{command['name']} is not available in guilds (contexts={contexts})"
+            f"/{name} is not available in {PLACES[context]} (contexts={contexts})"
         )
+    types = command.get("integration_types") or [GUILD_INSTALL]
+    reach = installs_at(world, channel, user)
+    owners = {k: v for k, v in reach.items() if int(k) in types}
+    if not owners:
+        reasons = []
+        if str(GUILD_INSTALL) not in reach:
+            shared = "no server is shared with the bot"
+            reasons.append(shared if context == BOT_DM else "the bot is not here")
+        if not user.installed:
+            reasons.append(f"{user.username} has not installed the app on their account")
+        if reach:
+            left_out = " and ".join(INSTALL_NAMES[int(k)] for k in reach)
+            reasons.append(f"its integration_types={types} leave out {left_out}")
+        why = ", and ".join(reasons)
+        raise CommandUsageError(f"/{name} is not available to {user.username} here: {why}")
+    return owners
+
+
+def public_answers_allowed(owners: JSON, channel: ChannelState, member: MemberState | None) -> bool:
+    """In a server the app reaches only through the member's own install, Discord shows its
+    answers to everyone only if the member may send messages there and use external apps
+    (Permissions, USE_EXTERNAL_APPS); otherwise every answer is ephemeral."""
+    if channel.guild is None or member is None or set(owners) != {str(USER_INSTALL)}:
+        return True
+    needed = SEND_MESSAGES | USE_EXTERNAL_APPS
+    return channel.guild.channel_permissions(member, channel) & needed == needed
+
+
+def check_invocable(command: JSON, guild: GuildState, member: MemberState) -> None:
+    """Discord hides commands needing `default_member_permissions` the member lacks (where the
+    server install offers them; their contexts are `command_owners`' to check)."""
     required = command.get("default_member_permissions")
     if required is not None:
         needed = int(required)
@@ -110,7 +189,12 @@ class _Resolver:
     """Collects the `resolved` block for user, role and channel options."""
 
     def __init__(
-        self, world: World, guild: GuildState, member: MemberState, *, unchecked: bool = False
+        self,
+        world: World,
+        guild: GuildState | None,
+        member: MemberState | None,
+        *,
+        unchecked: bool = False,
     ) -> None:
         self.world = world
         self.guild = guild
@@ -121,26 +205,31 @@ class _Resolver:
     def user(self, value: UserState | MemberState) -> str:
         user = value.user if isinstance(value, MemberState) else value
         self.data.setdefault("users", {})[str(user.id)] = user.payload()
-        member = self.guild.members.get(user.id)
-        if member is not None:
+        member = None if self.guild is None else self.guild.members.get(user.id)
+        if member is not None and self.guild is not None:
             perms = self.guild.base_permissions(member)
             payload = member.payload(permissions=perms, with_user=False)
             self.data.setdefault("members", {})[str(user.id)] = payload
         return str(user.id)
 
     def role(self, role: RoleState) -> str:
-        if self.guild.role_by_id(role.id) is not role and not self.unchecked:
-            raise CommandUsageError(f"role {role.name!r} is not in guild {self.guild.name!r}")
+        guild = self.guild
+        if (guild is None or guild.role_by_id(role.id) is not role) and not self.unchecked:
+            where = "this DM" if guild is None else f"guild {guild.name!r}"
+            raise CommandUsageError(f"role {role.name!r} is not in {where}")
         self.data.setdefault("roles", {})[str(role.id)] = role.payload()
         return str(role.id)
 
     def channel(self, channel: ChannelState, allowed_types: list[int] | None) -> str:
-        if (channel.guild is not self.guild or channel.deleted) and not self.unchecked:
-            raise CommandUsageError(f"#{channel.name} is not a channel of {self.guild.name!r}")
+        guild = self.guild
+        if (guild is None or channel.guild is not guild or channel.deleted) and not self.unchecked:
+            where = "this DM" if guild is None else repr(guild.name)
+            raise CommandUsageError(f"#{channel.name} is not a channel of {where}")
         if allowed_types and channel.type not in allowed_types:
             raise CommandUsageError(f"#{channel.name} (type {channel.type}) not in {allowed_types}")
         payload = channel.payload()
-        payload["permissions"] = str(self.guild.channel_permissions(self.member, channel))
+        if guild is not None and self.member is not None:
+            payload["permissions"] = str(guild.channel_permissions(self.member, channel))
         self.data.setdefault("channels", {})[str(channel.id)] = payload
         return str(channel.id)
 
@@ -185,25 +274,33 @@ def _option_value(schema: JSON, value: Any, resolver: _Resolver, focused: bool) 
 
 def build_command_data(
     world: World,
-    guild: GuildState,
-    member: MemberState,
+    channel: ChannelState,
+    user: UserState,
+    member: MemberState | None,
     path: list[str],
     options: Mapping[str, Any],
     *,
     focused: str | None = None,
     unchecked: bool = False,
-) -> tuple[JSON, str]:
-    """The `data` of a type 2 (or, with `focused`, type 4) interaction and the full name.
+) -> tuple[JSON, str, JSON]:
+    """The `data` of a type 2 (or, with `focused`, type 4) interaction, the full name and the
+    `authorizing_integration_owners`, for `user` in `channel` (`member` in a server).
 
     `unchecked` skips what Discord's client enforces but a server cannot rely on: who may
-    see the command (a server's own command-permission overrides can show it to anyone)
-    and whether a channel or role belongs to this guild (a modified client).
+    see the command (a server's own command-permission overrides can show it to anyone),
+    where it is offered, and whether a channel or role belongs to this guild (a modified
+    client).
     """
     if not path:
         raise CommandUsageError("no command name given")
+    guild = channel.guild
     command = find_command(world, guild, path[0])
-    if not unchecked:
-        check_invocable(command, guild, member)
+    if unchecked:
+        owners = installs_at(world, channel, user)
+    else:
+        owners = command_owners(world, command, channel, user)
+        if guild is not None and member is not None and str(GUILD_INSTALL) in owners:
+            check_invocable(command, guild, member)
     chain, schemas = _leaf_schema(command, path[1:])
     by_name = {s["name"]: s for s in schemas}
     unknown = sorted(set(options) - set(by_name))
@@ -237,7 +334,7 @@ def build_command_data(
         data["guild_id"] = command["guild_id"]
     if resolver.data:
         data["resolved"] = resolver.data
-    return data, " ".join(path)
+    return data, " ".join(path), owners
 
 
 def interaction_payload(
@@ -250,14 +347,19 @@ def interaction_payload(
     member: MemberState | None,
     data: JSON,
     message: JSON | None = None,
+    owners: JSON | None = None,
 ) -> JSON:
     """A complete INTERACTION_CREATE body with every field discord.py 2.7 reads.
 
-    In a guild the invoker comes as `member` (with permissions); in the DM with the bot as
-    `user`, with no guild fields, context 1 (BOT_DM), the "0" owner and the DM's
-    `app_permissions`, as Discord sends it.
+    In a guild the invoker comes as `member` (with permissions), with the partial `guild`;
+    outside one as `user`, with no guild fields: context 1 (BOT_DM) in the DM with the bot,
+    2 (PRIVATE_CHANNEL) in one between users. `owners` (the installs that reached it) is
+    worked out from the place when not given; `app_permissions` is the bot's where it is,
+    else what Discord reports for an app without its bot there.
     """
     channel_payload = channel.payload()
+    if owners is None:
+        owners = installs_at(world, channel, user)
     payload: JSON = {
         "id": str(record_id),
         "application_id": str(world.application_id),
@@ -267,16 +369,16 @@ def interaction_payload(
         "channel": channel_payload,
         "token": token,
         "version": 1,
-        "app_permissions": str(world.bot_permissions(channel)),
+        "app_permissions": str(world.app_permissions(channel)),
         "locale": "en-US",
         "entitlements": [],
-        "authorizing_integration_owners": channel.integration_owners(),
-        "context": 0,
+        "authorizing_integration_owners": owners,
+        "context": context_of(channel),
         "attachment_size_limit": UPLOAD_LIMIT_BYTES,
     }
     guild = channel.guild
     if guild is None:
-        payload.update(user=user.payload(), context=1)
+        payload["user"] = user.payload()
     else:
         if member is None:
             raise CommandUsageError(f"{user.username} is not a member of {guild.name!r}")
@@ -341,3 +443,9 @@ class InteractionResult:
     def modal(self) -> JSON | None:
         """The modal the bot opened (callback type 9), if any."""
         return self._record.modal
+
+    @property
+    def payload(self) -> JSON:
+        """The INTERACTION_CREATE body the bot got (`context`, `authorizing_integration_owners`,
+        `app_permissions`...)."""
+        return copy.deepcopy(self._record.payload)

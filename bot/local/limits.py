@@ -42,6 +42,10 @@ SUB_COMMAND = 1
 SUB_COMMAND_GROUP = 2
 STRING = 3
 AUTOCOMPLETE_TYPES = frozenset({3, 4, 10})
+# Application integration types (0 server install, 1 user install) and interaction context
+# types (0 server, 1 the DM with the bot, 2 a DM or group DM between users).
+INTEGRATION_TYPES = frozenset({0, 1})
+CONTEXT_TYPES = frozenset({0, 1, 2})
 
 Path = tuple[str | int, ...]
 
@@ -370,6 +374,22 @@ def _check_options(path: Path, options: Any, depth: int) -> Iterator[FieldError]
             )
 
 
+def _check_enum_list(
+    path: Path, values: Any, allowed: frozenset[int], *, nullable: bool
+) -> Iterator[FieldError]:
+    """`integration_types` / `contexts`: a list of known enum values (`contexts` may be null)."""
+    if values is None and nullable:
+        return
+    if not isinstance(values, list):
+        yield FieldError(path, "BASE_TYPE_LIST", "Must be a list.")
+        return
+    for index, value in enumerate(values):
+        if isinstance(value, bool) or not isinstance(value, int) or value not in allowed:
+            yield FieldError(
+                (*path, index), "ENUM_TYPE_COERCE", f'Value "{value}" is not a valid enum value.'
+            )
+
+
 def check_commands(commands: Any) -> list[FieldError]:
     """Everything Discord validates on a bulk overwrite (PUT) of application commands."""
     if not isinstance(commands, list):
@@ -411,6 +431,17 @@ def check_commands(commands: Any) -> list[FieldError]:
                 )
             )
         seen.add((kind, str(name)))
+        if "integration_types" in command:
+            errors += _check_enum_list(
+                (index, "integration_types"),
+                command["integration_types"],
+                INTEGRATION_TYPES,
+                nullable=True,
+            )
+        if "contexts" in command:
+            errors += _check_enum_list(
+                (index, "contexts"), command["contexts"], CONTEXT_TYPES, nullable=True
+            )
         if _command_size(command) > COMMAND_SIZE_MAX:
             errors.append(
                 FieldError(

@@ -37,6 +37,8 @@ USE_APPLICATION_COMMANDS = 1 << 31
 MANAGE_THREADS = 1 << 34
 CREATE_PUBLIC_THREADS = 1 << 35
 SEND_MESSAGES_IN_THREADS = 1 << 38
+# Lets a member's own (user-installed) apps answer publicly in a server they are not in.
+USE_EXTERNAL_APPS = 1 << 50
 # Same value as discord.Permissions.all(): what owners and administrators get.
 ALL_PERMISSIONS = 0x1F7FFFFFFFFFFF
 
@@ -53,6 +55,7 @@ DEFAULT_EVERYONE_PERMISSIONS = (
     | USE_APPLICATION_COMMANDS
     | CREATE_PUBLIC_THREADS
     | SEND_MESSAGES_IN_THREADS
+    | USE_EXTERNAL_APPS
 )
 # What a typical invite link grants the bot's managed role.
 DEFAULT_BOT_PERMISSIONS = (
@@ -69,6 +72,7 @@ DEFAULT_BOT_PERMISSIONS = (
 # Channel types.
 GUILD_TEXT = 0
 DM = 1
+GROUP_DM = 3
 GUILD_ANNOUNCEMENT = 5
 PUBLIC_THREAD = 11
 THREAD_TYPES = frozenset({10, 11, 12})
@@ -77,6 +81,11 @@ THREAD_TYPES = frozenset({10, 11, 12})
 # Responding, Interaction object: ATTACH_FILES | EMBED_LINKS | MENTION_EVERYONE for (G)DMs,
 # plus USE_EXTERNAL_EMOJIS in the bot's own DMs). Nothing else about DMs is permission-based.
 DM_APP_PERMISSIONS = ATTACH_FILES | EMBED_LINKS | MENTION_EVERYONE | USE_EXTERNAL_EMOJIS
+# ... and in a (group) DM between users, where only a user-installed app can be used.
+PRIVATE_APP_PERMISSIONS = ATTACH_FILES | EMBED_LINKS | MENTION_EVERYONE
+# An app without its bot in a server: the channel's @everyone permissions plus these two
+# ("Calculated permissions in interaction payloads", Discord's change log, 2022).
+ANSWER_PERMISSIONS = ATTACH_FILES | EMBED_LINKS
 
 # Message flags.
 FLAG_EPHEMERAL = 1 << 6
@@ -116,12 +125,15 @@ class UserState:
     """A Discord user (the bot itself, or a human who runs commands).
 
     `accepts_dms` is the user's privacy switch: off, the bot's DMs are refused with 50007.
+    `installed`: the user added the app to their own account (a user install), so its
+    user-installable commands follow them into servers without the bot and into DMs.
     """
 
     id: int
     username: str
     bot: bool = False
     accepts_dms: bool = True
+    installed: bool = False
 
     def payload(self) -> JSON:
         return {
@@ -187,8 +199,9 @@ class Overwrite:
 
 @dataclass(eq=False)
 class ChannelState:
-    """A text/announcement channel, a thread (`parent` set) or the bot's DM with a user (type 1:
-    no guild, `recipient` set)."""
+    """A text/announcement channel, a thread (`parent` set), the bot's DM with a user (type 1:
+    no guild, `recipient` set) or a private channel between users without the bot (a DM, type
+    1, or a group DM, type 3: no guild, `recipients` set)."""
 
     id: int
     guild: GuildState | None = field(repr=False)
@@ -209,6 +222,8 @@ class ChannelState:
     created_at: str = field(default_factory=iso_now, repr=False)
     # DMs only: the user the bot talks to
     recipient: UserState | None = field(default=None, repr=False)
+    # private channels between users only: who is in it (the bot never is)
+    recipients: list[UserState] = field(default_factory=list, repr=False)
 
     @property
     def is_thread(self) -> bool:
@@ -221,14 +236,21 @@ class ChannelState:
             raise ValueError(f"channel {self.id} is a DM, not in a guild")
         return self.guild
 
-    def integration_owners(self) -> JSON:
-        """`authorizing_integration_owners` of a guild-installed app used here: the guild's id,
-        or "0" in the DM with the app's bot user (Discord's Receiving and Responding docs)."""
-        return {"0": "0" if self.guild is None else str(self.guild.id)}
-
     def payload(self) -> JSON:
         """The channel object as in GUILD_CREATE, CHANNEL_* events and GET /channels/{id}."""
         last_message_id = str(self.message_ids[-1]) if self.message_ids else None
+        if self.guild is None and self.recipients:
+            # A (group) DM between users, as an interaction from it shows it to the app.
+            data: JSON = {
+                "id": str(self.id),
+                "type": self.type,
+                "last_message_id": last_message_id,
+                "flags": 0,
+                "recipients": [u.payload() for u in self.recipients],
+            }
+            if self.type == GROUP_DM:
+                data.update(name=self.name, icon=None, owner_id=str(self.recipients[0].id))
+            return data
         if self.guild is None:
             # A DM channel as POST /users/@me/channels and GET /channels/{id} return it.
             assert self.recipient is not None
@@ -239,7 +261,7 @@ class ChannelState:
                 "flags": 0,
                 "recipients": [self.recipient.payload()],
             }
-        data: JSON = {
+        data = {
             "id": str(self.id),
             "guild_id": str(self.guild.id),
             "type": self.type,
@@ -365,6 +387,11 @@ class GuildState:
             perms &= ~(SEND_TTS_MESSAGES | MENTION_EVERYONE | EMBED_LINKS | ATTACH_FILES)
         return perms
 
+    def everyone_channel_permissions(self, channel: ChannelState) -> int:
+        """What @everyone alone may do in `channel` (a member with no roles)."""
+        nobody = MemberState(UserState(0, "@everyone"), self)
+        return self.channel_permissions(nobody, channel)
+
     def create_payload(self, *, include_members: bool, bot_id: int) -> JSON:
         """The GUILD_CREATE payload discord.py builds its Guild, channels and `guild.me` from."""
         members = [
@@ -483,6 +510,22 @@ class InteractionRecord:
     choices: list[JSON] | None = None
     modal: JSON | None = None
     settled: bool = False
+    # the INTERACTION_CREATE body as sent (its `context`, `authorizing_integration_owners`)
+    payload: JSON = field(default_factory=dict, repr=False)
+    # False where only the user's own install answers and they may not have it answer
+    # publicly (USE_EXTERNAL_APPS): Discord makes every answer ephemeral
+    public_allowed: bool = True
+
+    @property
+    def owners(self) -> JSON:
+        """The interaction's `authorizing_integration_owners`."""
+        owners: JSON = self.payload.get("authorizing_integration_owners") or {}
+        return owners
+
+    @property
+    def user_install_only(self) -> bool:
+        """Only the user's own install reached it: the app is not in this server (or DM)."""
+        return set(self.owners) == {"1"}
 
 
 MessageListener = Callable[[ChannelState, JSON], None]
@@ -500,6 +543,9 @@ class World:
         self.owner = UserState(self.snowflakes.next(), "owner")
         self.users: dict[int, UserState] = {u.id: u for u in (self.bot_user, self.owner)}
         self.guilds: dict[int, GuildState] = {}
+        # servers the bot is not in (members use the app there only through a user install):
+        # no gateway events, no REST access; their channels refuse the bot with 403 50001
+        self.guilds_without_bot: dict[int, GuildState] = {}
         self.channels: dict[int, ChannelState] = {}
         self.messages: dict[int, StoredMessage] = {}
         self.global_commands: list[JSON] = []
@@ -545,10 +591,24 @@ class World:
         return guild.members[self.bot_user.id]
 
     def bot_permissions(self, channel: ChannelState) -> int:
-        """The bot's permissions in a channel; in a DM, what Discord reports there."""
+        """The bot's permissions in a channel; in a DM, what Discord reports there; none
+        where the bot is not (a server without it, a private channel between users)."""
         if channel.guild is None:
-            return DM_APP_PERMISSIONS
-        return channel.guild.channel_permissions(self.bot_member(channel.guild), channel)
+            return DM_APP_PERMISSIONS if channel.recipient is not None else 0
+        member = channel.guild.members.get(self.bot_user.id)
+        if member is None:
+            return 0
+        return channel.guild.channel_permissions(member, channel)
+
+    def app_permissions(self, channel: ChannelState) -> int:
+        """An interaction's `app_permissions` here: the bot's own where it is; without it,
+        what Discord reports (Receiving and Responding, Interaction object)."""
+        guild = channel.guild
+        if guild is None:
+            return DM_APP_PERMISSIONS if channel.recipient is not None else PRIVATE_APP_PERMISSIONS
+        if self.bot_user.id in guild.members:
+            return self.bot_permissions(channel)
+        return guild.everyone_channel_permissions(channel) | ANSWER_PERMISSIONS
 
     def open_dm(self, user: UserState) -> ChannelState:
         """The bot's DM channel with `user`: created once, the same channel ever after."""

@@ -8,6 +8,7 @@
 
 `open_database(location)` is the one way in: a `Path` or `sqlite:///FILE` is a SQLite file,
 `postgresql://...` a PostgreSQL database; either is opened and migrated.
+`open_database_as_is(location)` only looks: read-only, never created, never migrated.
 """
 
 from __future__ import annotations
@@ -18,7 +19,14 @@ from bot.config import parse_database_url
 from bot.errors import StoreError
 from bot.storage.base import Database, Row, Transaction
 
-__all__ = ["Database", "Row", "Transaction", "database_location", "open_database"]
+__all__ = [
+    "Database",
+    "Row",
+    "Transaction",
+    "database_location",
+    "open_database",
+    "open_database_as_is",
+]
 
 
 def database_location(location: Path | str) -> Path | str:
@@ -49,3 +57,17 @@ async def open_database(location: Path | str) -> Database:
     from bot.storage.postgres import PostgresDatabase  # asyncpg only when it is used
 
     return await PostgresDatabase.open(where)
+
+
+async def open_database_as_is(location: Path | str) -> Database:
+    """Open the database at `location` to read only, as it is: a missing SQLite file is a
+    StoreError (never created), and nothing is migrated (`schema_version()` says how far
+    it is). For `pledgebot doctor`, which must change nothing."""
+    where = database_location(location)
+    if isinstance(where, Path):
+        from bot.storage.sqlite import SQLiteDatabase
+
+        return await SQLiteDatabase.open_as_is(where)
+    from bot.storage.postgres import PostgresDatabase
+
+    return await PostgresDatabase.open_as_is(where)

@@ -108,6 +108,18 @@ def rows_changed(status: str) -> int:
     return int(last) if last.isdigit() and status.split(" ", 1)[0] != "SELECT" else 0
 
 
+async def _pool(dsn: str, **options: Any) -> asyncpg.Pool:
+    try:
+        return await asyncpg.create_pool(dsn, min_size=POOL_MIN, max_size=POOL_MAX, **options)
+    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        raise StoreError(f"cannot connect to database {redact_dsn(dsn)}: {exc}") from exc
+    except ValueError:  # its text may quote a piece of the URL, a password's even
+        raise StoreError(
+            f"cannot connect to database {redact_dsn(dsn)}: asyncpg cannot read the URL "
+            "(is every @ / ? # : in the user name or password percent-encoded?)"
+        ) from None
+
+
 class PgTransaction:
     """One open transaction on one connection (see `PostgresDatabase.transaction`)."""
 
@@ -145,22 +157,20 @@ class PostgresDatabase:
     @classmethod
     async def open(cls, dsn: str) -> PostgresDatabase:
         """Connect to the database at `dsn` and apply any missing migrations."""
-        try:
-            pool = await asyncpg.create_pool(dsn, min_size=POOL_MIN, max_size=POOL_MAX)
-        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-            raise StoreError(f"cannot connect to database {redact_dsn(dsn)}: {exc}") from exc
-        except ValueError:  # its text may quote a piece of the URL, a password's even
-            raise StoreError(
-                f"cannot connect to database {redact_dsn(dsn)}: asyncpg cannot read the URL "
-                "(is every @ / ? # : in the user name or password percent-encoded?)"
-            ) from None
-        database = cls(pool, dsn)
+        database = cls(await _pool(dsn), dsn)
         try:
             await migrate(database, redact_dsn(dsn))
         except BaseException:
-            await pool.close()
+            await database.pool.close()
             raise
         return database
+
+    @classmethod
+    async def open_as_is(cls, dsn: str) -> PostgresDatabase:
+        """Connect to the database at `dsn` to read only, never migrating it: every
+        session's transactions are read-only (`default_transaction_read_only`)."""
+        read_only = {"default_transaction_read_only": "on"}
+        return cls(await _pool(dsn, server_settings=read_only), dsn)
 
     async def close(self) -> None:
         for task in list(self._tasks):

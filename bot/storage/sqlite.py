@@ -95,6 +95,31 @@ class SQLiteDatabase:
             raise
         return database
 
+    @classmethod
+    async def open_as_is(cls, path: Path) -> SQLiteDatabase:
+        """Open the file at `path` to read only: never created, switched to WAL or migrated.
+
+        With no `-wal` file beside it (no process has it open, or the last one closed it
+        cleanly) the file is opened immutable, so that not even SQLite's `-wal` and `-shm`
+        files are made: they would belong to whoever ran this (root, say) and refuse the
+        bot's own user. Otherwise it is read through the WAL that is there.
+        """
+        try:
+            conn = await aiosqlite.connect(_read_only_uri(path), uri=True, isolation_level=None)
+        except (OSError, sqlite3.Error) as exc:
+            raise StoreError(f"cannot open database {path}: {exc}") from exc
+        conn.row_factory = aiosqlite.Row
+        try:
+            await conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            await conn.execute("SELECT count(*) FROM sqlite_master")  # is it a database?
+        except sqlite3.Error as exc:
+            await conn.close()
+            raise StoreError(f"cannot open database {path}: {exc}") from exc
+        except BaseException:
+            await conn.close()
+            raise
+        return cls(conn, path)
+
     async def close(self) -> None:
         if self.reader is not self.writer:
             await self.reader.close()
@@ -140,6 +165,15 @@ class SQLiteDatabase:
     async def run_script(self, tx: Transaction, sql: str) -> None:
         for statement in split_sql(sql):
             await tx.execute(statement)
+
+
+def _read_only_uri(path: Path) -> str:
+    """The file's URI for `open_as_is`: immutable when no `-wal` file is beside it."""
+    if not path.is_file():
+        raise StoreError(f"there is no database file at {path}")
+    wal = path.with_name(path.name + "-wal")
+    mode = "ro" if wal.exists() else "ro&immutable=1"
+    return f"{path.absolute().as_uri()}?mode={mode}"
 
 
 async def _switch_to_wal(writer: aiosqlite.Connection) -> None:

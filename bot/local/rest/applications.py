@@ -52,6 +52,8 @@ class ApplicationRoutes:
                 403, 50001, violation=f"application id {call.match['app']} is not this bot's"
             )
         guild_id = call.match["guild"]
+        if guild_id is not None and int(guild_id) in self.world.guilds_without_bot:
+            raise ApiError(403, 50001)  # a server that never installed the app
         if guild_id is not None and int(guild_id) not in self.world.guilds:
             raise ApiError(404, 10004)
         return None if guild_id is None else int(guild_id)

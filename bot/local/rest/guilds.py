@@ -21,7 +21,11 @@ class GuildRoutes:
         self.world = world
 
     def _guild(self, call: Call) -> GuildState:
-        guild = self.world.guilds.get(call.id("guild"))
+        guild_id = call.id("guild")
+        if guild_id in self.world.guilds_without_bot:
+            # a server where members use the app they installed, but the bot is not in it
+            raise ApiError(403, 50001)
+        guild = self.world.guilds.get(guild_id)
         if guild is None:
             raise ApiError(404, 10004)
         return guild

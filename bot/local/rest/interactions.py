@@ -5,6 +5,10 @@ choices only where they make sense), within `interaction_deadline` seconds of se
 anything else is refused and recorded as a violation. Followups and the webhook message routes
 need the interaction's token, this application's id and a message response first. The first
 followup after a "thinking" defer replaces the loading message, as on Discord.
+
+Where only the user's own install of the app reached the interaction (a server or private
+channel without the bot), Discord allows 5 followups (400 40094 after that), and in a server
+where the member may not use external apps every answer is ephemeral, whatever its flags.
 """
 
 from __future__ import annotations
@@ -27,6 +31,13 @@ from bot.local.rest.messages import SETTABLE_FLAGS, announce, apply_edit, new_me
 # Callback types Discord accepts per interaction type (2 command, 3 component, 4
 # autocomplete, 5 modal submit: 6 and 7 only for a modal opened from a component).
 CALLBACKS_FOR = {2: {4, 5, 9}, 3: {4, 5, 6, 7, 9}, 4: {8}, 5: {4, 5, 6, 7}}
+# Followups an interaction reached only through a user install may have (Create Followup).
+USER_INSTALL_FOLLOWUPS = 5
+
+
+def answer_flags(record: InteractionRecord, requested: int) -> int:
+    """The flags an answer gets: ephemeral when Discord allows it no public answer here."""
+    return requested if record.public_allowed else requested | FLAG_EPHEMERAL
 
 
 class InteractionRoutes:
@@ -85,14 +96,18 @@ class InteractionRoutes:
         if kind in (6, 7) and component_message is None:
             raise ApiError(404, 10008, violation="the component's message is gone")
         if kind == 4:
-            flags = int(data.get("flags") or 0) & (SETTABLE_FLAGS | FLAG_EPHEMERAL)
+            flags = answer_flags(
+                record, int(data.get("flags") or 0) & (SETTABLE_FLAGS | FLAG_EPHEMERAL)
+            )
             reply = new_message(
                 world, record.channel, data, call.files, flags=flags, interaction=record
             )
             record.original_id = reply.id
             announce(self.gateway, reply)
         elif kind == 5:
-            flags = FLAG_LOADING | (int(data.get("flags") or 0) & FLAG_EPHEMERAL)
+            flags = FLAG_LOADING | answer_flags(
+                record, int(data.get("flags") or 0) & FLAG_EPHEMERAL
+            )
             loading = new_message(world, record.channel, {}, [], flags=flags, interaction=record)
             record.original_id = loading.id
             record.loading = True
@@ -156,6 +171,14 @@ class InteractionRoutes:
 
     async def followup(self, call: Call) -> Reply:
         record = self._webhook_interaction(call)
+        if record.user_install_only and len(record.followup_ids) >= USER_INSTALL_FOLLOWUPS:
+            raise ApiError(
+                400,
+                40094,
+                "This interaction has hit the maximum number of follow up messages",
+                violation=f"/{record.name}: more than {USER_INSTALL_FOLLOWUPS} followups "
+                "where only a user install reached it",
+            )
         payload = call.json_object()
         validate(payload, call.files, creating=True)
         original = self.world.messages.get(record.original_id or 0)
@@ -166,7 +189,9 @@ class InteractionRoutes:
             record.loading = False
             stored = original
         else:
-            flags = int(payload.get("flags") or 0) & (SETTABLE_FLAGS | FLAG_EPHEMERAL)
+            flags = answer_flags(
+                record, int(payload.get("flags") or 0) & (SETTABLE_FLAGS | FLAG_EPHEMERAL)
+            )
             stored = new_message(
                 self.world, record.channel, payload, call.files, flags=flags, interaction=record
             )

@@ -171,7 +171,7 @@ def new_message(
             "id": str(interaction.id),
             "type": interaction.type,
             "user": interaction.user.payload(),
-            "authorizing_integration_owners": channel.integration_owners(),
+            "authorizing_integration_owners": interaction.owners,
         }
         if interaction.component_message_id is not None:
             metadata["interacted_message_id"] = str(interaction.component_message_id)
@@ -190,10 +190,16 @@ def new_message(
 
 def announce(gateway: Gateway, stored: StoredMessage) -> None:
     """MESSAGE_CREATE for a new message the channel shows (never an ephemeral one), to a bot
-    with the GUILD_MESSAGES intent (or DIRECT_MESSAGES in a DM), as Discord sends it."""
+    with the GUILD_MESSAGES intent (or DIRECT_MESSAGES in a DM), as Discord sends it; none
+    where the bot is not (a server without it, a private channel between users)."""
     if stored.ephemeral:
         return
     guild = stored.channel.guild
+    bot_id = gateway.world.bot_user.id
+    if (guild is None and stored.channel.recipient is None) or (
+        guild is not None and bot_id not in guild.members
+    ):
+        return
     if guild is None:
         gateway.dispatch("MESSAGE_CREATE", dict(stored.data), intent=INTENT_DIRECT_MESSAGES)
         return
