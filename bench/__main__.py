@@ -25,7 +25,18 @@ from pathlib import Path
 
 import discord
 
-from bench import envelope, fanout, fanout2, follow, memory, postgres, roundtrip, search, startup
+from bench import (
+    due10k,
+    envelope,
+    fanout,
+    fanout2,
+    follow,
+    memory,
+    postgres,
+    roundtrip,
+    search,
+    startup,
+)
 from bench.common import REPO, Report, Settings
 
 RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
@@ -40,10 +51,13 @@ BENCHMARKS: dict[str, Benchmark] = {
     "envelope": envelope.run,
     "postgres": postgres.run,
     "follow": follow.run,
+    "due10k": due10k.run,
 }
 # Run only when named: postgres starts a server of its own and waits for another clock
-# minute; follow is 30,000 requests at the rate limit twice over (about 25 minutes).
-BY_NAME = ("postgres", "follow")
+# minute; follow is 30,000 requests at the rate limit twice over (about 25 minutes); due10k
+# is 10,000 briefings at the rate limit (200 s) in one process and then two, each after a
+# clock minute (about 12 minutes; its --quick steers the bots' clocks instead).
+BY_NAME = ("postgres", "follow", "due10k")
 # These wait for a whole clock minute, whatever the sizes (postgres: its fan-out part).
 CLOCK_BOUND = ("fanout2", "postgres")
 SECTION = re.compile(r"<!-- bench:(\w+) -->\n.*?<!-- /bench:\1 -->\n", re.DOTALL)

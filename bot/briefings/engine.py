@@ -46,7 +46,9 @@ Clock = Callable[[], datetime]
 Sleep = Callable[[float], Awaitable[None]]
 
 RETRY_DELAYS = (2.0, 5.0, 15.0, 30.0, 60.0)
-# A post within a minute of its slot is on time, whatever the catch-up window says.
+# A firing within a minute of its slot is on time, whatever the catch-up window says; one
+# fired later (after downtime) is recorded late. A post that then waits its turn in the
+# rate budget was still fired on time.
 LATE_AFTER = timedelta(minutes=1)
 MAX_MISSED_RECORDED = 100
 # Discord drops a repeated nonce for "a few minutes"; trust it for less than that, and
