@@ -32,11 +32,17 @@ from bot.storage.base import BUSY_TIMEOUT_MS
 from bot.storage.schema import SCHEMA_VERSION, STEPS, resolved
 from bot.store import Store
 from tests.pg_server import drop_database, new_database
-from tests.test_robustness_support import BotProcess, rows, wait_for, write_config
+from tests.test_robustness_support import (
+    SHARED_PACING,
+    BotProcess,
+    rows,
+    wait_for,
+    write_config,
+)
 
 pytestmark = pytest.mark.e2e
 
-GUILDS = 100  # ~2 s of posts at the shared budget: long enough for both to post at once
+GUILDS = 100  # ~3 s of posts at the shared budget: long enough for both to post at once
 EDITED, PAUSED, CANCELLED, CANCELLED_IN_RETRY = 0, 1, 2, 3
 STARTED = "briefing engine planned"
 # Generous: on a loaded CI machine two fresh processes migrate, load content and sync
@@ -85,16 +91,6 @@ class NoDiscord:
 
     async def notify(self, guild_id: int, text: str, *, avoid_channel_id: int | None) -> None:
         return None
-
-
-def bots_config(path: Path, database: Path | str, emu: Emulator) -> Path:
-    """The processes' config: `[database] path` for a SQLite file, `url` for PostgreSQL."""
-    if isinstance(database, Path):
-        return write_config(path, database=database, emulator=emu, log_level="DEBUG")
-    written = write_config(path, database=Path("unused"), emulator=emu, log_level="DEBUG")
-    text = written.read_text(encoding="utf-8").replace('path = "unused"', f'url = "{database}"')
-    written.write_text(text, encoding="utf-8")
-    return written
 
 
 async def wait_until(predicate: Callable[[], Awaitable[bool]], timeout: float, what: str) -> None:
@@ -148,7 +144,13 @@ async def scenario(tmp_path: Path, database: Path | str) -> Outcome:
             emu.add_guild(f"Server {i}", channels=("general", "briefings")) for i in range(GUILDS)
         ]
         channels = [g.channels["briefings"] for g in guilds]
-        config = bots_config(tmp_path / "bots.toml", database, emu)
+        config = write_config(
+            tmp_path / "bots.toml",
+            database=database,
+            emulator=emu,
+            log_level="DEBUG",
+            extra=SHARED_PACING,
+        )
         bots = [BotProcess(tmp_path, config, emu.token, name=f"bot{i}") for i in (1, 2)]
         await asyncio.gather(*(bot.start() for bot in bots))
         await all_started(bots)

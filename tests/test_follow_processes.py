@@ -38,7 +38,14 @@ from bot.local import ChannelState, Emulator, GuildState, UserState
 from bot.pledges.content import load_content
 from bot.store import Store
 from tests.conftest import DATA_DIR
-from tests.test_robustness_support import BOT_RUN, BotProcess, run_cli, wait_for, write_config
+from tests.test_robustness_support import (
+    BOT_RUN,
+    SHARED_PACING,
+    BotProcess,
+    run_cli,
+    wait_for,
+    write_config,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -132,16 +139,6 @@ def spread_followers(emu: Emulator, count: int) -> list[UserState]:
     return users
 
 
-def bots_config(path: Path, location: Path | str, emu: Emulator, log_level: str) -> Path:
-    """The processes' config: `[database] path` for a SQLite file, `url` for PostgreSQL."""
-    if isinstance(location, Path):
-        return write_config(path, database=location, emulator=emu, log_level=log_level)
-    written = write_config(path, database=Path("unused"), emulator=emu, log_level=log_level)
-    text = written.read_text(encoding="utf-8").replace('path = "unused"', f'url = "{location}"')
-    written.write_text(text, encoding="utf-8")
-    return written
-
-
 @contextlib.asynccontextmanager
 async def scene(tmp_path: Path, location: Path | str, followers: int) -> AsyncIterator[Scene]:
     """The emulator, `followers` members following PLEDGE, one server alert channel; every
@@ -162,7 +159,13 @@ async def scene(tmp_path: Path, location: Path | str, followers: int) -> AsyncIt
         await follows.set_alert_channel(
             guild.id, alerts.id, role_id=None, statement_slug=None, by=1
         )
-        config = bots_config(tmp_path / "bots.toml", location, emu, "DEBUG")
+        config = write_config(
+            tmp_path / "bots.toml",
+            database=location,
+            emulator=emu,
+            log_level="DEBUG",
+            extra=SHARED_PACING,
+        )
         made = Scene(tmp_path, location, emu, guild, alerts, users, store, config)
         yield made
     finally:
@@ -325,7 +328,7 @@ def already_claimed(bot: BotProcess) -> int:
 # -- 1. two processes on one database ------------------------------------------------
 
 
-FOLLOWERS_TWO_PROCESSES = 120  # about 2.6 s of DMs at the shared budget
+FOLLOWERS_TWO_PROCESSES = 120  # about 3 s of DMs at the shared budget
 # The rolling restart needs a fan-out longer than a process takes to start (about 4 s).
 FOLLOWERS_ROLLING = 200
 
@@ -394,7 +397,7 @@ async def test_a_process_started_mid_fan_out_leaves_the_others_claims_alone(
 # -- 2. kill -9 in the middle of a fan-out --------------------------------------------
 
 
-FOLLOWERS_RESTART = 120  # about 5 s at the budget: time to land a kill in the middle
+FOLLOWERS_RESTART = 120  # about 6 s at the budget: time to land a kill in the middle
 KILL_AFTER = 25  # DMs arrived before the kill
 
 
