@@ -7,6 +7,7 @@ server can be started) real PostgreSQL databases on a throwaway server.
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 import shutil
 import subprocess
@@ -72,6 +73,14 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     # The long tests first: xdist hands out work in this order, and a minute-long test
     # handed out last keeps its worker busy after every other has finished.
     items.sort(key=lambda item: item.path.stem not in SLOW)
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """What collection imported (discord.py, pledgebot, every test module) lives for the
+    whole run: frozen out of the collector's reach, so each full collection looks only at
+    what the tests made since."""
+    gc.collect()
+    gc.freeze()
 
 
 @pytest.fixture

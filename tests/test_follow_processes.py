@@ -42,6 +42,7 @@ from tests.test_robustness_support import (
     BOT_RUN,
     SHARED_PACING,
     BotProcess,
+    no_collection_pauses,
     run_cli,
     wait_for,
     write_config,
@@ -143,38 +144,39 @@ def spread_followers(emu: Emulator, count: int) -> list[UserState]:
 async def scene(tmp_path: Path, location: Path | str, followers: int) -> AsyncIterator[Scene]:
     """The emulator, `followers` members following PLEDGE, one server alert channel; every
     bot started through `Scene.bot` is stopped (then the store closed) on the way out."""
-    emu = Emulator(token="follow-processes", rate_limit_per_second=RATE_LIMIT)
-    await emu.start()
-    store: Store | None = None
-    made: Scene | None = None
-    try:
-        guild = emu.add_guild("Followers", channels=("general", "alerts"))
-        users = spread_followers(emu, followers)  # members of every guild
-        store = await Store.open(location)
-        await load_content(store, DATA_DIR)
-        follows = Follows(store.db)
-        for user in users:
-            assert await follows.add(user.id, "pledge", PLEDGE) == "added"
-        alerts = guild.channels["alerts"]
-        await follows.set_alert_channel(
-            guild.id, alerts.id, role_id=None, statement_slug=None, by=1
-        )
-        config = write_config(
-            tmp_path / "bots.toml",
-            database=location,
-            emulator=emu,
-            log_level="DEBUG",
-            extra=SHARED_PACING,
-        )
-        made = Scene(tmp_path, location, emu, guild, alerts, users, store, config)
-        yield made
-    finally:
-        if made is not None:
-            for bot in made.bots:
-                await bot.stop()
-        if store is not None:
-            await store.close()
-        await emu.stop()
+    with no_collection_pauses():
+        emu = Emulator(token="follow-processes", rate_limit_per_second=RATE_LIMIT)
+        await emu.start()
+        store: Store | None = None
+        made: Scene | None = None
+        try:
+            guild = emu.add_guild("Followers", channels=("general", "alerts"))
+            users = spread_followers(emu, followers)  # members of every guild
+            store = await Store.open(location)
+            await load_content(store, DATA_DIR)
+            follows = Follows(store.db)
+            for user in users:
+                assert await follows.add(user.id, "pledge", PLEDGE) == "added"
+            alerts = guild.channels["alerts"]
+            await follows.set_alert_channel(
+                guild.id, alerts.id, role_id=None, statement_slug=None, by=1
+            )
+            config = write_config(
+                tmp_path / "bots.toml",
+                database=location,
+                emulator=emu,
+                log_level="DEBUG",
+                extra=SHARED_PACING,
+            )
+            made = Scene(tmp_path, location, emu, guild, alerts, users, store, config)
+            yield made
+        finally:
+            if made is not None:
+                for bot in made.bots:
+                    await bot.stop()
+            if store is not None:
+                await store.close()
+            await emu.stop()
 
 
 async def wait_until(
