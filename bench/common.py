@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import gc
 import math
 import statistics
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import TracebackType
 from typing import TypeVar
 
 REPO = Path(__file__).resolve().parent.parent
@@ -153,3 +158,58 @@ def latency_row(label: str, stats: Stats, base: Stats) -> tuple[str, ...]:
         times(ratio(stats.median, base.median)),
         times(ratio(stats.p99, base.p99)),
     )
+
+
+PAUSE_RECORDED = 0.02  # seconds: this process's garbage collections at least this long
+
+
+class RigPauses:
+    """Keeps this process, the emulator's, from pausing for full garbage collections while
+    a fan-out goes out, and records the collections that still take `PAUSE_RECORDED` or more.
+
+    The emulator keeps every request and message with its JSON (tens of thousands of each
+    in a full run); a full collection of that heap took up to 1.9 s. Requests the bots sent
+    meanwhile queued and were then counted in the same second (429s although both bots kept
+    to their pace), and `/pledge show` in flight took the pause as its round trip. Every
+    second, what is alive is moved out of the collector's sight (`gc.freeze`); the heap is
+    handed back to it afterwards.
+    """
+
+    def __init__(self) -> None:
+        self.pauses: list[tuple[float, int, float]] = []  # (wall clock, generation, seconds)
+        self._started = 0.0
+        self._task: asyncio.Task[None] | None = None
+
+    def _collected(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._started = time.perf_counter()
+            return
+        took = time.perf_counter() - self._started
+        if took >= PAUSE_RECORDED:
+            self.pauses.append((time.time(), info["generation"], took))
+
+    async def _freeze(self) -> None:
+        while True:
+            gc.freeze()
+            await asyncio.sleep(1.0)
+
+    async def __aenter__(self) -> RigPauses:
+        gc.callbacks.append(self._collected)
+        self._task = asyncio.create_task(self._freeze())
+        return self
+
+    async def __aexit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        gc.callbacks.remove(self._collected)
+        gc.unfreeze()
+
+    def between(self, start: float, end: float) -> list[float]:
+        return [took for at, _, took in self.pauses if start <= at <= end]

@@ -36,7 +36,19 @@ from datetime import UTC, datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from bench.common import Report, Settings, Stats, Table, Target, mib, ms, ratio, secs, times
+from bench.common import (
+    Report,
+    RigPauses,
+    Settings,
+    Stats,
+    Table,
+    Target,
+    mib,
+    ms,
+    ratio,
+    secs,
+    times,
+)
 from bench.fanout import Arrivals, route_of
 from bench.fanout2 import (
     Delivered,
@@ -54,7 +66,7 @@ from bench.fanout2 import (
     wait_planned,
 )
 from bench.fixtures import add_guilds, prepare_database, temp_dir, write_config, write_content
-from bench.follow import RigPauses, cache_note
+from bench.follow import cache_note
 from bench.procs import Memory, MilestoneBot
 from bot.briefings.schedules import Schedules
 from bot.local import ChannelState, Emulator, GuildState

@@ -31,8 +31,6 @@ discord.py bot (`bench/botproc.py bare`) is measured on the same emulator first:
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import gc
 import os
 import random
 import time
@@ -40,9 +38,21 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import TracebackType
 
-from bench.common import Report, Settings, Stats, Table, Target, mib, ms, ratio, secs, times
+from bench.common import (
+    PAUSE_RECORDED,
+    Report,
+    RigPauses,
+    Settings,
+    Stats,
+    Table,
+    Target,
+    mib,
+    ms,
+    ratio,
+    secs,
+    times,
+)
 from bench.fanout import route_of
 from bench.fanout2 import (
     Member,
@@ -66,7 +76,6 @@ TIME_TARGET = 1.1
 P99_TARGET = 2.0
 PACE = 0.05  # seconds between /pledge show interactions (20 a second), as fanout2
 WARMUP = 10
-PAUSE_RECORDED = 0.02  # seconds: this process's garbage collections at least this long
 START_TIMEOUT = 180.0
 SLOWEST = 3
 OPEN_DM = "POST /users/@me/channels"
@@ -89,58 +98,6 @@ class Sizes:
             quick=cls(1_000, 8.0, 1_000, 2.0),
             tiny=cls(24, 0.5, 50, 0.5),
         )
-
-
-class RigPauses:
-    """Keeps this process, the emulator's, from pausing for full garbage collections while
-    the alerts go out, and records the collections that still take `PAUSE_RECORDED` or more.
-
-    The emulator keeps every request and message with its JSON (tens of thousands of each
-    in a full run); a full collection of that heap took up to 1.9 s. Requests the bots sent
-    meanwhile queued and were then counted in the same second (429s although both bots kept
-    to their pace), and `/pledge show` in flight took the pause as its round trip. Every
-    second, what is alive is moved out of the collector's sight (`gc.freeze`); the heap is
-    handed back to it afterwards.
-    """
-
-    def __init__(self) -> None:
-        self.pauses: list[tuple[float, int, float]] = []  # (wall clock, generation, seconds)
-        self._started = 0.0
-        self._task: asyncio.Task[None] | None = None
-
-    def _collected(self, phase: str, info: dict[str, int]) -> None:
-        if phase == "start":
-            self._started = time.perf_counter()
-            return
-        took = time.perf_counter() - self._started
-        if took >= PAUSE_RECORDED:
-            self.pauses.append((time.time(), info["generation"], took))
-
-    async def _freeze(self) -> None:
-        while True:
-            gc.freeze()
-            await asyncio.sleep(1.0)
-
-    async def __aenter__(self) -> RigPauses:
-        gc.callbacks.append(self._collected)
-        self._task = asyncio.create_task(self._freeze())
-        return self
-
-    async def __aexit__(
-        self,
-        kind: type[BaseException] | None,
-        error: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-        gc.callbacks.remove(self._collected)
-        gc.unfreeze()
-
-    def between(self, start: float, end: float) -> list[float]:
-        return [took for at, _, took in self.pauses if start <= at <= end]
 
 
 class DmLog:

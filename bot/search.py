@@ -126,12 +126,15 @@ def pg_tsquery(text: str, *, any_word: bool = False, weight: str = "") -> str | 
 # takes a hundred), so, as `_BOUNDED_SEARCH` does on SQLite, only candidates are ranked:
 # the first ?4 matches in rowid order (shortest documents first) and the first ?4 whose
 # title matches (?3: the same words, weight A only). Fewer than ?4 matches: all ranked.
+# The candidates' queries are written out, not read from `q`: the planner then sees the
+# words, and with the index's statistics reads the GIN index for rare words where it
+# would otherwise walk the whole table in rowid order (7 ms at 10,000 pledges).
 _PG_SEARCH = (
-    "WITH q(query, in_title) AS (SELECT to_tsquery('english', ?1), to_tsquery('english', ?3)), "
+    "WITH q(query) AS (SELECT to_tsquery('english', ?1)), "
     "candidates(id) AS ("
-    " (SELECT s.rowid FROM search_index s, q WHERE s.document @@ q.query "
+    " (SELECT s.rowid FROM search_index s WHERE s.document @@ to_tsquery('english', ?1) "
     "  ORDER BY s.rowid LIMIT ?4) UNION "
-    " (SELECT s.rowid FROM search_index s, q WHERE s.document @@ q.in_title "
+    " (SELECT s.rowid FROM search_index s WHERE s.document @@ to_tsquery('english', ?3) "
     "  ORDER BY s.rowid LIMIT ?4)), "
     "hits AS (SELECT s.*, ts_rank_cd('{0.0, 0.1, 0.3, 1.0}', s.document, q.query) AS score "
     " FROM search_index s JOIN candidates c ON c.id = s.rowid, q "
@@ -226,3 +229,11 @@ async def rebuild_search_index(tx: Transaction, dialect: str) -> None:
         # One b-tree per term instead of the segments a bulk rebuild leaves (and no delete
         # markers from the old rows): every doclist read by a search is one seek.
         await tx.execute("INSERT INTO search_index(search_index) VALUES ('optimize')")
+    else:
+        # The same on PostgreSQL: a bulk insert leaves its GIN entries in the index's
+        # pending list, which every search reads whole until a vacuum merges it (searches
+        # at 10,000 pledges took about 50 ms instead of 2 until autovacuum came by). And
+        # fresh statistics, so the planner sees how many rows a query's words match and
+        # reads the GIN index for rare words instead of scanning the table.
+        await tx.execute("SELECT gin_clean_pending_list('search_index_document'::regclass)")
+        await tx.execute("ANALYZE search_index")

@@ -164,8 +164,15 @@ class Store:
         found = await self.pledges(slugs=[slug])
         return found[0] if found else None
 
-    async def powers(self, *, statement: str | None = None, slug: str | None = None) -> list[Power]:
-        where, params = _where([("s.slug = ?", statement), ("w.slug = ?", slug)])
+    async def powers(
+        self, *, statement: str | None = None, slug: str | None = None, pledge: str | None = None
+    ) -> list[Power]:
+        """`pledge`: only the powers that pledge relies on."""
+        linked = (
+            "w.id IN (SELECT pp.power_id FROM power_pledges pp "
+            "JOIN pledges p ON p.id = pp.pledge_id WHERE p.slug = ?)"
+        )
+        where, params = _where([("s.slug = ?", statement), ("w.slug = ?", slug), (linked, pledge)])
         rows = await self.rows(
             f"SELECT w.*, s.slug AS statement_slug, {_quotes_json('power', 'w', self.db.dialect)}, "
             f"{_power_pledges_json('w', self.db.dialect)} "

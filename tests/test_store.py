@@ -79,6 +79,15 @@ async def test_reopening_is_a_no_op(tmp_path: Path) -> None:
         await store.close()
 
 
+async def test_the_powers_a_pledge_relies_on(any_loaded_store: Store) -> None:
+    everything = await any_loaded_store.powers()
+    for pledge in await any_loaded_store.pledges():
+        linked = await any_loaded_store.powers(pledge=pledge.slug)
+        assert linked == [p for p in everything if pledge.slug in p.pledges]
+    assert await any_loaded_store.powers(pledge="scpo-organised-immigration-crime")
+    assert await any_loaded_store.powers(pledge="no-such-pledge") == []
+
+
 async def test_status_change_is_recorded_in_history(any_loaded_store: Store) -> None:
     change = await any_loaded_store.set_status(
         "europol-partnership",

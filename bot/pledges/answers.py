@@ -5,6 +5,7 @@ The Discord adapters in `commands/` only parse options and send these cards.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
@@ -79,12 +80,14 @@ async def pledge_list(services: Services, statement: str | None, status: str | N
 
 @cached_answer
 async def pledge_show(services: Services, query: str) -> list[Card]:
-    pledge = await services.store.pledge(services.pledges.resolve(query))
+    slug = services.pledges.resolve(query)
+    # Both at once: on PostgreSQL each is a round trip of its own.
+    pledge, linked = await asyncio.gather(
+        services.store.pledge(slug), services.store.powers(pledge=slug)
+    )
     if pledge is None:
         raise UserError("That pledge was removed a moment ago; try again.")
     statement = _statement(services, pledge.statement_slug)
-    powers = await services.store.powers(statement=pledge.statement_slug)
-    linked = [power for power in powers if pledge.slug in power.pledges]
     return cards.paginate(cards.pledge_card(pledge, statement, linked))
 
 
