@@ -2,7 +2,8 @@
 
 One server per pytest session (initdb into a temporary folder directly under /tmp, a free
 port on 127.0.0.1, its own unix socket folder, fsync off); each test that needs a
-database gets a fresh one with `CREATE DATABASE` (see `new_database`).
+database gets an empty one with `CREATE DATABASE` (`new_database`), or a migrated one
+emptied after the test that had it before (`MigratedDatabases`).
 
 initdb and postgres refuse to run as root, which is how CI runs: as root, both run as
 the `postgres` account (Debian's package makes it) or else `nobody`. That account must be
