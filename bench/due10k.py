@@ -38,7 +38,6 @@ from zoneinfo import ZoneInfo
 
 from bench.common import (
     Report,
-    RigPauses,
     Settings,
     Stats,
     Table,
@@ -51,19 +50,20 @@ from bench.common import (
 )
 from bench.fanout import Arrivals, route_of
 from bench.fanout2 import (
+    IDLE_GAP,
     Delivered,
     Member,
     Phase,
     Run,
     add_split_guilds,
     busiest_second,
-    deliveries,
     inject,
     log_findings,
     log_notes,
     next_slot,
     sleep_until,
     wait_planned,
+    watch_fanout,
 )
 from bench.fixtures import add_guilds, prepare_database, temp_dir, write_config, write_content
 from bench.follow import cache_note
@@ -77,7 +77,6 @@ RATE = 50.0
 TIME_TARGET = 1.1
 P99_TARGET = 2.0
 WARMUP = 10  # /pledge show interactions before each measured phase, not measured
-IDLE_GAP = 2.0  # the idle phase ends this long before the minute
 LATE_WAIT = 2.0  # seconds after the last first post: late duplicates would show up here
 START_TIMEOUT = 300.0
 SLOWEST = 3
@@ -351,56 +350,26 @@ async def measure(settings: Settings, processes: int) -> PhaseRun:
             emu.on_message(arrivals)
 
             await sleep_until(setup_until)
-            async with RigPauses() as pauses:
-                watched_from = time.time()
-                idle = Phase("idle, before the minute")
-                idle_end = slot.wall - IDLE_GAP
-                await inject(member, idle, None, lambda: time.time() >= idle_end)
-                first_request = len(emu.requests)
-                limited_before = emu.rate_limited_count
-                await sleep_until(slot.wall)
-                fanout = Phase("during the fan-out")
-                deadline = slot.wall + sizes.bound * 3 + 60
-
-                def done() -> bool:
-                    return arrivals.all_arrived.is_set() or time.time() >= deadline
-
-                await inject(member, fanout, None, done)
-                gave_up = not arrivals.all_arrived.is_set()
-                print(
-                    f"... due10k: {len(arrivals.times):,} of {sizes.servers:,} delivered "
-                    f"{time.time() - slot.wall:.1f} s after the slot",
-                    flush=True,
-                )
-                await asyncio.sleep(LATE_WAIT)
-                rig_pauses = pauses.between(watched_from, time.time())
-            requests = emu.requests[first_request:]
-            limited_429 = emu.rate_limited_count - limited_before
-            perf_to_wall = time.time() - time.perf_counter()
-            states = await deliveries(database, utc_slot(slot.due))
+            measured, rig_pauses = await watch_fanout(
+                emu,
+                member,
+                database,
+                Run(
+                    servers=sizes.servers,
+                    extra_guilds=extra,
+                    slot=slot,
+                    bound=sizes.bound,
+                    shard_channels=channels,
+                    arrivals=arrivals,
+                    planned=planned,
+                    member=member,
+                    started=started,
+                ),
+                late_wait=LATE_WAIT,
+                label="due10k",
+            )
             claimed = await claims(database, slot.due)
             memory_end = [p.memory() for p in procs]
-            measured = Run(
-                servers=sizes.servers,
-                extra_guilds=extra,
-                slot=slot,
-                bound=sizes.bound,
-                shard_channels=channels,
-                arrivals=arrivals,
-                requests=requests,
-                perf_to_wall=perf_to_wall,
-                limited_429=limited_429,
-                limited_429_total=emu.rate_limited_count,
-                planned=planned,
-                states=states,
-                idle=idle,
-                fanout=fanout,
-                member=member,
-                started=started,
-                logs=[],
-                identify_count=emu.identify_count,
-                gave_up=gave_up,
-            )
         finally:
             await asyncio.gather(*(p.stop() for p in procs), return_exceptions=True)
             await emu.stop()

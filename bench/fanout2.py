@@ -265,25 +265,74 @@ def log_findings(proc: MilestoneBot) -> tuple[int, int, list[str]]:
 
 @dataclass
 class Run:
+    """What a fan-out run set up (the first fields) and what `watch_fanout` saw of it."""
+
     servers: int
     extra_guilds: int
     slot: Slot
     bound: float
     shard_channels: list[list[ChannelState]]
     arrivals: Arrivals
-    requests: list[RecordedRequest]
-    perf_to_wall: float
-    limited_429: int
-    limited_429_total: int
     planned: list[int]
-    states: Counter[str]
-    idle: Phase
-    fanout: Phase
     member: Member
     started: list[float]
-    logs: list[tuple[int, int, list[str]]]
-    identify_count: int
-    gave_up: bool
+    requests: list[RecordedRequest] = field(default_factory=list)
+    perf_to_wall: float = 0.0
+    limited_429: int = 0
+    limited_429_total: int = 0
+    states: Counter[str] = field(default_factory=Counter)
+    idle: Phase = field(default_factory=lambda: Phase("idle, before the minute"))
+    fanout: Phase = field(default_factory=lambda: Phase("during the fan-out"))
+    logs: list[tuple[int, int, list[str]]] = field(default_factory=list)
+    identify_count: int = 0
+    gave_up: bool = False
+
+
+async def watch_fanout(
+    emu: Emulator,
+    member: Member,
+    database: Path | str,
+    run: Run,
+    *,
+    late_wait: float,
+    label: str | None = None,
+) -> tuple[Run, list[float]]:
+    """`run` filled in: `/pledge show` idle until just before the slot, then through the
+    fan-out until every briefing arrived (or 3x the bound and a minute more), then
+    `late_wait` for duplicates; the deliveries' states after. The emulator's heap stays out
+    of the collector's sight meanwhile (`RigPauses`); the collections still seen are
+    returned with the run. With `label`, says how far the fan-out got when it ended."""
+    slot, arrivals = run.slot, run.arrivals
+    idle_end = slot.wall - IDLE_GAP
+    deadline = slot.wall + run.bound * 3 + 60
+    async with RigPauses() as pauses:
+        watched_from = time.time()
+        await inject(member, run.idle, None, lambda: time.time() >= idle_end)
+        first_request = len(emu.requests)
+        limited_before = emu.rate_limited_count
+        await sleep_until(slot.wall)
+        await inject(
+            member,
+            run.fanout,
+            None,
+            lambda: arrivals.all_arrived.is_set() or time.time() >= deadline,
+        )
+        run.gave_up = not arrivals.all_arrived.is_set()
+        if label is not None:
+            print(
+                f"... {label}: {len(arrivals.times):,} of {run.servers:,} delivered "
+                f"{time.time() - slot.wall:.1f} s after the slot",
+                flush=True,
+            )
+        await asyncio.sleep(late_wait)
+        rig_pauses = pauses.between(watched_from, time.time())
+    run.requests = emu.requests[first_request:]
+    run.limited_429 = emu.rate_limited_count - limited_before
+    run.limited_429_total = emu.rate_limited_count
+    run.identify_count = emu.identify_count
+    run.perf_to_wall = time.time() - time.perf_counter()
+    run.states = await deliveries(database, utc_slot(slot.due))
+    return run, rig_pauses
 
 
 @dataclass(frozen=True)
@@ -411,48 +460,23 @@ async def measure(settings: Settings, database_url: str | None = None) -> Run:
             arrivals = Arrivals([c for side in channels for c in side])
             emu.on_message(arrivals)
 
-            idle = Phase("idle, before the minute")
             await sleep_until(setup_until)
-            idle_end = slot.wall - IDLE_GAP
-            deadline = slot.wall + bound * 3 + 60
-
-            def done() -> bool:
-                return arrivals.all_arrived.is_set() or time.time() >= deadline
-
-            # the emulator's heap out of the collector's sight, as in `follow` and `due10k`
-            async with RigPauses():
-                await inject(member, idle, None, lambda: time.time() >= idle_end)
-                first_request = len(emu.requests)
-                limited_before = emu.rate_limited_count
-                await sleep_until(slot.wall)
-                fanout = Phase("during the fan-out")
-                await inject(member, fanout, None, done)
-                gave_up = not arrivals.all_arrived.is_set()
-                await asyncio.sleep(2.0)  # late duplicates would show up here
-            requests = emu.requests[first_request:]
-            limited_429 = emu.rate_limited_count - limited_before
-            perf_to_wall = time.time() - time.perf_counter()
-            states = await deliveries(database, utc_slot(due))
-            result = Run(
-                servers=servers,
-                extra_guilds=extra,
-                slot=slot,
-                bound=bound,
-                shard_channels=channels,
-                arrivals=arrivals,
-                requests=requests,
-                perf_to_wall=perf_to_wall,
-                limited_429=limited_429,
-                limited_429_total=emu.rate_limited_count,
-                planned=planned,
-                states=states,
-                idle=idle,
-                fanout=fanout,
-                member=member,
-                started=started,
-                logs=[],
-                identify_count=emu.identify_count,
-                gave_up=gave_up,
+            result, _ = await watch_fanout(
+                emu,
+                member,
+                database,
+                Run(
+                    servers=servers,
+                    extra_guilds=extra,
+                    slot=slot,
+                    bound=bound,
+                    shard_channels=channels,
+                    arrivals=arrivals,
+                    planned=planned,
+                    member=member,
+                    started=started,
+                ),
+                late_wait=2.0,
             )
             if len(planned_ids) != servers:
                 raise RuntimeError(f"created {len(planned_ids)} schedules, not {servers}")

@@ -268,7 +268,10 @@ class MigratedDatabases:
         self.server_dsn = server_dsn
         self.template = template
         self.free: list[str] = []
+        # Read from the first copy: the template's schema, and the statements that empty
+        # a database with exactly that schema (the fingerprint vouches for the rest).
         self.fingerprint: str | None = None
+        self.emptying: list[str] = []
 
     async def take(self) -> str:
         if self.free:
@@ -278,8 +281,19 @@ class MigratedDatabases:
             conn = await asyncpg.connect(dsn)
             try:
                 self.fingerprint = await conn.fetchval(_SCHEMA_FINGERPRINT)
+                tables = await conn.fetch(
+                    "SELECT quote_ident(tablename) FROM pg_tables"
+                    " WHERE schemaname = 'public' AND tablename <> 'schema_version'"
+                )
+                sequences = await conn.fetch(
+                    "SELECT quote_ident(sequencename) FROM pg_sequences WHERE schemaname = 'public'"
+                )
             finally:
                 await conn.close()
+            self.emptying = [";".join(f"DELETE FROM {t}" for (t,) in tables)]
+            if sequences:
+                resets = ", ".join(f"setval('{s}', 1, false)" for (s,) in sequences)
+                self.emptying.append(f"SELECT {resets}")
         return dsn
 
     async def give_back(self, dsn: str) -> None:
@@ -299,21 +313,11 @@ class MigratedDatabases:
             )
             if await conn.fetchval(_SCHEMA_FINGERPRINT) != self.fingerprint:
                 return False
-            tables = await conn.fetch(
-                "SELECT quote_ident(tablename) FROM pg_tables"
-                " WHERE schemaname = 'public' AND tablename <> 'schema_version'"
-            )
-            sequences = await conn.fetch(
-                "SELECT quote_ident(sequencename) FROM pg_sequences WHERE schemaname = 'public'"
-            )
             async with conn.transaction():
                 # no triggers (status_history refuses deletes) and no foreign-key checks
                 await conn.execute("SET LOCAL session_replication_role = replica")
-                await conn.execute(";".join(f"DELETE FROM {t}" for (t,) in tables))
-                if sequences:
-                    await conn.execute(
-                        "SELECT " + ", ".join(f"setval('{s}', 1, false)" for (s,) in sequences)
-                    )
+                for statement in self.emptying:
+                    await conn.execute(statement)
             return True
         finally:
             await conn.close()

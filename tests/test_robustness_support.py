@@ -99,6 +99,8 @@ def no_collection_pauses() -> Iterator[None]:
     garbage: emulators with thousands of objects) stopped that loop for 300-600 ms in
     suite runs; the requests that queued meanwhile were then stamped together and refused
     as a burst the bots never sent. Reference counting still frees everything else.
+    (bench's `RigPauses` freezes the heap instead and unfreezes it after, which here would
+    also hand back what tests/conftest.py froze for the whole run.)
     """
     gc.collect()
     gc.disable()
