@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from bot.briefings.engine import nonce_for
-from bot.briefings.planner import Shards
+from bot.briefings.planner import Plans, Shards
 from bot.briefings.sender import FailureKind
 from tests.engine_rig import (
     Rig,
@@ -245,3 +245,20 @@ async def test_a_firing_a_little_late_is_posted_and_marked_late(rig: Rig) -> Non
     delivery = await rig.engine.schedules.delivery(schedule.id, "2026-10-21T09:00Z")
     assert delivery is not None
     assert (delivery.state, delivery.late) == ("sent", True)
+
+
+def test_plans_keep_each_schedule_at_one_instant_and_each_instant_its_live_ids() -> None:
+    nine = datetime(2026, 12, 7, 9, 0, tzinfo=UTC)
+    ten = nine + timedelta(hours=1, microseconds=7)
+    plans = Plans()
+    assert plans.add(5, nine) and not plans.add(700, nine)  # the instant's first, then not
+    assert plans.add(3, ten)
+    assert (len(plans), plans.instants(), plans.get(5), plans.get(3)) == (3, 2, nine, ten)
+    assert plans.get(4) is None and plans.get(10_000) is None
+    assert plans.discard(5) is None  # 700 is still planned at nine
+    assert plans.add(5, nine) is False  # planned again: listed twice, taken once
+    assert plans.discard(3) == ten  # ten has nothing left
+    assert plans.take(ten) == [] and plans.instants() == 1
+    assert sorted(plans.take(nine)) == [5, 700]
+    assert (len(plans), plans.instants(), plans.get(700)) == (0, 0, None)
+    assert plans.discard(700) is None
