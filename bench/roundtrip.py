@@ -32,6 +32,7 @@ from bench.common import (
     Table,
     Target,
     latency_row,
+    mib,
     ms,
     ratio,
     times,
@@ -44,9 +45,12 @@ from bench.fixtures import (
     write_config,
     write_content,
 )
-from bench.procs import MilestoneBot
+from bench.procs import Memory, MilestoneBot
+from bot.config import Config
 from bot.local import Emulator, GuildState, UserState
+from bot.pledges.services import footprint
 from bot.search import fts_query
+from bot.store import Store
 
 GENERATED = 10_000
 MEDIAN_TARGET = 1.2
@@ -174,14 +178,52 @@ async def run(settings: Settings) -> Report:
             started = time.monotonic()
             rounds = await measure(subjects, warmup, samples, budget)
             elapsed = time.monotonic() - started
+            memories = [proc.memory() for proc in procs]
         finally:
             await asyncio.gather(*(p.stop() for p in procs), return_exceptions=True)
             for subject in subjects:
                 await subject.emu.stop()
         violations = [v for s in subjects for v in s.emu.violations]
         report.notes.append(search_selectivity(tmp / "generated.db", subjects[3].queries))
+        records = await records_footprint(tmp / "generated.db")
     summarise(report, subjects, rounds, samples, elapsed, violations)
+    memory_table(report, subjects, memories, records)
     return report
+
+
+async def records_footprint(database: Path) -> int:
+    """Bytes the generated set's pledges and powers take in memory, as the bot estimates
+    them against `[content] records_memory_mib`."""
+    store = await Store.open(database)
+    try:
+        pledges, powers = await store.pledges(), await store.powers()
+    finally:
+        await store.close()
+    return sum(map(footprint, pledges)) + sum(map(footprint, powers))
+
+
+def memory_table(
+    report: Report, subjects: list[Subject], memories: list[Memory], records: int
+) -> None:
+    """Each bot's resident memory after the run: what keeping records in memory costs."""
+    bare = memories[0].rss_kib
+    report.tables.append(
+        Table(
+            "Memory after the run (VmRSS)",
+            ("bot", "VmRSS MiB", "vs bare"),
+            [
+                (subject.label, mib(memory.rss_kib), times(ratio(memory.rss_kib, bare)))
+                for subject, memory in zip(subjects, memories, strict=True)
+            ],
+        )
+    )
+    report.notes.append(
+        "pledgebot keeps every pledge and power in memory while they fit in `[content] "
+        f"records_memory_mib` (default {Config.records_memory_mib} MiB), so `/pledge show` "
+        "reads no database. The shipped content's take a few KiB; the generated set's "
+        f"{mib(records // 1024)} MiB by the bot's estimate (`bot.pledges.services.footprint`), "
+        "which is part of the 10,000-pledge bots' memory above."
+    )
 
 
 def search_selectivity(database: Path, queries: list[str]) -> str:

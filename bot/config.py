@@ -49,6 +49,9 @@ class Config:
     content_dir: Path = Path("data")  # [content] directory
     # Member answers kept per content state; 0 = answer every question afresh (benchmarks).
     answer_cache: int = 1024  # [content] answer_cache, 0..100000
+    # Memory for keeping every pledge and power, so /pledge show and /power show need no
+    # query (about 1 KiB a record); content that needs more, or 0, and they read the store.
+    records_memory_mib: int = 16  # [content] records_memory_mib, 0..1024
     log_level: str = "INFO"  # [logging] level, stored upper-case
     default_timezone: str = "UTC"  # [schedules] default_timezone, an IANA name
     schedule_limit_per_guild: int = 25  # [schedules] per_guild_limit, 1..500
@@ -338,6 +341,7 @@ _SPEC: dict[str, dict[str, _Setting]] = {
     "content": {
         "directory": _Setting("content_dir", _path),
         "answer_cache": _Setting("answer_cache", _int_between(0, 100_000)),
+        "records_memory_mib": _Setting("records_memory_mib", _int_between(0, 1024)),
     },
     "logging": {"level": _Setting("log_level", _choice(*LOG_LEVELS))},
     "schedules": {

@@ -187,7 +187,7 @@ async def test_a_handler_bug_gets_an_apology_with_an_error_id(w: World) -> None:
         assert bot.services is not None
         await bot.services.store.close()  # the next query fails inside the handler
         result = await w.emu.run_command(
-            w.guild, "pledge show", options={"pledge": "europol-partnership"}, user=w.member
+            w.guild, "pledge search", options={"query": "europol"}, user=w.member
         )
     assert result.ephemeral
     assert "error id" in embed_text(result.message)
@@ -241,6 +241,8 @@ async def test_show_gives_the_latest_status_change(w: World) -> None:
         store = bot.services.store
         await store.set_status("europol-partnership", "in-progress", note="Talks", changed_by="t")
         await store.set_status("europol-partnership", "stalled", note="Paused", changed_by="t")
+        # as a write by another process is seen within FRESHNESS_SECONDS (test_services)
+        bot.services.changed()
         shown = await w.emu.run_command(
             w.guild, "pledge show", options={"pledge": "europol-partnership"}, user=w.member
         )

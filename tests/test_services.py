@@ -10,7 +10,8 @@ import pytest
 from bot.config import Config
 from bot.pledges import answers
 from bot.pledges.cards import Card
-from bot.pledges.services import Services
+from bot.pledges.services import Records, Services, footprint
+from bot.store import Store
 from tests.conftest import DATA_DIR
 
 
@@ -56,3 +57,84 @@ async def test_the_answer_cache_never_grows_past_its_size(tmp_path: Path) -> Non
 
 async def _empty() -> list[Card]:
     return []
+
+
+# -- records kept in memory ([content] records_memory_mib) -----------------------------
+
+
+def config_at(location: Path | str, records_memory_mib: int = Config.records_memory_mib) -> Config:
+    """Settings for a store on either backend (`store_location`), with the shipped content."""
+    config = replace(
+        Config(), content_dir=DATA_DIR, answer_cache=0, records_memory_mib=records_memory_mib
+    )
+    if isinstance(location, str):
+        return replace(config, database_url=location)
+    return replace(config, database_path=location)
+
+
+async def every_show(services: Services) -> dict[str, list[Card]]:
+    """Every pledge's and power's `/… show` answer, computed afresh."""
+    shown: dict[str, list[Card]] = {}
+    for pledge in await services.store.pledges():
+        shown[f"pledge:{pledge.slug}"] = await answers.pledge_show(services, pledge.slug)
+    for power in await services.store.powers():
+        shown[f"power:{power.slug}"] = await answers.power_show(services, power.slug)
+    return shown
+
+
+async def test_answers_from_memory_are_the_stores_answers(store_location: Path | str) -> None:
+    """The same cards for every pledge and power, records in memory or not: the
+    in-memory order of a pledge's powers and a power's pledges is the store's."""
+    kept = await Services.start(config_at(store_location))
+    try:
+        assert kept.records is not None
+        from_memory = await every_show(kept)
+    finally:
+        await kept.close()
+    read = await Services.start(config_at(store_location, records_memory_mib=0))
+    try:
+        assert read.records is None
+        from_store = await every_show(read)
+    finally:
+        await read.close()
+    assert len(from_memory) == 7  # the shipped statement's pledges and power
+    assert from_memory == from_store
+
+
+async def test_records_are_kept_only_within_their_bound(any_loaded_store: Store) -> None:
+    pledges, powers = await any_loaded_store.pledges(), await any_loaded_store.powers()
+    size = sum(map(footprint, pledges)) + sum(map(footprint, powers))
+    assert 7 * 1024 < size < 7 * 8 * 1024  # seven records of 1 to 8 KiB each
+    assert Records.of(pledges, powers, bound_mib=0) is None
+    kept = Records.of(pledges, powers, bound_mib=1)
+    assert kept is not None and set(kept.pledges) == {p.slug for p in pledges}
+
+
+async def test_a_status_changed_by_another_process_reaches_memory(
+    store_location: Path | str,
+) -> None:
+    """Another process (a second store on the same database) rates a pledge: the next
+    answer after the freshness check shows it, and only that pledge is read again."""
+    services = await Services.start(config_at(store_location))
+    other = await Store.open(store_location)
+    try:
+        assert services.records is not None
+        before = services.records.pledges["europol-partnership"]
+        untouched = services.records.pledges["police-officers-to-europol"]
+        await other.set_status(
+            "europol-partnership",
+            "in-progress",
+            note="Talks opened",
+            evidence_url="https://example.org/talks",
+            changed_by="operator",
+        )
+        services.changed()  # as if FRESHNESS_SECONDS had passed
+        cards = await answers.pledge_show(services, "europol-partnership")
+        after = services.records.pledges["europol-partnership"]
+        assert (before.status, after.status) == ("not-yet-rated", "in-progress")
+        assert after.status_note == "Talks opened"
+        assert services.records.pledges["police-officers-to-europol"] is untouched
+        assert "Talks opened" in str(cards[0])
+    finally:
+        await other.close()
+        await services.close()

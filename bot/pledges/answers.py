@@ -5,7 +5,6 @@ The Discord adapters in `commands/` only parse options and send these cards.
 
 from __future__ import annotations
 
-import asyncio
 import functools
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
@@ -80,11 +79,7 @@ async def pledge_list(services: Services, statement: str | None, status: str | N
 
 @cached_answer
 async def pledge_show(services: Services, query: str) -> list[Card]:
-    slug = services.pledges.resolve(query)
-    # Both at once: on PostgreSQL each is a round trip of its own.
-    pledge, linked = await asyncio.gather(
-        services.store.pledge(slug), services.store.powers(pledge=slug)
-    )
+    pledge, linked = await services.pledge_and_powers(services.pledges.resolve(query))
     if pledge is None:
         raise UserError("That pledge was removed a moment ago; try again.")
     statement = _statement(services, pledge.statement_slug)
@@ -120,10 +115,9 @@ async def power_list(services: Services) -> list[Card]:
 
 @cached_answer
 async def power_show(services: Services, query: str) -> list[Card]:
-    power = await services.store.power(services.powers.resolve(query))
+    power, related = await services.power_and_pledges(services.powers.resolve(query))
     if power is None:
         raise UserError("That power was removed a moment ago; try again.")
-    related = await services.store.pledges(slugs=power.pledges) if power.pledges else []
     statement = _statement(services, power.statement_slug)
     return cards.paginate(cards.power_card(power, statement, related))
 
