@@ -19,6 +19,20 @@ from bot.storage import Database, Row, Transaction
 # and it bounds the work a 10,000-character paste can cause.
 MAX_QUERY_TOKENS = 16
 _WORD = re.compile(r"\w+")
+# PostgreSQL's `english` stop words (tsearch_data/english.stop): its search leaves them out
+# of a query, and so does SQLite's here, so both backends match the same words. A word
+# like "in" is in nearly every record, and ranking it only cost time.
+_ENGLISH_STOP = """
+i me my myself we our ours ourselves you your yours yourself yourselves he him his
+himself she her hers herself it its itself they them their theirs themselves what
+which who whom this that these those am is are was were be been being have has had
+having do does did doing a an the and but if or because as until while of at by for
+with about against between into through during before after above below to from up
+down in out on off over under again further then once here there when where why how
+all any both each few more most other some such no nor not only own same so than
+too very s t can will just don should now
+"""
+STOP_WORDS = frozenset(_ENGLISH_STOP.split())
 
 
 async def search(db: Database, text: str, *, limit: int = 10) -> list[SearchHit]:
@@ -54,7 +68,7 @@ async def _search_fts5(db: Database, text: str, limit: int) -> list[Row]:
         if query is None or query == tried:
             return []  # nothing to search, or one word: any-word is the same query
         tried = query
-        if not any_word and len(_WORD.findall(text)) > EXACT_RANK_WORDS:
+        if not any_word and len(query_words(text)) > EXACT_RANK_WORDS:
             rows = await db.rows(_EXACT_SEARCH, (query, limit))
         else:
             window = max(SEARCH_WINDOW, 3 * limit)
@@ -85,13 +99,20 @@ async def _search_pg(db: Database, text: str, limit: int) -> list[Row]:
     return []
 
 
+def query_words(text: str) -> list[str]:
+    """The words searched for: at most `MAX_QUERY_TOKENS`, stop words left out unless the
+    query has nothing else."""
+    words = _WORD.findall(text)[:MAX_QUERY_TOKENS]
+    return [w for w in words if w.lower() not in STOP_WORDS] or words
+
+
 def fts_query(text: str, *, any_word: bool = False) -> str | None:
     """Turn user text into a safe FTS5 query: every word quoted, the last a prefix.
 
     Quoting makes FTS5 operators (AND, NEAR, *, column filters) plain words, so no
     user text can raise a syntax error. SQLite dialect (FTS5's query syntax).
     """
-    words = _WORD.findall(text)[:MAX_QUERY_TOKENS]
+    words = query_words(text)
     if not words:
         return None
     quoted = [f'"{w}"' for w in words]
@@ -102,12 +123,12 @@ def fts_query(text: str, *, any_word: bool = False) -> str | None:
 def pg_tsquery(text: str, *, any_word: bool = False, weight: str = "") -> str | None:
     """Turn user text into a safe `to_tsquery` text: every word quoted, the last a prefix.
 
-    The words are `fts_query`'s (`_WORD` tokens, at most `MAX_QUERY_TOKENS`), so they hold
-    no quote, backslash or operator; quoting each still makes tsquery operators
-    (`&`, `|`, `!`, `<->`, `:`) plain text. `weight` ("A": the title) limits each word
+    The words are `fts_query`'s (`query_words`), so they hold no quote, backslash or
+    operator; quoting each still makes tsquery operators (`&`, `|`, `!`, `<->`, `:`)
+    plain text. `weight` ("A": the title) limits each word
     to the parts of a document with that weight. PostgreSQL dialect.
     """
-    words = _WORD.findall(text)[:MAX_QUERY_TOKENS]
+    words = query_words(text)
     if not words:
         return None
     quoted = ["'" + w.replace("'", "''").replace("\\", "\\\\") + "'" for w in words]

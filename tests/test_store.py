@@ -195,9 +195,23 @@ async def test_search_ranks_title_matches_first(any_loaded_store: Store) -> None
 
 
 def test_fts_query_quotes_every_word() -> None:
-    assert fts_query('NEAR(a "b" c') == '"NEAR" "a" "b" "c"*'
-    assert fts_query("a b", any_word=True) == '"a" OR "b"*'
+    assert fts_query('NEAR(x "b" c') == '"NEAR" "x" "b" "c"*'
+    assert fts_query("x b", any_word=True) == '"x" OR "b"*'
     assert fts_query("?!") is None
+
+
+def test_queries_leave_stop_words_out_unless_nothing_else_is_left() -> None:
+    assert fts_query("housing grants in Wales") == '"housing" "grants" "Wales"*'
+    assert pg_tsquery("housing grants in Wales") == "'housing' & 'grants' & 'Wales':*"
+    assert fts_query("The Who") == '"The" "Who"*'
+
+
+async def test_stop_words_change_no_answer(any_loaded_store: Store) -> None:
+    """PostgreSQL's english search ignores stop words; SQLite's leaves them out too."""
+    plain = await any_loaded_store.search("serious crime prevention orders")
+    worded = await any_loaded_store.search("the serious crime prevention orders for")
+    assert [h.slug for h in worded] == [h.slug for h in plain]
+    assert "serious-crime-prevention-orders" in {h.slug for h in plain}
 
 
 def test_database_locations() -> None:
@@ -242,7 +256,7 @@ async def test_search_ranks_a_late_title_match_first_among_many(any_store: Store
 
 
 def test_pg_tsquery_quotes_every_word() -> None:
-    assert pg_tsquery("NEAR(a 'b' c:*") == "'NEAR' & 'a' & 'b' & 'c':*"
-    assert pg_tsquery("a b", any_word=True) == "'a' | 'b':*"
-    assert pg_tsquery("a b", weight="A") == "'a':A & 'b':*A"
+    assert pg_tsquery("NEAR(x 'b' c:*") == "'NEAR' & 'x' & 'b' & 'c':*"
+    assert pg_tsquery("x b", any_word=True) == "'x' | 'b':*"
+    assert pg_tsquery("x b", weight="A") == "'x':A & 'b':*A"
     assert pg_tsquery("?! & |") is None
