@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import getpass
 import logging
 import sys
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
@@ -25,10 +24,8 @@ from bot.pledges.content import (
     verify_quotes,
     verify_source,
 )
-from bot.pledges.editorial import coverage_report, new_skeleton, statement_named
 from bot.pledges.ratings import rating_problem
 from bot.pledges.suggestions import Suggestion, Suggestions
-from bot.storage.copy import copy_database
 from bot.storage.files import backup, in_use, restore
 from bot.store import Store
 
@@ -317,6 +314,8 @@ async def db_check(config: Config) -> int:
 
 
 async def db_copy(source: Path | str, target: Path | str) -> int:
+    from bot.storage.copy import copy_database  # only `db copy` needs it, not `run`
+
     copied = await copy_database(source, target)
     for table in copied:
         print(f"  {table.name:<20} {table.rows:>9} rows")
@@ -329,6 +328,8 @@ async def db_copy(source: Path | str, target: Path | str) -> int:
 
 
 def content_new(config: Config, args: argparse.Namespace) -> int:
+    from bot.pledges.editorial import new_skeleton
+
     directory = args.dir or config.content_dir
     written, source = new_skeleton(args.source, args.slug, directory, today=date.today())
     print(f"copied the source text to {source}")
@@ -337,6 +338,8 @@ def content_new(config: Config, args: argparse.Namespace) -> int:
 
 
 def content_coverage(config: Config, args: argparse.Namespace) -> int:
+    from bot.pledges.editorial import coverage_report, statement_named
+
     contents = read_content(args.dir or config.content_dir)
     chosen = [statement_named(contents, args.slug)] if args.slug else contents
     for number, content in enumerate(chosen):
@@ -366,6 +369,8 @@ async def status_set(config: Config, args: argparse.Namespace) -> int:
 
 def operator_name(by: str | None) -> str:
     """Who acts from the shell: --by, else the login (as `status set` records it)."""
+    import getpass
+
     return by or f"operator:{getpass.getuser()}"
 
 

@@ -22,7 +22,6 @@ import discord.http
 
 import commands
 from bot.briefings.planner import Shards
-from bot.client import logredact
 from bot.client.app import (
     PledgeBot,
     ShardedPledgeBot,
@@ -31,13 +30,6 @@ from bot.client.app import (
     silence_voice_warnings,
 )
 from bot.client.endpoints import apply_endpoints
-from bot.client.invite import (
-    BOT_PERMISSIONS,
-    SCOPES,
-    bot_permissions,
-    server_invite_url,
-    user_install_url,
-)
 from bot.config import Config
 from bot.errors import OperatorError
 from bot.storage.files import in_use
@@ -299,6 +291,15 @@ def doctor(config: Config, guild_id: int | None) -> int:
 
 def invite(config: Config, client_id: int | None) -> int:
     """Print the URL that adds the bot to a server, and the permissions it asks for."""
+    # Only this command prints them: a running bot never loads the module.
+    from bot.client.invite import (
+        BOT_PERMISSIONS,
+        SCOPES,
+        bot_permissions,
+        server_invite_url,
+        user_install_url,
+    )
+
     if client_id is None:
         client_id = asyncio.run(application_id(config))
     permissions = bot_permissions()
@@ -326,6 +327,7 @@ async def application_id(config: Config) -> int:
 
 
 def console(config: Config) -> int:
+    from bot.client import logredact
     from bot.local.console import run_console
 
     if config.log_level != "DEBUG":

@@ -20,8 +20,6 @@ from datetime import date
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-import tomli_w
-
 from bot.models import Claim, Pledge, Power, Statement, StatementContent
 from bot.pledges.ratings import link_problem
 from bot.store import CONTENT_FINGERPRINT_KEY as FINGERPRINT_KEY
@@ -166,6 +164,8 @@ async def load_content(
 
 async def export_content(store: Store, directory: Path) -> list[Path]:
     """Write each statement as a content file (plus its source) that `load` reads back."""
+    import tomli_w  # only `pledgebot db export` writes TOML: not loaded by a running bot
+
     written = []
     for statement in await store.statements():
         content = await store.statement_content(statement.slug)
