@@ -54,6 +54,7 @@ from bot.store import Store
 from tests.e2e import embed_text
 
 TARGET = 1.15
+MARGIN_KIB = 1024
 GUILDS = 2_500
 SETTLE = 1.0
 SHOW = ("europol-partnership", "police-officers-to-europol", "europe-security-agreement")
@@ -318,14 +319,20 @@ async def run(settings: Settings) -> Report:
         )
     )
     label = configs[1][0]
-    rss_ratio = ratio(median(label, True), base_rss)
-    hwm_ratio = ratio(median(label, True, peak=True), base_hwm)
-    report.targets.append(
-        Target(f"{label}: VmRSS vs bare", times(rss_ratio), f"<= {TARGET}x", rss_ratio <= TARGET)
-    )
-    report.targets.append(
-        Target(f"{label}: VmHWM vs bare", times(hwm_ratio), f"<= {TARGET}x", hwm_ratio <= TARGET)
-    )
+    for what, measured, base in (
+        ("VmRSS", median(label, True), base_rss),
+        ("VmHWM", median(label, True, peak=True), base_hwm),
+    ):
+        # issue 22: within the ratio with at least MARGIN_KIB to spare
+        limit = base * TARGET - MARGIN_KIB
+        report.targets.append(
+            Target(
+                f"{label}: {what} vs bare, with a {MARGIN_KIB // 1024} MiB margin",
+                f"{mib(measured)} MiB = {times(ratio(measured, base))}",
+                f"<= {TARGET}x - {MARGIN_KIB // 1024} MiB ({mib(limit)} MiB)",
+                measured <= limit,
+            )
+        )
     if any(target.met is False for target in report.targets):
         report.notes.append(
             "Why the targets marked NOT MET are not met, with profiles, and what would meet "
