@@ -260,3 +260,12 @@ def test_pg_tsquery_quotes_every_word() -> None:
     assert pg_tsquery("x b", any_word=True) == "'x' | 'b':*"
     assert pg_tsquery("x b", weight="A") == "'x':A & 'b':*A"
     assert pg_tsquery("?! & |") is None
+
+
+async def test_releasing_memory_keeps_the_store_working(any_loaded_store: Store) -> None:
+    """The bot does it once start-up is over (`PledgeBot._release_memory`)."""
+    before = await any_loaded_store.search("europol")
+    await any_loaded_store.db.release_memory()
+    assert await any_loaded_store.search("europol") == before
+    await any_loaded_store.set_meta("after", "release")
+    assert await any_loaded_store.get_meta("after") == "release"

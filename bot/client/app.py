@@ -457,8 +457,17 @@ class PledgeBot(commands.Bot):
             # plan). Moved out of the collector's sight, it is no longer walked by every
             # full collection, which with 10,000 servers stalled answers for milliseconds.
             gc.freeze()
-            return_freed_memory()
+            await self._release_memory()
             self.engine_started.set()
+
+    async def _release_memory(self) -> None:
+        """Start-up is over: the store's caches and the C heap give back what it filled."""
+        if self.services is not None:
+            try:
+                await self.services.store.db.release_memory()
+            except store_errors() as error:
+                log.warning("could not shrink the store's caches: %s", error)
+        return_freed_memory()
 
     async def _servers_streamed(self) -> None:
         """Until every server that READY listed has arrived (GUILD_CREATE), or on_ready.

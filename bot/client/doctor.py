@@ -134,6 +134,9 @@ class NoDatabase:
     def transaction(self) -> AbstractAsyncContextManager[Transaction]:
         raise self._unopened()
 
+    async def release_memory(self) -> None:
+        pass
+
     async def close(self) -> None:
         pass
 

@@ -67,4 +67,9 @@ class Database(Protocol):
         """One write transaction: committed on exit, rolled back whole on any error."""
         ...
 
+    async def release_memory(self) -> None:
+        """Give back what start-up read and later work seldom reads again (SQLite: each
+        connection's page cache, filled by loading content and planning every schedule)."""
+        ...
+
     async def close(self) -> None: ...

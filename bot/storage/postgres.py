@@ -172,6 +172,9 @@ class PostgresDatabase:
         read_only = {"default_transaction_read_only": "on"}
         return cls(await _pool(dsn, server_settings=read_only), dsn)
 
+    async def release_memory(self) -> None:
+        """Nothing: the pages PostgreSQL read are the server's to keep, not this process's."""
+
     async def close(self) -> None:
         for task in list(self._tasks):
             task.cancel()

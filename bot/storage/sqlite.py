@@ -120,6 +120,10 @@ class SQLiteDatabase:
             raise
         return cls(conn, path)
 
+    async def release_memory(self) -> None:
+        for connection in {self.writer, self.reader}:
+            await connection.execute("PRAGMA shrink_memory")
+
     async def close(self) -> None:
         if self.reader is not self.writer:
             await self.reader.close()
