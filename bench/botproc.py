@@ -20,6 +20,13 @@ a pledgebot also prints `jobs` (briefings planned in APScheduler) every half sec
 closes the bot cleanly. This module imports nothing from pledgebot for the bare kind except the
 endpoint override, so the baseline's memory is discord.py's alone.
 
+With PLEDGEBOT_BENCH_SLOW_STEPS=DIR every event loop step of 2 ms or more is written to
+DIR/KIND-PID-steps.txt (wall clock, ms, what ran: a task's chain of awaits with the lines it
+resumes at) and every loop iteration busy for 2 ms or more (select's wait left out) to
+DIR/KIND-PID-iterations.txt (wall clock, ms, steps run, the three longest), when the
+process exits: where a member's answer waited during a fan-out (bench/PROFILES.md). Timing
+every step slows the bot: figures from such a run are not the benchmark's.
+
 With PLEDGEBOT_BENCH_PROFILE=DIR the process runs under pyinstrument, and its profile is
 written to DIR (KIND-PID.txt and .pyisession) when it stops: `PLEDGEBOT_BENCH_PROFILE=/tmp/p
 .venv/bin/python -m bench roundtrip` profiles every bot of that benchmark.
@@ -49,6 +56,8 @@ from discord.ext import commands  # noqa: E402
 BARE_REPLY = "ok"
 # Set to a directory to profile the bot with pyinstrument (one .txt and .html per process).
 PROFILE_ENV = "PLEDGEBOT_BENCH_PROFILE"
+STEPS_ENV = "PLEDGEBOT_BENCH_SLOW_STEPS"
+SLOW_STEP = 0.002  # seconds: event loop steps at least this long are recorded
 
 
 def emit(event: str, **data: Any) -> None:
@@ -273,6 +282,85 @@ async def run(
     emit("closed")
 
 
+def stepping(handle: asyncio.events.Handle) -> str:
+    """What a step will run: for a task, the chain of coroutines it awaits, each with the
+    line it resumes at; otherwise the callback."""
+    task = getattr(getattr(handle, "_callback", None), "__self__", None)
+    if not isinstance(task, asyncio.Task):
+        return repr(handle)[:200]
+    chain: list[str] = []
+    coro: Any = task.get_coro()
+    while coro is not None and hasattr(coro, "cr_frame"):
+        frame = coro.cr_frame
+        line = f":{frame.f_lineno}" if frame is not None else ""
+        chain.append(f"{getattr(coro, '__qualname__', coro)}{line}")
+        coro = coro.cr_await
+    return " > ".join(chain)
+
+
+def record_slow_steps(directory: str, kind: str) -> None:
+    """Time every step the event loop runs; write the ones of SLOW_STEP or more at exit.
+
+    A step is one callback: a task running to its next `await`, or an I/O callback. While
+    one runs, nothing else does, so a member's interaction that arrives then waits for it.
+    """
+    import atexit
+    import selectors
+
+    slow: list[tuple[float, float, str]] = []  # (wall clock, seconds, what ran)
+    # busy iterations of the loop (select's wait left out): wall clock, seconds, steps, the
+    # three longest steps
+    busy: list[tuple[float, float, int, list[tuple[float, str]]]] = []
+    this_iteration: list[tuple[float, str]] = []
+    waited = [0.0]
+    run_step = asyncio.events.Handle._run
+    run_once = asyncio.base_events.BaseEventLoop._run_once  # type: ignore[attr-defined]
+    select = selectors.EpollSelector.select
+
+    def timed(handle: asyncio.events.Handle) -> None:
+        what = stepping(handle)
+        started = time.perf_counter()
+        run_step(handle)
+        took = time.perf_counter() - started
+        this_iteration.append((took, what))
+        if took >= SLOW_STEP:
+            slow.append((time.time(), took, what))
+
+    def timed_select(selector: selectors.EpollSelector, timeout: float | None = None) -> Any:
+        started = time.perf_counter()
+        try:
+            return select(selector, timeout)
+        finally:
+            waited[0] += time.perf_counter() - started
+
+    def timed_once(loop: asyncio.AbstractEventLoop) -> None:
+        waited[0] = 0.0
+        this_iteration.clear()
+        started = time.perf_counter()
+        run_once(loop)
+        took = time.perf_counter() - started - waited[0]
+        if took >= SLOW_STEP:
+            longest = sorted(this_iteration, reverse=True)[:3]
+            busy.append((time.time(), took, len(this_iteration), longest))
+
+    asyncio.events.Handle._run = timed  # type: ignore[assignment]
+    selectors.EpollSelector.select = timed_select  # type: ignore[assignment,method-assign]
+    asyncio.base_events.BaseEventLoop._run_once = timed_once  # type: ignore[attr-defined]
+
+    def write() -> None:
+        path = os.path.join(directory, f"{kind}-{os.getpid()}-steps.txt")
+        with open(path, "w", encoding="utf-8") as out:
+            for at, took, what in slow:
+                out.write(f"{at:.3f}\t{took * 1000:.2f}\t{what}\n")
+        path = os.path.join(directory, f"{kind}-{os.getpid()}-iterations.txt")
+        with open(path, "w", encoding="utf-8") as out:
+            for at, took, count, longest in busy:
+                steps = " | ".join(f"{t * 1000:.2f} {w[:160]}" for t, w in longest)
+                out.write(f"{at:.3f}\t{took * 1000:.2f}\t{count}\t{steps}\n")
+
+    atexit.register(write)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.botproc")
     parser.add_argument("kind", choices=("pledgebot", "bare"))
@@ -304,6 +392,8 @@ def main() -> None:
     emit("imported", import_started=IMPORT_STARTED)
     if args.no_drawing:
         never_draw()
+    if os.environ.get(STEPS_ENV):
+        record_slow_steps(os.environ[STEPS_ENV], args.kind)
     work = run(
         args.kind,
         guild_ready_timeout=args.guild_ready_timeout,
