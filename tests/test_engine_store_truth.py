@@ -427,3 +427,24 @@ async def test_item18_briefings_due_together_wait_for_one_composition(
     await asyncio.gather(*(rig.engine.fire(s.id) for s in schedules))
     assert len(rig.sender.posts) == 8
     assert reads == 1
+
+
+async def test_only_a_few_posts_wait_composed_for_their_turn(rig: Rig) -> None:
+    """With thousands due at once, each one claimed and composed at once then held its
+    message until its turn (`due10k`: 114 -> 215 MiB). Now at most SENDING_AT_ONCE are
+    claimed ahead of being sent, and every one is still posted, once."""
+    rig.engine._sending = asyncio.Semaphore(3)  # SENDING_AT_ONCE, smaller
+    schedules = [await rig.schedule(time_of_day="09:00", timezone="UTC") for _ in range(10)]
+    ahead: list[int] = []
+
+    async def count_claimed_but_unsent() -> None:
+        claimed = await rig.store.scalar("SELECT count(*) FROM deliveries")
+        ahead.append(int(claimed) - len(rig.sender.posts))
+        await asyncio.sleep(0.01)  # the others run meanwhile
+
+    rig.sender.during_post = count_claimed_but_unsent
+    rig.clock.now = NINE
+    await asyncio.gather(*(rig.engine.fire(s.id) for s in schedules))
+    assert len(rig.sender.posts) == 10
+    assert len({nonce for _, _, nonce in rig.sender.posts}) == 10
+    assert max(ahead) == 3  # this post and the two behind it, never all ten
