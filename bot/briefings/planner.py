@@ -103,12 +103,12 @@ class Plans:
         return len(self._live)
 
     def get(self, schedule_id: int) -> datetime | None:
-        key = self._when[schedule_id] if schedule_id < len(self._when) else 0
-        return _EPOCH + key * _MICROSECOND if key else None
+        key = self._key_of(schedule_id)
+        return _instant(key) if key else None
 
     def add(self, schedule_id: int, when: datetime) -> bool:
         """Plan a schedule that is not planned; True when it is the instant's first."""
-        key = (when - _EPOCH) // _MICROSECOND
+        key = _key(when)
         if schedule_id >= len(self._when):
             self._when.extend(bytes(8 * (schedule_id + 1 - len(self._when))))
         self._when[schedule_id] = key
@@ -119,21 +119,20 @@ class Plans:
 
     def discard(self, schedule_id: int) -> datetime | None:
         """Unplan a schedule; the instant it leaves with nothing planned, if so."""
-        when = self.get(schedule_id)
-        if when is None:
+        key = self._key_of(schedule_id)
+        if not key:
             return None
-        key = self._when[schedule_id]
         self._when[schedule_id] = 0
         self._count -= 1
         self._live[key] -= 1
         if self._live[key]:
             return None
         del self._live[key], self._ids[key]
-        return when
+        return _instant(key)
 
     def take(self, when: datetime) -> list[int]:
         """The schedules planned at `when`, no longer planned."""
-        key = (when - _EPOCH) // _MICROSECOND
+        key = _key(when)
         taken = []
         for schedule_id in self._ids.pop(key, ()):
             if self._when[schedule_id] == key:
@@ -142,6 +141,18 @@ class Plans:
         self._count -= len(taken)
         self._live.pop(key, None)
         return taken
+
+    def _key_of(self, schedule_id: int) -> int:
+        """The schedule's planned instant as stored; 0 when it is not planned."""
+        return self._when[schedule_id] if schedule_id < len(self._when) else 0
+
+
+def _key(when: datetime) -> int:
+    return (when - _EPOCH) // _MICROSECOND
+
+
+def _instant(key: int) -> datetime:
+    return _EPOCH + key * _MICROSECOND
 
 
 # A schedule's rule as stored: (time_of_day, days, cron, run_date).
