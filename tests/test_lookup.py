@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import random
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -129,3 +131,27 @@ def test_substrings_are_found_through_trigrams_as_a_scan_finds_them(
     line, start, length = picked
     query = (line[start : start + length] + noise).strip() or "ab"
     assert WIDE._substring_matches(query, 25) == WIDE._scanned_matches(query, 25)
+
+
+SHUFFLED = Catalog(
+    "pledge",
+    random.Random(5).sample(
+        [
+            (f"gen-{i:05d}", f"{_VOCAB[i % 9]} {_VOCAB[(i * 7) % 9]} commitment {i}")
+            for i in range(3_000)
+        ],
+        3_000,
+    ),
+)
+
+
+@pytest.mark.parametrize(
+    "typed", ["g", "gen-0", "gen-01", "gen-002", "gen-0029", "c", "co", "coastal f", "fund co"]
+)
+def test_prefixes_give_the_first_records_in_display_order_narrow_or_wide(typed: str) -> None:
+    """A slug or title prefix matching a few records (sorted) or thousands (walked), in a
+    display order unlike the slugs' order: the first 25 in display order either way."""
+    by_slug = [e.slug for e in SHUFFLED._entries if e.slug.startswith(typed)]
+    by_title = [e.slug for e in SHUFFLED._entries if e.folded.startswith(typed)]
+    assert by_slug or by_title
+    assert [e.slug for e in SHUFFLED.matches(typed)] == (by_slug or by_title)[:25]

@@ -51,9 +51,9 @@ class Catalog:
         self._exact: dict[str, int] = {}
         for position, entry in reversed(list(enumerate(self._entries))):
             self._exact[entry.folded] = self._exact[entry.slug] = position
-        self._slugs = sorted((e.slug, i) for i, e in enumerate(self._entries))
-        self._titles = sorted((e.folded, i) for i, e in enumerate(self._entries))
-        self._words = sorted({(w, i) for i, e in enumerate(self._entries) for w in e.words})
+        self._slugs = _Index((e.slug, i) for i, e in enumerate(self._entries))
+        self._titles = _Index((e.folded, i) for i, e in enumerate(self._entries))
+        self._words = _Index({(w, i) for i, e in enumerate(self._entries) for w in e.words})
         lines = [f"{e.slug} {e.folded}".replace("\n", " ") for e in self._entries]
         self._haystack = "\n".join(lines)
         self._line_starts = list(accumulate((len(line) + 1 for line in lines[:-1]), initial=0))
@@ -95,12 +95,10 @@ class Catalog:
         exact = self._exact.get(query)
         if take([] if exact is None else [exact]):
             return self._pick(found)
-        slug_prefix = self._first(_prefixed(self._slugs, query), lambda e: e.slug.startswith(query))
+        slug_prefix = self._first(self._slugs, query, lambda e: e.slug.startswith(query))
         if take(slug_prefix):
             return self._pick(found)
-        title_prefix = self._first(
-            _prefixed(self._titles, query), lambda e: e.folded.startswith(query)
-        )
+        title_prefix = self._first(self._titles, query, lambda e: e.folded.startswith(query))
         if take(title_prefix) or (words and take(self._word_prefix_matches(words, limit))):
             return self._pick(found)
         take(self._substring_matches(query, limit))
@@ -108,17 +106,21 @@ class Catalog:
 
     def _first(
         self,
-        rows: list[tuple[str, int]],
+        index: _Index,
+        prefix: str,
         test: Callable[[Entry], bool],
         limit: int = AUTOCOMPLETE_CHOICES,
     ) -> list[int]:
-        """The first `limit` positions of a prefix range, in display order.
+        """The first `limit` positions of the records whose text starts with `prefix`, in
+        display order.
 
-        A wide range (a letter or two typed) is cheaper to find by walking the records
-        in order and stopping at `limit` than by sorting thousands of positions.
+        Up to `SORT_AT_MOST` of them are sorted (in C: tens of microseconds). A wider range
+        (a letter or two typed) is cheaper to find by walking the records in order and
+        stopping at `limit`: with that many matching, the walk meets `limit` of them early.
         """
-        if len(rows) <= 4 * limit:
-            return sorted(p for _, p in rows)[:limit]
+        low, high = index.span(prefix)
+        if high - low <= SORT_AT_MOST:
+            return sorted(index.positions[low:high])[:limit]
         return list(islice((p for p, e in enumerate(self._entries) if test(e)), limit))
 
     def _pick(self, positions: Iterable[int]) -> list[Entry]:
@@ -127,29 +129,25 @@ class Catalog:
     def _word_prefix_matches(self, words: list[str], limit: int) -> list[int]:
         """Records where every typed word starts some word of the slug or title.
 
-        Walks the rarest typed word's records in display order, tests the other words on
-        each and stops at `limit`: a common word ("co", "gen") is never built into a set
-        of nearly every record.
+        The typed words matching at most `SORT_AT_MOST` records each are intersected as
+        sets (in C); a common word ("co", "gen") is never built into a set of nearly
+        every record but tested on each candidate, in display order, until `limit`.
+        When every typed word is common, the records are walked in display order.
         """
-        spans = sorted((_span(self._words, w), w) for w in set(words))
+        index = self._words
+        spans = sorted((index.span(w), w) for w in set(words))
         spans.sort(key=lambda span: span[0][1] - span[0][0])
-        (low, high), rarest = spans[0]
+        rare = [(low, high) for (low, high), _ in spans if high - low <= SORT_AT_MOST]
+        common = [word for (low, high), word in spans if high - low > SORT_AT_MOST]
         candidates: Iterable[int]
-        if high - low <= SORT_AT_MOST:
-            candidates = sorted({p for _, p in self._words[low:high]})
+        if rare:
+            found = set(index.positions[slice(*rare[0])])
+            for low, high in rare[1:]:
+                found.intersection_update(index.positions[low:high])
+            candidates = sorted(found)
         else:
-            candidates = (p for p in range(len(self._entries)) if self._starts_words(p, [rarest]))
-        sets = [
-            {p for _, p in self._words[lo:hi]}
-            for (lo, hi), _ in spans[1:]
-            if hi - lo <= SORT_AT_MOST
-        ]
-        common = [word for (lo, hi), word in spans[1:] if hi - lo > SORT_AT_MOST]
-        matching = (
-            p
-            for p in candidates
-            if all(p in s for s in sets) and (not common or self._starts_words(p, common))
-        )
+            candidates = range(len(self._entries))
+        matching = (p for p in candidates if not common or self._starts_words(p, common))
         return list(islice(matching, limit))
 
     def _starts_words(self, position: int, typed: list[str]) -> bool:
@@ -226,16 +224,20 @@ class Catalog:
         raise UserError(f"No {self.kind} called “{shown}”. {hint}")
 
 
-def _span(table: list[tuple[str, int]], prefix: str) -> tuple[int, int]:
-    """Where the rows of a sorted (text, position) table starting with `prefix` lie."""
-    low = bisect.bisect_left(table, (prefix, -1))
-    return low, bisect.bisect_left(table, (prefix + "\U0010ffff", -1), low)
+class _Index:
+    """(text, record position) pairs sorted by text, kept as two parallel lists: a prefix
+    is found by bisecting the texts, and its positions are sliced, sorted or made a set
+    in C, with no tuple unpacked per row."""
 
+    def __init__(self, rows: Iterable[tuple[str, int]]) -> None:
+        ordered = sorted(rows)
+        self.texts = [text for text, _ in ordered]
+        self.positions = array("I", (position for _, position in ordered))
 
-def _prefixed(table: list[tuple[str, int]], prefix: str) -> list[tuple[str, int]]:
-    """The rows of a sorted (text, position) table whose text starts with `prefix`."""
-    low, high = _span(table, prefix)
-    return table[low:high]
+    def span(self, prefix: str) -> tuple[int, int]:
+        """Where the rows whose text starts with `prefix` lie."""
+        low = bisect.bisect_left(self.texts, prefix)
+        return low, bisect.bisect_left(self.texts, prefix + "\U0010ffff", low)
 
 
 def _suggestion_lines(entries: Iterable[Entry]) -> str:
