@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from bot.briefings.composer import Composer
+from bot.briefings.schedules import Schedules
 from bot.config import Config
+from bot.models import Pledge, utc_slot
 from bot.pledges import answers
 from bot.pledges.cards import Card
 from bot.pledges.services import Records, Services, footprint
@@ -135,6 +140,49 @@ async def test_a_status_changed_by_another_process_reaches_memory(
         assert after.status_note == "Talks opened"
         assert services.records.pledges["police-officers-to-europol"] is untouched
         assert "Talks opened" in str(cards[0])
+    finally:
+        await other.close()
+        await services.close()
+
+
+async def test_a_digest_is_composed_from_memory_as_the_store_has_it_now(
+    store_location: Path | str,
+) -> None:
+    """The briefing engine's composer takes every pledge from memory, yet a status set by
+    another process a moment before the slot is in the digest: it is posted once for the
+    whole slot, so it may not be up to a second old as an answer may."""
+    services = await Services.start(config_at(store_location))
+    other = await Store.open(store_location)
+    try:
+        schedules = Schedules(services.store)
+        schedule = await schedules.create(
+            guild_id=1,
+            created_by=1,
+            limit=25,
+            fields={"channel_id": 5, "timezone": "UTC", "content": "digest"},
+        )
+        await other.set_status(
+            "europol-partnership",
+            "in-progress",
+            note="Talks opened",
+            evidence_url="https://example.org/talks",
+            changed_by="operator",
+        )
+        reads: list[object] = []
+        read_from_store = services.store.pledges
+
+        async def counted(**filters: Any) -> list[Pledge]:
+            reads.append(filters)
+            return await read_from_store(**filters)
+
+        services.store.pledges = counted  # type: ignore[method-assign]
+        composer = Composer(services.store, schedules, pledges=services.current_pledges)
+        nine = datetime(2026, 10, 21, 9, 0, tzinfo=UTC)
+        briefing = await composer.compose(schedule, utc_slot(nine), nine)
+        assert briefing is not None
+        lines = [line for line in str(briefing.cards).split("\\n") if "europol-partnership" in line]
+        assert lines and "In progress" in lines[0]
+        assert reads == [{"slugs": ["europol-partnership"]}]  # the changed pledge alone
     finally:
         await other.close()
         await services.close()

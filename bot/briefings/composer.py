@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
 from datetime import datetime
 
@@ -43,10 +43,17 @@ class Composer:
     """The briefings composed lately, by what they were composed from."""
 
     def __init__(
-        self, store: Store, schedules: Schedules, charts: ChartRenderer | None = None
+        self,
+        store: Store,
+        schedules: Schedules,
+        charts: ChartRenderer | None = None,
+        pledges: Callable[[], Awaitable[list[Pledge]]] | None = None,
     ) -> None:
         self.store = store
         self.schedules = schedules
+        # Every pledge as the store has it now; the bot passes `Services.current_pledges`,
+        # which has them in memory.
+        self._pledges = pledges
         # A digest's chart is drawn into the briefing composed once per slot and state.
         self.charts = charts or ChartRenderer()
         self._composed: dict[tuple[object, ...], asyncio.Future[Briefing | None]] = {}
@@ -89,6 +96,9 @@ class Composer:
             self._content_state_at = now
         return self._content_state
 
+    async def _all_pledges(self) -> list[Pledge]:
+        return await (self._pledges or self.store.pledges)()
+
     async def _compose(
         self, kind: str, target: str, schedule: Schedule, when: datetime, since: str | None
     ) -> Briefing | None:
@@ -96,11 +106,11 @@ class Composer:
         statements = {s.slug: s for s in await store.statements()}
         if kind == "digest":
             digest = compose.digest(
-                await store.pledges(), list(statements.values()), when, schedule.role_id
+                await self._all_pledges(), list(statements.values()), when, schedule.role_id
             )
             return replace(digest, cards=tuple(await draw_charts(digest.cards, self.charts.draw)))
         if kind == "spotlight":
-            records: Sequence[Pledge | Power] = [*await store.pledges(), *await store.powers()]
+            records: Sequence[Pledge | Power] = [*await self._all_pledges(), *await store.powers()]
             return compose.spotlight(records, statements, schedule.cursor, when, schedule.role_id)
         if kind == "changes":
             # Bookmarked by what was composed, not by when a send finished: a change made
@@ -109,7 +119,7 @@ class Composer:
                 changed = await store.status_history(after_id=schedule.cursor)
             else:
                 changed = await store.status_history(since=since)
-            titles = {p.slug: p.title for p in await store.pledges()}
+            titles = {p.slug: p.title for p in await self._all_pledges()}
             found = compose.changes(changed, titles, since, when, schedule.role_id)
             if found is None:
                 return None

@@ -37,6 +37,7 @@ from bot.briefings.schedules import Schedule, Schedules
 from bot.briefings.sender import DeliveryFailure, Sender
 from bot.charts.render import ChartRenderer
 from bot.errors import store_errors
+from bot.models import Pledge
 from bot.rate_budget import RateBudget
 from bot.store import Store
 
@@ -95,6 +96,7 @@ class BriefingEngine(Planner):
         scheduler: AsyncIOScheduler | None = None,
         nonce_trust: timedelta = NONCE_TRUST,
         charts: ChartRenderer | None = None,
+        pledges: Callable[[], Awaitable[list[Pledge]]] | None = None,
     ) -> None:
         super().__init__()
         self.store = store
@@ -118,7 +120,7 @@ class BriefingEngine(Planner):
         self._preparing = asyncio.Semaphore(PREPARING_AT_ONCE)
         self._sending = asyncio.Semaphore(SENDING_AT_ONCE)
         # The members' answers' renderer when given, so a state's chart is drawn once.
-        self._composer = Composer(store, self.schedules, charts)
+        self._composer = Composer(store, self.schedules, charts, pledges)
 
     # -- lifecycle (`plan_all` and `stop` are the planner's) -------------------------
 

@@ -299,6 +299,7 @@ class PledgeBot(commands.Bot):
             rate_per_second=self.config.global_rate_limit,
             shards=self.schedule_shards,
             charts=services.charts,
+            pledges=services.current_pledges,
         )
         self.alerts = AlertDispatcher(
             services.store.db, DiscordSender(self), self.engine.budget, shards=self.schedule_shards
