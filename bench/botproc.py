@@ -27,6 +27,11 @@ DIR/KIND-PID-iterations.txt (wall clock, ms, steps run, the three longest), when
 process exits: where a member's answer waited during a fan-out (bench/PROFILES.md). Timing
 every step slows the bot: figures from such a run are not the benchmark's.
 
+With PLEDGEBOT_BENCH_SHARES=DIR the bot's own share of every interaction (gateway frame
+taken up to the callback requested, and to its response read) is written to
+DIR/KIND-PID-shares.txt (wall clock, ms, ms) at exit (`record_shares`): four clock reads per
+interaction, so the run's own figures stay comparable.
+
 With PLEDGEBOT_BENCH_PROFILE=DIR the process runs under pyinstrument, and its profile is
 written to DIR (KIND-PID.txt and .pyisession) when it stops: `PLEDGEBOT_BENCH_PROFILE=/tmp/p
 .venv/bin/python -m bench roundtrip` profiles every bot of that benchmark.
@@ -57,11 +62,23 @@ BARE_REPLY = "ok"
 # Set to a directory to profile the bot with pyinstrument (one .txt and .html per process).
 PROFILE_ENV = "PLEDGEBOT_BENCH_PROFILE"
 STEPS_ENV = "PLEDGEBOT_BENCH_SLOW_STEPS"
+SHARES_ENV = "PLEDGEBOT_BENCH_SHARES"
 SLOW_STEP = 0.002  # seconds: event loop steps at least this long are recorded
 
 
 def emit(event: str, **data: Any) -> None:
-    print(json.dumps({"event": event, "t": time.monotonic(), **data}), flush=True)
+    """A milestone, with the process's peak memory so far (VmHWM, KiB): where in start-up
+    the peak is reached."""
+    stamp = {"event": event, "t": time.monotonic(), "hwm_kib": peak_kib()}
+    print(json.dumps({**stamp, **data}), flush=True)
+
+
+def peak_kib() -> int:
+    with open("/proc/self/status", encoding="ascii") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    return 0
 
 
 class Steered(datetime):
@@ -361,6 +378,63 @@ def record_slow_steps(directory: str, kind: str) -> None:
     atexit.register(write)
 
 
+def record_shares(directory: str, kind: str) -> None:
+    """Time the bot's own share of every interaction; write them all at exit.
+
+    From the gateway frame being taken up (`received_message`, before it is decompressed
+    and parsed) to the callback's request being made, and to its response read. What a
+    member waits beyond that is the wire, the emulator, or the loop not yet reading the
+    frame: told apart from the emulator's round trip in the same run.
+    """
+    import atexit
+
+    from discord import gateway, state
+    from discord.webhook import async_ as webhooks
+
+    frame_taken = [0.0]
+    taken: dict[int, float] = {}
+    shares: list[tuple[float, float, float]] = []  # wall clock, to the call, to its answer
+    received = gateway.DiscordWebSocket.received_message
+    parse = state.ConnectionState.parse_interaction_create
+    respond = webhooks.AsyncWebhookAdapter.create_interaction_response
+
+    async def stamped(socket: Any, message: Any, /) -> None:
+        frame_taken[0] = time.perf_counter()
+        await received(socket, message)
+
+    def parsed(connection: Any, data: Any) -> None:
+        taken[int(data["id"])] = frame_taken[0]
+        parse(connection, data)
+
+    def responding(adapter: Any, interaction_id: int, *args: Any, **kwargs: Any) -> Any:
+        started = taken.pop(int(interaction_id), None)
+        called = time.perf_counter()
+        request = respond(adapter, interaction_id, *args, **kwargs)
+        if started is None:
+            return request
+
+        async def answered() -> Any:
+            try:
+                return await request
+            finally:
+                done = time.perf_counter()
+                shares.append((time.time(), called - started, done - started))
+
+        return answered()
+
+    gateway.DiscordWebSocket.received_message = stamped  # type: ignore[method-assign]
+    state.ConnectionState.parse_interaction_create = parsed  # type: ignore[method-assign,assignment]
+    webhooks.AsyncWebhookAdapter.create_interaction_response = responding  # type: ignore[method-assign,assignment]
+
+    def write() -> None:
+        path = os.path.join(directory, f"{kind}-{os.getpid()}-shares.txt")
+        with open(path, "w", encoding="utf-8") as out:
+            for at, to_call, to_answer in shares:
+                out.write(f"{at:.3f}\t{to_call * 1000:.3f}\t{to_answer * 1000:.3f}\n")
+
+    atexit.register(write)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.botproc")
     parser.add_argument("kind", choices=("pledgebot", "bare"))
@@ -394,6 +468,8 @@ def main() -> None:
         never_draw()
     if os.environ.get(STEPS_ENV):
         record_slow_steps(os.environ[STEPS_ENV], args.kind)
+    if os.environ.get(SHARES_ENV):
+        record_shares(os.environ[SHARES_ENV], args.kind)
     work = run(
         args.kind,
         guild_ready_timeout=args.guild_ready_timeout,

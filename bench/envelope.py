@@ -140,6 +140,8 @@ class Measured:
         self.started = 0.0
         self.memory_started: Memory | None = None
         self.memory_end: Memory | None = None
+        # VmHWM as the bot printed its milestones (KiB): where start-up reaches its peak
+        self.peak_at: dict[str, int] = {}
         self.idle = Phase("idle")
         self.fanout = Phase("during the fan-out")
         self.delivered = 0.0
@@ -165,6 +167,7 @@ async def measure_bare(
         if ready["guilds"] != len(servers):
             raise RuntimeError(f"bare: ready with {ready['guilds']} of {len(servers)} guilds")
         measured.ready = measured.started = proc.since_spawn("ready")
+        measured.peak_at = peaks_at(proc)
         await asyncio.sleep(SETTLE)
         measured.memory_started = proc.memory()
         member = Member(emu, servers[0], user, slugs)
@@ -198,6 +201,7 @@ async def measure_pledgebot(
         await proc.milestone("engine_started", START_TIMEOUT)
         measured.ready = proc.since_spawn("ready")
         measured.started = proc.since_spawn("engine_started")
+        measured.peak_at = peaks_at(proc)
         await asyncio.sleep(SETTLE)
         measured.memory_started = proc.memory()
         await inject(member, Phase("warm-up"), WARMUP, lambda: False)
@@ -240,6 +244,10 @@ async def measure_pledgebot(
         measured.states = dict(await deliveries(database, utc_slot(due)))
         measured.memory_end = proc.memory()
     return measured
+
+
+def peaks_at(proc: MilestoneBot) -> dict[str, int]:
+    return {name: int(message["hwm_kib"]) for name, message in proc.milestones.items()}
 
 
 def summarise(
@@ -292,25 +300,35 @@ def summarise(
             f"idle phase and the fan-out (`RigPauses`); collections of 20 ms or more still "
             f"seen: {len(pauses)}" + (f", the longest {ms(max(pauses))} ms." if pauses else ".")
         )
+
+    def peak(measured: Measured, milestone: str) -> str:
+        found = measured.peak_at.get(milestone)
+        return "-" if found is None else mib(found)
+
     report.tables.append(
         Table(
             "Start-up and memory",
-            ("bot", "on_ready s", "engine_started s", "VmRSS started MiB", "VmHWM end MiB"),
+            (
+                "bot",
+                "on_ready s",
+                "engine_started s",
+                "VmRSS started MiB",
+                "VmHWM at built / on_ready / engine_started MiB",
+                f"VmHWM {SETTLE:g} s after MiB",
+                "VmHWM end MiB",
+            ),
             [
                 (
-                    "bare discord.py",
-                    secs(bare.ready),
-                    "-",
-                    mib(bare.memory_started.rss_kib),
-                    mib(bare.memory_end.hwm_kib),
-                ),
-                (
-                    label,
-                    secs(full.ready),
-                    secs(full.started),
-                    mib(full.memory_started.rss_kib),
-                    mib(full.memory_end.hwm_kib),
-                ),
+                    name,
+                    secs(measured.ready),
+                    "-" if measured is bare else secs(measured.started),
+                    mib(measured.memory_started.rss_kib),
+                    " / ".join(peak(measured, m) for m in ("built", "ready", "engine_started")),
+                    mib(measured.memory_started.hwm_kib),
+                    mib(measured.memory_end.hwm_kib),
+                )
+                for name, measured in (("bare discord.py", bare), (label, full))
+                if measured.memory_started and measured.memory_end
             ],
         )
     )
