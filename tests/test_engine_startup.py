@@ -382,6 +382,37 @@ async def test_plan_all_reads_in_chunks_and_an_edit_between_chunks_stands(
     assert rig.planned(last.id) == NINE + timedelta(hours=1)
 
 
+async def test_plan_all_reads_each_chunks_last_slots_with_it(
+    rig: Rig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Start-up reads the schedules' last slots a chunk at a time too (every schedule's at
+    once held tens of MiB after a few days of posting). Down over today's 09:00: the
+    schedules that posted it are not missed, the others are, in every chunk."""
+    monkeypatch.setattr(planner, "PLAN_CHUNK", 3)
+    created = datetime(2026, 10, 19, 12, 0, tzinfo=UTC)
+    schedules = [
+        await rig.schedule(created=created, time_of_day="09:00", timezone="UTC") for _ in range(8)
+    ]
+    for posted in schedules[::2]:
+        assert await rig.engine.schedules.claim(posted.id, "2026-10-20T09:00Z", late=False)
+    manual = schedules[3]  # a manual post is not a slot: it does not stand for 09:00
+    assert await rig.engine.schedules.claim(manual.id, "manual:1", late=False, manual=True)
+    rig.clock.now = datetime(2026, 10, 20, 9, 10, tzinfo=UTC)
+    last_slots = []
+    read = rig.engine.schedules.last_slots
+
+    async def counted(first: int = 0, last: int | None = None) -> dict[int, str]:
+        last_slots.append((first, last))
+        return await read(first, last)
+
+    monkeypatch.setattr(rig.engine.schedules, "last_slots", counted)
+    await rig.engine.plan_all()
+    ids = [s.id for s in schedules]
+    assert last_slots == [(ids[0], ids[2]), (ids[3], ids[5]), (ids[6], ids[7])]
+    assert sorted(rig.engine._missed) == ids[1::2]
+    assert all(rig.planned(i) == NINE for i in ids)
+
+
 async def test_opening_a_file_another_process_is_switching_to_wal_waits_for_it(
     tmp_path: Path,
 ) -> None:

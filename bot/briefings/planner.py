@@ -268,17 +268,15 @@ class Planner(ABC):
         self._touched = touched  # before any read: whatever touches a schedule reads after
         try:
             self._seen_change = await self.schedules.latest_change()
-            last_slots = await self.schedules.last_slots()
             self._missed = []
             now = self.clock()
             instants: dict[str | None, datetime] = {}
-            async for count, row in self._active_rules():
+            async for count, row, slot in self._active_rules():
                 if count % PLAN_BATCH == 0:
                     await asyncio.sleep(0)  # let the connection make progress meanwhile
                 schedule_id, guild_id = row[0], row[1]
                 if not self.shards.owns(guild_id):
                     continue
-                slot = last_slots.get(schedule_id)
                 last = instants.get(slot)
                 if last is None:
                     last = instants[slot] = _last_instant(slot)
@@ -315,18 +313,22 @@ class Planner(ABC):
             await self._listen_for_changes()
             self._reconciler = asyncio.create_task(self._reconcile_forever())
 
-    async def _active_rules(self) -> AsyncIterator[tuple[int, Row]]:
-        """(count, row) of every active schedule's rule, read PLAN_CHUNK rows at a time.
+    async def _active_rules(self) -> AsyncIterator[tuple[int, Row, str | None]]:
+        """(count, row, last slot) of every active schedule's rule, read PLAN_CHUNK rows
+        at a time, with the chunk's last slots.
 
         Not one snapshot: a change made between two reads is in the change log after the
-        id `plan_all` read first, so the reconcile loop plans it again.
+        id `plan_all` read first, so the reconcile loop plans it again. The last slots
+        too are read a chunk at a time: every schedule's at once (100,000 briefings after
+        five days of posting) raised the peak by 34 MiB instead of 12.
         """
         count, after = 0, 0
         while True:
             rows = await self.store.rows(PLAN_QUERY, (after, PLAN_CHUNK))
+            last_slots = await self.schedules.last_slots(rows[0][0], rows[-1][0]) if rows else {}
             for row in rows:
                 count += 1
-                yield count, row
+                yield count, row, last_slots.get(row[0])
             if len(rows) < PLAN_CHUNK:
                 return
             after = rows[-1][0]

@@ -22,6 +22,7 @@ from bot.store import Store, utc_now
 
 # LISTEN/NOTIFY channel of schedule changes (PostgreSQL); the payload is the schedule id
 CHANGES_CHANNEL = "pledgebot_schedule_changes"
+MAX_ID = 2**63 - 1  # above every row id, on both backends (64-bit signed)
 
 EDITABLE = (
     "channel_id",
@@ -362,10 +363,13 @@ class Schedules:
         )
         return rows[0][0] if rows else None
 
-    async def last_slots(self) -> dict[int, str]:
-        """`last_slot` for every schedule at once (start-up)."""
+    async def last_slots(self, first: int = 0, last: int | None = None) -> dict[int, str]:
+        """`last_slot` for many schedules at once: those with ids from `first` to `last`
+        (start-up reads them a chunk at a time, see `Planner.plan_all`), or every one."""
         rows = await self.store.rows(
-            "SELECT schedule_id, max(slot) FROM deliveries WHERE manual = 0 GROUP BY schedule_id"
+            "SELECT schedule_id, max(slot) FROM deliveries WHERE manual = 0 "
+            "AND schedule_id BETWEEN ? AND ? GROUP BY schedule_id",
+            (first, MAX_ID if last is None else last),
         )
         return {r[0]: r[1] for r in rows}
 
