@@ -213,3 +213,45 @@ class RigPauses:
 
     def between(self, start: float, end: float) -> list[float]:
         return [took for at, _, took in self.pauses if start <= at <= end]
+
+
+LAG_TICK = 0.005  # seconds between the ticks `RigLag` times
+
+
+class RigLag:
+    """How late this process's event loop (the emulator's) wakes a task: a tick every
+    `LAG_TICK`, and how long after it was due it ran, with the wall clock.
+
+    The emulator sends every interaction and times its answer on this loop, while it
+    serves the fan-out's posts. When the loop is late, the answer's round trip includes
+    the wait though the bot had answered: this tells that share from the bot's.
+    """
+
+    def __init__(self) -> None:
+        self.lateness: list[tuple[float, float]] = []  # (wall clock, seconds late)
+        self._task: asyncio.Task[None] | None = None
+
+    async def _tick(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            due = loop.time() + LAG_TICK
+            await asyncio.sleep(LAG_TICK)
+            self.lateness.append((time.time(), max(0.0, loop.time() - due)))
+
+    async def __aenter__(self) -> RigLag:
+        self._task = asyncio.create_task(self._tick())
+        return self
+
+    async def __aexit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    def between(self, start: float, end: float) -> list[float]:
+        return [late for at, late in self.lateness if start <= at <= end]

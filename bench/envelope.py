@@ -25,7 +25,9 @@ import time
 from pathlib import Path
 
 from bench.common import (
+    LAG_TICK,
     Report,
+    RigLag,
     RigPauses,
     Settings,
     Stats,
@@ -148,6 +150,8 @@ class Measured:
         self.states: dict[str, int] = {}
         self.limited_429 = 0
         self.rig_pauses: list[float] = []  # the emulator's process: collections >= 20 ms
+        # the emulator's loop, by phase: how late each `RigLag` tick ran (seconds)
+        self.rig_lag: dict[str, list[float]] = {}
 
 
 async def measure_bare(
@@ -225,8 +229,10 @@ async def measure_pledgebot(
         await sleep_until(slot.wall - idle_seconds - 2.0)
         idle_end = slot.wall - 2.0
         # the emulator's heap (10,000 servers) out of the collector's sight, as in fanout2
-        async with RigPauses() as pauses:
+        async with RigPauses() as pauses, RigLag() as lag:
+            idle_start = time.time()
             await inject(member, measured.idle, None, lambda: time.time() >= idle_end)
+            measured.rig_lag["idle"] = lag.between(idle_start, time.time())
             limited_before = emu.rate_limited_count
             await sleep_until(slot.wall)
             deadline = slot.wall + fanning / RATE * 3 + 60
@@ -236,6 +242,7 @@ async def measure_pledgebot(
                 None,
                 lambda: arrivals.all_arrived.is_set() or time.time() >= deadline,
             )
+            measured.rig_lag["during the fan-out"] = lag.between(slot.wall, time.time())
             last = max((max(t) for t in arrivals.times.values()), default=deadline)
             measured.delivered = last - slot.wall if arrivals.all_arrived.is_set() else float("inf")
             await asyncio.sleep(2.0)  # late duplicates would show up here
@@ -300,6 +307,18 @@ def summarise(
             f"idle phase and the fan-out (`RigPauses`); collections of 20 ms or more still "
             f"seen: {len(pauses)}" + (f", the longest {ms(max(pauses))} ms." if pauses else ".")
         )
+        lags = [
+            f"{phase} median {ms(Stats.of(late).median)} ms, p99 {ms(Stats.of(late).p99)} ms"
+            for phase, late in full.rig_lag.items()
+            if late
+        ]
+        if lags:
+            report.notes.append(
+                "How late the emulator's event loop (this process, which sends each "
+                f"interaction and times its answer) woke a task due every {LAG_TICK * 1000:g} "
+                f"ms (`RigLag`), with pledgebot: {'; '.join(lags)}. A member's round trip "
+                "includes such a wait whatever the bot does."
+            )
 
     def peak(measured: Measured, milestone: str) -> str:
         found = measured.peak_at.get(milestone)
