@@ -146,17 +146,24 @@ def pg_tsquery(text: str, *, any_word: bool = False, weight: str = "") -> str | 
 # GIN index finds thousands of matches in a few milliseconds; ts_rank_cd over all of them
 # takes a hundred), so, as `_BOUNDED_SEARCH` does on SQLite, only candidates are ranked:
 # the first ?4 matches in rowid order (shortest documents first) and the first ?4 whose
-# title matches (?3: the same words, weight A only). Fewer than ?4 matches: all ranked.
-# The candidates' queries are written out, not read from `q`: the planner then sees the
-# words, and with the index's statistics reads the GIN index for rare words where it
-# would otherwise walk the whole table in rowid order (7 ms at 10,000 pledges).
+# title matches (?3: the same words, weight A only, so a subset of ?1's matches). Fewer
+# than ?4 matches: all ranked.
+# One GIN scan finds the matches, and both candidate sets come from it; each tsquery is
+# computed once (a sub-select), never again for each row the title test rechecks (the
+# index holds no weights). The statement is prepared once per connection, and after five
+# executions PostgreSQL runs a generic plan that cannot see the words: written this way,
+# that plan is as good for a rare word as for a common one. With the tsquery written out
+# in each candidate query instead, the generic plan rechecked every match of a common
+# any-word query with a fresh `to_tsquery`: 15-30 ms for the slowest 2% of searches at
+# 10,000 pledges, against 5 ms now (bench/PROFILES.md).
 _PG_SEARCH = (
     "WITH q(query) AS (SELECT to_tsquery('english', ?1)), "
+    "matches AS MATERIALIZED (SELECT s.rowid, s.document FROM search_index s"
+    " WHERE s.document @@ (SELECT query FROM q)), "
     "candidates(id) AS ("
-    " (SELECT s.rowid FROM search_index s WHERE s.document @@ to_tsquery('english', ?1) "
-    "  ORDER BY s.rowid LIMIT ?4) UNION "
-    " (SELECT s.rowid FROM search_index s WHERE s.document @@ to_tsquery('english', ?3) "
-    "  ORDER BY s.rowid LIMIT ?4)), "
+    " (SELECT rowid FROM matches ORDER BY rowid LIMIT ?4) UNION "
+    " (SELECT rowid FROM matches WHERE document @@ (SELECT to_tsquery('english', ?3)) "
+    "  ORDER BY rowid LIMIT ?4)), "
     "hits AS (SELECT s.*, ts_rank_cd('{0.0, 0.1, 0.3, 1.0}', s.document, q.query) AS score "
     " FROM search_index s JOIN candidates c ON c.id = s.rowid, q "
     " ORDER BY score DESC, s.rowid LIMIT ?2) "
