@@ -19,6 +19,8 @@ import pytest
 from PIL import Image
 
 from bench.memory import loop_steps
+from bot.briefings import composer as composer_module
+from bot.briefings import engine as engine_module
 from bot.briefings.compose import digest
 from bot.charts import render
 from bot.charts.render import PNG_MAGIC, ChartRenderer
@@ -500,3 +502,30 @@ async def test_a_digest_posts_its_chart_drawn_once_for_every_schedule_due(rig: R
     assert pictures[0] is not None and decoded(pictures[0].data)
     assert pictures[0].alt_text.startswith("Pledges in ")
     assert rig.engine._composer.charts.draws == 1
+
+
+async def test_the_digest_chart_is_drawn_ahead_of_the_slot_once_per_content_state(
+    rig: Rig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Drawn between slots, not at the slot: the slot's posts do not wait for a drawing.
+    Again only when a status changes; the slot's digest finds the picture drawn."""
+    monkeypatch.setattr(engine_module, "CHART_AHEAD_SECONDS", 0.0)
+    monkeypatch.setattr(composer_module, "CONTENT_STATE_SECONDS", 0.0)
+    charts = rig.engine._composer.charts
+    await rig.engine.between_slots()
+    assert charts.draws == 0  # nothing planned here: nothing to draw for
+    schedule = await rig.schedule(time_of_day="09:00", timezone="UTC")
+    await rig.engine.plan_all()
+    await rig.engine.between_slots()
+    await rig.engine.between_slots()
+    assert charts.draws == 1
+    rig.clock.now = datetime(2026, 10, 21, 9, 0, tzinfo=UTC)
+    await rig.engine.fire(schedule.id)
+    [(_, briefing, _)] = rig.sender.posts
+    assert briefing.cards[0].picture is not None
+    assert charts.draws == 1
+    await rig.store.set_status(
+        "europol-partnership", "in-progress", note="Talks opened", changed_by="operator"
+    )
+    await rig.engine.between_slots()
+    assert charts.draws == 2

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 
-from bot.charts.spec import status_bars
+from bot.charts.spec import ChartSpec, status_bars
 from bot.models import STATUSES, Pledge, Power, Statement, StatusChange, status_of
 from bot.pledges import cards
 from bot.pledges.cards import Card, Field
@@ -94,13 +94,18 @@ def digest(
                 footer=credit(statements),
             )
         )
-    # the picture of what the first card counts "at a glance"
-    subject = statements[0].title if len(statements) == 1 else "all statements carried"
-    found[0] = replace(found[0], chart=status_bars(subject, [p.status for p in pledges]))
+    found[0] = replace(found[0], chart=digest_chart(pledges, statements))
     return Briefing(
         heading(role_id, "Pledge digest", when),
         fit_message(found, "Use /pledge list for the full list"),
     )
+
+
+def digest_chart(pledges: Sequence[Pledge], statements: Sequence[Statement]) -> ChartSpec | None:
+    """The picture of what a digest's first card counts "at a glance" (None: no pledges):
+    the same for every slot until content or a status changes, so it can be drawn ahead."""
+    subject = statements[0].title if len(statements) == 1 else "all statements carried"
+    return status_bars(subject, [p.status for p in pledges])
 
 
 def spotlight(

@@ -18,6 +18,8 @@ import asyncio
 import contextlib
 import hashlib
 import logging
+import math
+import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 
@@ -55,6 +57,9 @@ MAX_MISSED_RECORDED = 100
 # Discord drops a repeated nonce for "a few minutes"; trust it for less than that, and
 # look in the channel before re-sending anything older.
 NONCE_TRUST = timedelta(seconds=60)
+# How often the engine looks whether content or a status changed, to draw the digest's
+# chart ahead of the slots (one signature query).
+CHART_AHEAD_SECONDS = 10.0
 # Schedules reading their rows at once, and schedules claiming and composing at once: each
 # bounds how long a member's query waits behind the engine's when thousands fall due
 # (four store operations in all, PostgreSQL's pool size).
@@ -121,6 +126,7 @@ class BriefingEngine(Planner):
         self._sending = asyncio.Semaphore(SENDING_AT_ONCE)
         # The members' answers' renderer when given, so a state's chart is drawn once.
         self._composer = Composer(store, self.schedules, charts, pledges)
+        self._chart_checked_at = -math.inf
 
     # -- lifecycle (`plan_all` and `stop` are the planner's) -------------------------
 
@@ -137,6 +143,13 @@ class BriefingEngine(Planner):
         missed, self._missed = self._missed, []
         for schedule_id in missed:
             await self.fire(schedule_id)
+
+    async def between_slots(self) -> None:
+        """Draw the digest's chart ahead of the slots when this process plans briefings."""
+        now = time.monotonic()
+        if len(self._plans) and now - self._chart_checked_at >= CHART_AHEAD_SECONDS:
+            self._chart_checked_at = now
+            await self._composer.draw_digest_chart()
 
     # -- firing -------------------------------------------------------------------
 

@@ -251,6 +251,10 @@ class Planner(ABC):
     async def _quarantine(self, schedule: Schedule, error: Exception) -> None:
         """Pause a schedule whose row no longer parses, with its reason."""
 
+    @abstractmethod
+    async def between_slots(self) -> None:
+        """Work done ahead of the slots, after each reconcile round."""
+
     # -- start and stop -------------------------------------------------------------
 
     async def plan_all(self) -> None:
@@ -378,6 +382,10 @@ class Planner(ABC):
                 await self.reconcile()
             except Exception:
                 log.warning("could not read schedule changes; trying again", exc_info=True)
+            try:
+                await self.between_slots()
+            except Exception:
+                log.warning("could not prepare for the next slots", exc_info=True)
 
     async def _listen_for_changes(self) -> None:
         """On PostgreSQL, have every committed schedule change (any process's) wake the
