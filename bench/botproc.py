@@ -29,8 +29,8 @@ every step slows the bot: figures from such a run are not the benchmark's.
 
 With PLEDGEBOT_BENCH_SHARES=DIR the bot's own share of every interaction (gateway frame
 taken up to the callback requested, and to its response read) is written to
-DIR/KIND-PID-shares.txt (wall clock, ms, ms) at exit (`record_shares`): four clock reads per
-interaction, so the run's own figures stay comparable.
+DIR/KIND-PID-shares.txt (wall clock, interaction type, ms, ms) at exit (`record_shares`):
+four clock reads per interaction, so the run's own figures stay comparable.
 
 With PLEDGEBOT_BENCH_PROFILE=DIR the process runs under pyinstrument, and its profile is
 written to DIR (KIND-PID.txt and .pyisession) when it stops: `PLEDGEBOT_BENCH_PROFILE=/tmp/p
@@ -74,6 +74,7 @@ def emit(event: str, **data: Any) -> None:
 
 
 def peak_kib() -> int:
+    # not `bench.procs.read_memory`: its imports would be in the bare bot's memory
     with open("/proc/self/status", encoding="ascii") as status:
         for line in status:
             if line.startswith("VmHWM:"):
@@ -392,8 +393,9 @@ def record_shares(directory: str, kind: str) -> None:
     from discord.webhook import async_ as webhooks
 
     frame_taken = [0.0]
-    taken: dict[int, float] = {}
-    shares: list[tuple[float, float, float]] = []  # wall clock, to the call, to its answer
+    taken: dict[int, tuple[float, int]] = {}  # interaction id: frame taken up, its type
+    # wall clock, interaction type (2 command, 4 autocomplete), to the call, to its answer
+    shares: list[tuple[float, int, float, float]] = []
     received = gateway.DiscordWebSocket.received_message
     parse = state.ConnectionState.parse_interaction_create
     respond = webhooks.AsyncWebhookAdapter.create_interaction_response
@@ -403,22 +405,23 @@ def record_shares(directory: str, kind: str) -> None:
         await received(socket, message)
 
     def parsed(connection: Any, data: Any) -> None:
-        taken[int(data["id"])] = frame_taken[0]
+        taken[int(data["id"])] = (frame_taken[0], int(data["type"]))
         parse(connection, data)
 
     def responding(adapter: Any, interaction_id: int, *args: Any, **kwargs: Any) -> Any:
-        started = taken.pop(int(interaction_id), None)
+        found = taken.pop(int(interaction_id), None)
         called = time.perf_counter()
         request = respond(adapter, interaction_id, *args, **kwargs)
-        if started is None:
+        if found is None:
             return request
+        started, typed = found
 
         async def answered() -> Any:
             try:
                 return await request
             finally:
                 done = time.perf_counter()
-                shares.append((time.time(), called - started, done - started))
+                shares.append((time.time(), typed, called - started, done - started))
 
         return answered()
 
@@ -429,8 +432,8 @@ def record_shares(directory: str, kind: str) -> None:
     def write() -> None:
         path = os.path.join(directory, f"{kind}-{os.getpid()}-shares.txt")
         with open(path, "w", encoding="utf-8") as out:
-            for at, to_call, to_answer in shares:
-                out.write(f"{at:.3f}\t{to_call * 1000:.3f}\t{to_answer * 1000:.3f}\n")
+            for at, typed, to_call, to_answer in shares:
+                out.write(f"{at:.3f}\t{typed}\t{to_call * 1000:.3f}\t{to_answer * 1000:.3f}\n")
 
     atexit.register(write)
 
