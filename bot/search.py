@@ -82,8 +82,8 @@ async def _search_pg(db: Database, text: str, limit: int) -> list[Row]:
     """PostgreSQL dialect (full-text search): rows as `_search_fts5` gives them.
 
     All words must match; when that finds nothing, any word may match. As on
-    SQLite, only a bounded candidate set is ranked (`_PG_SEARCH`), and only the page
-    gets a snippet.
+    SQLite, only a bounded candidate set is ranked (`_PG_SEARCH`,
+    `_PG_SEARCH_ANY_WORD`), and only the page gets a snippet.
     """
     tried = None
     window = max(SEARCH_WINDOW, 3 * limit)
@@ -93,7 +93,11 @@ async def _search_pg(db: Database, text: str, limit: int) -> list[Row]:
             return []
         tried = query
         in_title = pg_tsquery(text, any_word=any_word, weight="A")
-        rows = await db.rows(_PG_SEARCH, (query, limit, in_title, window))
+        params = (query, limit, in_title, window)
+        if any_word:
+            rows = await db.rows_planned(_PG_SEARCH_ANY_WORD, params)
+        else:
+            rows = await db.rows(_PG_SEARCH, params)
         if rows:
             return rows
     return []
@@ -148,15 +152,14 @@ def pg_tsquery(text: str, *, any_word: bool = False, weight: str = "") -> str | 
 # the first ?4 matches in rowid order (shortest documents first) and the first ?4 whose
 # title matches (?3: the same words, weight A only, so a subset of ?1's matches). Fewer
 # than ?4 matches: all ranked.
-# One GIN scan finds the matches, and both candidate sets come from it; each tsquery is
-# computed once (a sub-select), never again for each row the title test rechecks (the
-# index holds no weights). The statement is prepared once per connection, and after five
-# executions PostgreSQL runs a generic plan that cannot see the words: written this way,
-# that plan is as good for a rare word as for a common one. With the tsquery written out
-# in each candidate query instead, the generic plan rechecked every match of a common
-# any-word query with a fresh `to_tsquery`: 15-30 ms for the slowest 2% of searches at
-# 10,000 pledges, against 5 ms now (bench/PROFILES.md).
-_PG_SEARCH = (
+# All words: one GIN scan finds the matches, and both candidate sets come from it; each
+# tsquery is computed once (a sub-select), never again for each row the title test
+# rechecks (the index holds no weights). The statement is prepared once per connection,
+# and after five executions PostgreSQL runs a generic plan that cannot see the words:
+# written this way, that plan is as good for a rare word as for a common one. With the
+# tsquery written out in each candidate query instead, the generic plan rechecked every
+# match with a fresh `to_tsquery` (bench/PROFILES.md).
+_PG_ALL_WORDS = (
     "WITH q(query) AS (SELECT to_tsquery('english', ?1)), "
     "matches AS MATERIALIZED (SELECT s.rowid, s.document FROM search_index s"
     " WHERE s.document @@ (SELECT query FROM q)), "
@@ -164,6 +167,22 @@ _PG_SEARCH = (
     " (SELECT rowid FROM matches ORDER BY rowid LIMIT ?4) UNION "
     " (SELECT rowid FROM matches WHERE document @@ (SELECT to_tsquery('english', ?3)) "
     "  ORDER BY rowid LIMIT ?4)), "
+)
+# Any word (the fallback, 2% of searches): it can match thousands of rows, and is cheap
+# only with a plan that sees the words: walk the rows in rowid order and stop at ?4
+# matches for common words, read the GIN index for rare ones. So the candidates' queries
+# write the words out, and it runs planned for them (`Database.rows_planned`): 1 ms where
+# the generic plan took 5.
+_PG_ANY_WORD = (
+    "WITH q(query) AS (SELECT to_tsquery('english', ?1)), "
+    "candidates(id) AS ("
+    " (SELECT s.rowid FROM search_index s WHERE s.document @@ to_tsquery('english', ?1) "
+    "  ORDER BY s.rowid LIMIT ?4) UNION "
+    " (SELECT s.rowid FROM search_index s WHERE s.document @@ to_tsquery('english', ?3) "
+    "  ORDER BY s.rowid LIMIT ?4)), "
+)
+# Both rank their candidates and snippet the page the same way.
+_PG_RANKED = (
     "hits AS (SELECT s.*, ts_rank_cd('{0.0, 0.1, 0.3, 1.0}', s.document, q.query) AS score "
     " FROM search_index s JOIN candidates c ON c.id = s.rowid, q "
     " ORDER BY score DESC, s.rowid LIMIT ?2) "
@@ -175,6 +194,8 @@ _PG_SEARCH = (
     " 'StartSel=**, StopSel=**, MaxWords=16, MinWords=6, ShortWord=2, MaxFragments=1') "
     "AS snippet, -score AS rank FROM hits, q ORDER BY score DESC, rowid"
 )
+_PG_SEARCH = _PG_ALL_WORDS + _PG_RANKED
+_PG_SEARCH_ANY_WORD = _PG_ANY_WORD + _PG_RANKED
 
 
 # Search: SQLite dialect (FTS5: MATCH, bm25, snippet, rowid, numbered ?N parameters).

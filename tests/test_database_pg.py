@@ -149,6 +149,22 @@ async def test_an_error_rolls_the_whole_transaction_back(db: PostgresDatabase) -
     assert await db.scalar("SELECT value FROM meta WHERE key = 'k'") == "3"
 
 
+async def test_a_planned_read_is_planned_for_its_values_and_leaves_nothing_set(
+    db: PostgresDatabase,
+) -> None:
+    """`rows_planned` runs read-only with custom plans (what the any-word search needs);
+    the setting ends with it, on every pooled connection, also when the read fails."""
+    setting = "SELECT current_setting('plan_cache_mode') AS mode"
+    assert [r["mode"] for r in await db.rows_planned(setting)] == ["force_custom_plan"]
+    with pytest.raises(asyncpg.ReadOnlySQLTransactionError):
+        await db.rows_planned("INSERT INTO meta(key, value) VALUES ('k', '1') RETURNING key")
+    with pytest.raises(asyncpg.UndefinedTableError):
+        await db.rows_planned("SELECT * FROM no_such_table")
+    modes = await asyncio.gather(*(db.scalar(setting) for _ in range(db.pool.get_size() * 2)))
+    assert set(modes) == {"auto"}
+    assert await db.scalar("SELECT count(*) FROM meta") == 0
+
+
 async def test_transactions_in_one_process_run_one_at_a_time(db: PostgresDatabase) -> None:
     inside = 0
     most = 0

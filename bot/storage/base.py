@@ -59,6 +59,12 @@ class Database(Protocol):
         """The first column of the first row of a read, or None when there is no row."""
         ...
 
+    async def rows_planned(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
+        """`rows`, planned for these parameters' values: for a read whose best plan
+        depends on them (a search's words). PostgreSQL otherwise settles, after five runs
+        on a connection, on a generic plan that cannot see them. On SQLite, `rows`."""
+        ...
+
     async def schema_version(self) -> int:
         """The last migration step applied (`bot.storage.schema`)."""
         ...

@@ -120,6 +120,9 @@ class SQLiteDatabase:
             raise
         return cls(conn, path)
 
+    async def rows_planned(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
+        return await self.rows(sql, params)
+
     async def release_memory(self) -> None:
         for connection in {self.writer, self.reader}:
             await connection.execute("PRAGMA shrink_memory")
