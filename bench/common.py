@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import TypeVar
+from typing import Self, TypeVar
 
 REPO = Path(__file__).resolve().parent.parent
 DATA_DIR = REPO / "data"
@@ -163,7 +163,31 @@ def latency_row(label: str, stats: Stats, base: Stats) -> tuple[str, ...]:
 PAUSE_RECORDED = 0.02  # seconds: this process's garbage collections at least this long
 
 
-class RigPauses:
+class _WhileOpen:
+    """Runs `_run` as a task of this process (the emulator's) while the context is open."""
+
+    _task: asyncio.Task[None] | None = None
+
+    async def _run(self) -> None:
+        raise NotImplementedError
+
+    async def __aenter__(self) -> Self:
+        self._task = asyncio.create_task(self._run())
+        return self
+
+    async def __aexit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+
+class RigPauses(_WhileOpen):
     """Keeps this process, the emulator's, from pausing for full garbage collections while
     a fan-out goes out, and records the collections that still take `PAUSE_RECORDED` or more.
 
@@ -178,7 +202,6 @@ class RigPauses:
     def __init__(self) -> None:
         self.pauses: list[tuple[float, int, float]] = []  # (wall clock, generation, seconds)
         self._started = 0.0
-        self._task: asyncio.Task[None] | None = None
 
     def _collected(self, phase: str, info: dict[str, int]) -> None:
         if phase == "start":
@@ -188,15 +211,14 @@ class RigPauses:
         if took >= PAUSE_RECORDED:
             self.pauses.append((time.time(), info["generation"], took))
 
-    async def _freeze(self) -> None:
+    async def _run(self) -> None:
         while True:
             gc.freeze()
             await asyncio.sleep(1.0)
 
-    async def __aenter__(self) -> RigPauses:
+    async def __aenter__(self) -> Self:
         gc.callbacks.append(self._collected)
-        self._task = asyncio.create_task(self._freeze())
-        return self
+        return await super().__aenter__()
 
     async def __aexit__(
         self,
@@ -204,10 +226,7 @@ class RigPauses:
         error: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await super().__aexit__(kind, error, traceback)
         gc.callbacks.remove(self._collected)
         gc.unfreeze()
 
@@ -218,7 +237,7 @@ class RigPauses:
 LAG_TICK = 0.005  # seconds between the ticks `RigLag` times
 
 
-class RigLag:
+class RigLag(_WhileOpen):
     """How late this process's event loop (the emulator's) wakes a task: a tick every
     `LAG_TICK`, and how long after it was due it ran, with the wall clock.
 
@@ -229,29 +248,13 @@ class RigLag:
 
     def __init__(self) -> None:
         self.lateness: list[tuple[float, float]] = []  # (wall clock, seconds late)
-        self._task: asyncio.Task[None] | None = None
 
-    async def _tick(self) -> None:
+    async def _run(self) -> None:
         loop = asyncio.get_running_loop()
         while True:
             due = loop.time() + LAG_TICK
             await asyncio.sleep(LAG_TICK)
             self.lateness.append((time.time(), max(0.0, loop.time() - due)))
-
-    async def __aenter__(self) -> RigLag:
-        self._task = asyncio.create_task(self._tick())
-        return self
-
-    async def __aexit__(
-        self,
-        kind: type[BaseException] | None,
-        error: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
 
     def between(self, start: float, end: float) -> list[float]:
         return [late for at, late in self.lateness if start <= at <= end]

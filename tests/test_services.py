@@ -115,6 +115,17 @@ async def test_records_are_kept_only_within_their_bound(any_loaded_store: Store)
     assert kept is not None and set(kept.pledges) == {p.slug for p in pledges}
 
 
+async def talks_opened(other: Store) -> None:
+    """Another process (a second store on the same database) rates a pledge."""
+    await other.set_status(
+        "europol-partnership",
+        "in-progress",
+        note="Talks opened",
+        evidence_url="https://example.org/talks",
+        changed_by="operator",
+    )
+
+
 async def test_a_status_changed_by_another_process_reaches_memory(
     store_location: Path | str,
 ) -> None:
@@ -126,13 +137,7 @@ async def test_a_status_changed_by_another_process_reaches_memory(
         assert services.records is not None
         before = services.records.pledges["europol-partnership"]
         untouched = services.records.pledges["police-officers-to-europol"]
-        await other.set_status(
-            "europol-partnership",
-            "in-progress",
-            note="Talks opened",
-            evidence_url="https://example.org/talks",
-            changed_by="operator",
-        )
+        await talks_opened(other)
         services.changed()  # as if FRESHNESS_SECONDS had passed
         cards = await answers.pledge_show(services, "europol-partnership")
         after = services.records.pledges["europol-partnership"]
@@ -161,13 +166,7 @@ async def test_a_digest_is_composed_from_memory_as_the_store_has_it_now(
             limit=25,
             fields={"channel_id": 5, "timezone": "UTC", "content": "digest"},
         )
-        await other.set_status(
-            "europol-partnership",
-            "in-progress",
-            note="Talks opened",
-            evidence_url="https://example.org/talks",
-            changed_by="operator",
-        )
+        await talks_opened(other)
         reads: list[object] = []
         read_from_store = services.store.pledges
 

@@ -121,6 +121,21 @@ async def _pool(dsn: str, **options: Any) -> asyncpg.Pool:
         ) from None
 
 
+@asynccontextmanager
+async def _between(conn: asyncpg.Connection, begin: str) -> AsyncIterator[None]:
+    """A transaction opened by `begin` (one round trip, simple query protocol: BEGIN and
+    its settings), committed on exit and rolled back on any error. `begin` runs inside
+    the try: when a lock it takes times out, BEGIN has already run and must be ended."""
+    try:
+        await conn.execute(begin)
+        yield
+    except BaseException:
+        with contextlib.suppress(Exception):  # the first error is the one to see
+            await conn.execute("ROLLBACK")
+        raise
+    await conn.execute("COMMIT")
+
+
 class PgTransaction:
     """One open transaction on one connection (see `PostgresDatabase.transaction`)."""
 
@@ -226,33 +241,16 @@ class PostgresDatabase:
     async def rows_planned(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
         """In a read-only transaction that plans its statements for their values: two
         round trips more than `rows`, for a read where the generic plan costs far more."""
-        async with self._pool.acquire() as conn:
-            try:
-                await conn.execute(_PLANNED_READ)  # one round trip (simple query protocol)
-                found = list(await conn.fetch(translate(sql), *params))
-            except BaseException:
-                with contextlib.suppress(Exception):  # the first error is the one to see
-                    await conn.execute("ROLLBACK")
-                raise
-            await conn.execute("COMMIT")
-            return found
+        async with self._pool.acquire() as conn, _between(conn, _PLANNED_READ):
+            return list(await conn.fetch(translate(sql), *params))
 
     # -- writes -------------------------------------------------------------------
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[PgTransaction]:
         """One write transaction at a time, across processes; rolled back whole on error."""
-        async with self._write_lock, self._pool.acquire() as conn:
-            try:
-                # One round trip (simple query protocol). Inside the try: when the lock
-                # times out, BEGIN has already run and the transaction must be ended.
-                await conn.execute(_BEGIN)
-                yield PgTransaction(conn)
-            except BaseException:
-                with contextlib.suppress(Exception):  # the first error is the one to see
-                    await conn.execute("ROLLBACK")
-                raise
-            await conn.execute("COMMIT")
+        async with self._write_lock, self._pool.acquire() as conn, _between(conn, _BEGIN):
+            yield PgTransaction(conn)
 
     # -- LISTEN / NOTIFY ----------------------------------------------------------
 
