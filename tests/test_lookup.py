@@ -95,6 +95,17 @@ WIDE = Catalog(
     ],
 )
 
+SHUFFLED = Catalog(
+    "pledge",
+    random.Random(5).sample(
+        [
+            (f"gen-{i:05d}", f"{_VOCAB[i % 9]} {_VOCAB[(i * 7) % 9]} commitment {i}")
+            for i in range(3_000)
+        ],
+        3_000,
+    ),
+)
+
 
 @settings(max_examples=200, deadline=None)
 @given(
@@ -105,15 +116,17 @@ WIDE = Catalog(
     )
 )
 def test_word_prefixes_find_the_first_records_whatever_the_words_spread(typed: list[str]) -> None:
-    """Rare and common words together (a word of every record beside one of a few) give
-    the records in display order, as testing each record would, wherever they lie."""
-    expected = [
-        entry.slug
-        for entry in WIDE._entries
-        if all(any(word.startswith(t) for word in entry.words) for t in typed)
-    ][:25]
-    found = [WIDE._entries[p].slug for p in WIDE._word_prefix_matches(typed, 25)]
-    assert found == expected
+    """Rare and common words together (a word of every record beside one of a few), one
+    word or many, give the records in display order, as testing each record would,
+    wherever they lie: in slug order or shuffled."""
+    for catalog in (WIDE, SHUFFLED):
+        expected = [
+            entry.slug
+            for entry in catalog._entries
+            if all(any(word.startswith(t) for word in entry.words) for t in typed)
+        ][:25]
+        found = [catalog._entries[p].slug for p in catalog._word_prefix_matches(typed, 25)]
+        assert found == expected
 
 
 @settings(max_examples=300, deadline=None)
@@ -131,18 +144,6 @@ def test_substrings_are_found_through_trigrams_as_a_scan_finds_them(
     line, start, length = picked
     query = (line[start : start + length] + noise).strip() or "ab"
     assert WIDE._substring_matches(query, 25) == WIDE._scanned_matches(query, 25)
-
-
-SHUFFLED = Catalog(
-    "pledge",
-    random.Random(5).sample(
-        [
-            (f"gen-{i:05d}", f"{_VOCAB[i % 9]} {_VOCAB[(i * 7) % 9]} commitment {i}")
-            for i in range(3_000)
-        ],
-        3_000,
-    ),
-)
 
 
 @pytest.mark.parametrize(

@@ -129,9 +129,11 @@ class Catalog:
     def _word_prefix_matches(self, words: list[str], limit: int) -> list[int]:
         """Records where every typed word starts some word of the slug or title.
 
-        The typed words matching at most `SORT_AT_MOST` records each are intersected as
-        sets (in C); a common word ("co", "gen") is never built into a set of nearly
-        every record but tested on each candidate, in display order, until `limit`.
+        One typed word that starts a single word of the index ("bord" of "border") has
+        its positions in display order already. Otherwise the typed words matching at
+        most `SORT_AT_MOST` records each are intersected as sets (in C). A common word
+        ("co", "gen") is never built into a set of nearly every record but tested on each
+        candidate, in display order, until `limit`.
         When every typed word is common, the records are walked in display order.
         """
         index = self._words
@@ -140,7 +142,10 @@ class Catalog:
         rare = [(low, high) for (low, high), _ in spans if high - low <= SORT_AT_MOST]
         common = [word for (low, high), word in spans if high - low > SORT_AT_MOST]
         candidates: Iterable[int]
-        if rare:
+        if len(rare) == 1 and index.one_text(*rare[0]):
+            # One word ("border" typed as "bord"): its positions are already in order.
+            candidates = index.positions[slice(*rare[0])]
+        elif rare:
             found = set(index.positions[slice(*rare[0])])
             for low, high in rare[1:]:
                 found.intersection_update(index.positions[low:high])
@@ -233,6 +238,11 @@ class _Index:
         ordered = sorted(rows)
         self.texts = [text for text, _ in ordered]
         self.positions = array("I", (position for _, position in ordered))
+
+    def one_text(self, low: int, high: int) -> bool:
+        """Whether the rows from `low` to `high` share one text, so their positions are
+        in ascending order (rows sort by text, then position)."""
+        return high > low and self.texts[low] == self.texts[high - 1]
 
     def span(self, prefix: str) -> tuple[int, int]:
         """Where the rows whose text starts with `prefix` lie."""
