@@ -60,7 +60,8 @@ async def _search_fts5(db: Database, text: str, limit: int) -> list[Row]:
     All words must match; when that finds nothing, any word may match. Up to
     `EXACT_RANK_WORDS` words must all match, so few rows match and every match is
     ranked. A shorter query (or any-word matching) can match thousands, so only a
-    bounded candidate set is ranked (`_BOUNDED_SEARCH`).
+    bounded candidate set is ranked (`_BOUNDED_SEARCH`). Bounded, it is read on the event
+    loop's thread (`rows_inline`), with no trip to aiosqlite's.
     """
     tried = None
     for any_word in (False, True):
@@ -69,10 +70,10 @@ async def _search_fts5(db: Database, text: str, limit: int) -> list[Row]:
             return []  # nothing to search, or one word: any-word is the same query
         tried = query
         if not any_word and len(query_words(text)) > EXACT_RANK_WORDS:
-            rows = await db.rows(_EXACT_SEARCH, (query, limit))
+            rows = await db.rows_inline(_EXACT_SEARCH, (query, limit))
         else:
             window = max(SEARCH_WINDOW, 3 * limit)
-            rows = await db.rows(_BOUNDED_SEARCH, (query, limit, window))
+            rows = await db.rows_inline(_BOUNDED_SEARCH, (query, limit, window))
         if rows:
             return rows
     return []

@@ -7,13 +7,14 @@ writes, on tables every backend has.
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
-from bot.storage import Database
+from bot.storage import Database, sqlite
 from bot.storage.sqlite import SQLiteDatabase
 from tests.test_robustness_database import exclusive_lock
 
@@ -145,6 +146,57 @@ async def test_reads_never_wait_behind_a_write(db: SQLiteDatabase, tmp_path: Pat
         assert time.perf_counter() - started < 1.0
     await waiting  # the lock is gone: the write goes through
     assert await meta(db) == {"a": "2"}
+
+
+# a read of many steps of SQLite's engine (its time limit is looked at every 1,000)
+COUNT_TO = (
+    "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < ?) "
+    "SELECT count(*) AS n FROM c"
+)
+
+
+async def test_an_inline_read_that_runs_long_goes_to_aiosqlites_thread(
+    db: SQLiteDatabase, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`rows_inline` reads on the loop's thread, sees what was just written, and a read
+    over its time is stopped there and read where every other read goes: the same rows."""
+    async with db.transaction() as tx:
+        await tx.execute("INSERT INTO meta(key, value) VALUES ('a', '1')")
+    threaded: list[str] = []
+    rows = db.rows
+
+    async def counted(sql: str, params: tuple[object, ...] = ()) -> list[sqlite.Row]:
+        threaded.append(sql)
+        return await rows(sql, params)
+
+    monkeypatch.setattr(db, "rows", counted)
+    monkeypatch.setattr(sqlite, "INLINE_READ_SECONDS", 60.0)  # however loaded the machine
+    assert [tuple(r) for r in await db.rows_inline("SELECT key, value FROM meta")] == [("a", "1")]
+    assert (await db.rows_inline(COUNT_TO, (2_000,)))[0]["n"] == 2_000  # within the time
+    assert threaded == []
+    monkeypatch.setattr(sqlite, "INLINE_READ_SECONDS", -1.0)  # every read over its time
+    assert (await db.rows_inline(COUNT_TO, (2_000,)))[0]["n"] == 2_000
+    assert threaded == [COUNT_TO]
+    with pytest.raises(sqlite3.OperationalError, match="no such table"):
+        await db.rows_inline("SELECT * FROM no_such_table")  # an error is not a retry
+    assert threaded == [COUNT_TO]
+
+
+async def test_no_inline_read_after_closing(tmp_path: Path) -> None:
+    """Closed before any inline read or after one, the database reads nothing more."""
+    for read_first in (False, True):
+        db = await SQLiteDatabase.open(tmp_path / f"{read_first}.db")
+        if read_first:
+            assert await db.rows_inline("SELECT 1 AS one")
+        await db.close()
+        with pytest.raises(ValueError):  # aiosqlite's: its connection is closed
+            await db.rows_inline("SELECT 1 AS one")
+
+
+async def test_an_inline_read_cannot_write(db: SQLiteDatabase) -> None:
+    with pytest.raises(sqlite3.OperationalError, match="readonly"):
+        await db.rows_inline("INSERT INTO meta(key, value) VALUES ('b', '2') RETURNING key")
+    assert await meta(db) == {}
 
 
 async def test_processes_opening_a_new_file_together_all_open_it(tmp_path: Path) -> None:

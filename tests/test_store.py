@@ -172,12 +172,16 @@ async def test_search_still_finds_through_syntax(any_loaded_store: Store, query:
     assert {"europol-partnership", "police-officers-to-europol"} <= slugs
 
 
-async def test_a_read_planned_for_its_values_gives_the_same_rows(any_loaded_store: Store) -> None:
-    """`rows_planned` (the any-word search's read on PostgreSQL) is a read like `rows`;
-    the any-word fallback finds a pledge by one word of three, on both backends."""
+async def test_planned_and_inline_reads_give_the_same_rows(any_loaded_store: Store) -> None:
+    """`rows_planned` (the any-word search's read on PostgreSQL) and `rows_inline` (the
+    search's read on SQLite) are reads like `rows`; the any-word fallback finds a pledge
+    by one word of three, on both backends."""
     db = any_loaded_store.db
     query = "SELECT slug, title FROM pledges WHERE slug > ? ORDER BY slug"
-    assert await db.rows_planned(query, ("e",)) == await db.rows(query, ("e",))
+    expected = await db.rows(query, ("e",))
+    assert expected
+    assert await db.rows_planned(query, ("e",)) == expected
+    assert await db.rows_inline(query, ("e",)) == expected
     hits = await any_loaded_store.search("europol zzzqqq xxyyzz")
     assert {"europol-partnership", "police-officers-to-europol"} <= {hit.slug for hit in hits}
 

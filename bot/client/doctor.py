@@ -131,6 +131,9 @@ class NoDatabase:
     async def rows_planned(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
         raise self._unopened()
 
+    async def rows_inline(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
+        raise self._unopened()
+
     async def schema_version(self) -> int:
         raise self._unopened()
 

@@ -65,6 +65,13 @@ class Database(Protocol):
         on a connection, on a generic plan that cannot see them. On SQLite, `rows`."""
         ...
 
+    async def rows_inline(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
+        """`rows`, for a read that is small by design (a search's bounded candidates). On
+        SQLite it runs on the caller's own thread, where the trip to aiosqlite's would cost
+        more than the read, and goes there after all if it runs long or the file is busy.
+        On PostgreSQL, `rows`."""
+        ...
+
     async def schema_version(self) -> int:
         """The last migration step applied (`bot.storage.schema`)."""
         ...

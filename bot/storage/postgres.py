@@ -244,6 +244,9 @@ class PostgresDatabase:
         async with self._pool.acquire() as conn, _between(conn, _PLANNED_READ):
             return list(await conn.fetch(translate(sql), *params))
 
+    async def rows_inline(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
+        return await self.rows(sql, params)  # a network round trip either way
+
     # -- writes -------------------------------------------------------------------
 
     @asynccontextmanager
