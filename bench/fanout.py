@@ -94,7 +94,7 @@ def due_minute(mode: str) -> datetime:
 def move_clock_to(engine: BriefingEngine, due: datetime) -> None:
     """`gather`: the engine's clock reads `due` now and runs on from there, so `fire(id)`
     finds the slot due; APScheduler is paused so its jobs (at real times) stay quiet."""
-    engine.scheduler.pause()
+    engine.pause_firings()
     offset = due - datetime.now(UTC)
     engine.clock = lambda: utc_clock() + offset
 

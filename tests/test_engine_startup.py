@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 import random
 import sqlite3
+import subprocess
+import sys
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -447,3 +449,53 @@ async def test_start_up_keeps_the_wal_while_the_process_runs(tmp_path: Path) -> 
         await store.close()
         assert wal.exists()
     assert not wal.exists()  # the keeper's was the last close
+
+
+FIRST_BRIEFING = """
+import asyncio, sys
+from datetime import timedelta
+from pathlib import Path
+
+from bot.briefings.engine import BriefingEngine
+from bot.briefings.schedules import Schedules
+from bot.store import Store
+
+
+async def main(path: str) -> None:
+    store = await Store.open(Path(path))
+    engine = BriefingEngine(store, None, catch_up=timedelta(hours=1), rate_per_second=50.0)
+    await engine.plan_all()
+    print("started", "apscheduler" in sys.modules)
+    other = await Store.open(Path(path))  # another process's store creates the first one
+    fields = {"channel_id": 5, "timezone": "UTC", "time_of_day": "09:00", "content": "digest"}
+    created = await Schedules(other).create(guild_id=1, created_by=1, limit=25, fields=fields)
+    await other.close()
+    await engine.reconcile()
+    print("planned", "apscheduler" in sys.modules, engine.scheduler.running)
+    when = engine.planned_at(created.id)
+    job = engine.scheduler.get_job(f"due:{when.isoformat()}") if when else None
+    print("job", job is not None and job.next_run_time == when)
+    await engine.stop()
+    await store.close()
+
+
+asyncio.run(main(sys.argv[1]))
+"""
+
+
+def test_apscheduler_is_loaded_with_the_first_briefing_planned(tmp_path: Path) -> None:
+    """A process with no briefing to plan never imports APScheduler (1.8 MiB resident);
+    the first briefing, created by another process after start-up, loads and starts it
+    with the briefing's job. In a process of its own, since this one has imported it."""
+    database = tmp_path / "first.db"
+    sqlite3.connect(database).close()
+    done = subprocess.run(
+        [sys.executable, "-c", FIRST_BRIEFING, str(database)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        cwd=Path(__file__).resolve().parent.parent,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split("\n")[:3] == ["started False", "planned True True", "job True"]

@@ -272,7 +272,7 @@ class Fuzzer:
         self.bot = bot
         self.loop = asyncio.get_running_loop()
         assert bot.services is not None and bot.engine is not None
-        bot.engine.scheduler.pause()  # no briefing fires mid-test and writes
+        bot.engine.pause_firings()  # no briefing fires mid-test and writes
         services = bot.services
         for kind, catalog in (
             ("pledge", services.pledges),

@@ -22,8 +22,7 @@ import math
 import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
-
-from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from typing import TYPE_CHECKING
 
 from bot.briefings.compose import Briefing
 from bot.briefings.composer import Composer
@@ -42,6 +41,9 @@ from bot.errors import store_errors
 from bot.models import Pledge
 from bot.rate_budget import RateBudget
 from bot.store import Store
+
+if TYPE_CHECKING:
+    from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 log = logging.getLogger(__name__)
 
@@ -115,7 +117,8 @@ class BriefingEngine(Planner):
         self.sleep = sleep
         self.nonce_trust = nonce_trust
         self.budget = RateBudget(store.db, rate_per_second, sleep=sleep)
-        self.scheduler = scheduler or AsyncIOScheduler(timezone=UTC)
+        if scheduler is not None:
+            self._scheduler = scheduler
         self._fire_failures: dict[int, int] = {}
         # Two gates, not one: with a single one, a schedule that has read its row queues
         # again behind every other schedule's read before it may claim, so with 1,000 due

@@ -13,7 +13,8 @@ and firing call each other both ways: a planned look fires; a firing replans or 
 its schedule, and after a failure plans to look again soon; an unreadable row is paused by
 the delivering half. As one object that needs no references back and forth. What the
 planner needs of its host is declared on the class: `store`, `schedules`, `shards`,
-`clock`, `scheduler`, `fire` and `_quarantine`.
+`clock`, `fire` and `_quarantine`. APScheduler is imported with the first look planned, so
+a process with no briefing does without it.
 """
 
 from __future__ import annotations
@@ -27,9 +28,7 @@ from array import array
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-
-from apscheduler.schedulers.asyncio import AsyncIOScheduler
-from apscheduler.triggers.date import DateTrigger
+from typing import TYPE_CHECKING
 
 from bot.briefings.recurrence import Recurrence, missed_slots, next_slots
 from bot.briefings.rules import build_recurrence
@@ -38,6 +37,9 @@ from bot.errors import UserError, store_errors
 from bot.models import utc_slot, utc_slot_instant
 from bot.storage import Row
 from bot.store import Store
+
+if TYPE_CHECKING:
+    from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 log = logging.getLogger(__name__)
 
@@ -230,9 +232,10 @@ class Planner(ABC):
     schedules: Schedules
     shards: Shards
     clock: Callable[[], datetime]
-    scheduler: AsyncIOScheduler
 
     def __init__(self) -> None:
+        self._scheduler: AsyncIOScheduler | None = None  # made when first needed
+        self._planned_all = False  # the scheduler starts once plan_all has run
         self._missed: list[int] = []  # noted by plan_all, fired by catch_up
         self._plans = Plans()  # schedule id -> when to look next, and each instant's ids
         self._seen_change = 0
@@ -242,6 +245,26 @@ class Planner(ABC):
         self._changed = asyncio.Event()  # set by a NOTIFY of a change (PostgreSQL)
         self._reconciling = asyncio.Lock()
         self._listening = False
+
+    @property
+    def scheduler(self) -> AsyncIOScheduler:
+        """APScheduler, imported and made when the first look is planned: a process with
+        no briefing to plan never loads it (1.8 MiB resident, most of it the
+        `importlib.metadata` it reads its version and plugins with)."""
+        if self._scheduler is None:
+            from apscheduler.schedulers.asyncio import AsyncIOScheduler
+
+            self._scheduler = AsyncIOScheduler(timezone=UTC)
+        return self._scheduler
+
+    def pause_firings(self) -> None:
+        """Planned looks stay planned but none fires: for tests and benchmarks that fire
+        by hand, or that must not be written to meanwhile."""
+        scheduler = self.scheduler
+        if scheduler.running:
+            scheduler.pause()
+        else:
+            scheduler.start(paused=True)
 
     @abstractmethod
     async def fire(self, schedule_id: int) -> None:
@@ -313,8 +336,9 @@ class Planner(ABC):
             self.planned_count(),
             self._plans.instants(),
         )
-        if not self.scheduler.running:
-            self.scheduler.start()
+        self._planned_all = True
+        if self._scheduler is not None and not self._scheduler.running:
+            self._scheduler.start()
         if self._reconciler is None:
             await self._listen_for_changes()
             self._reconciler = asyncio.create_task(self._reconcile_forever())
@@ -345,8 +369,8 @@ class Planner(ABC):
             self._reconciler.cancel()
             await asyncio.gather(self._reconciler, return_exceptions=True)
             self._reconciler = None
-        if self.scheduler.running:
-            self.scheduler.shutdown(wait=False)
+        if self._scheduler is not None and self._scheduler.running:
+            self._scheduler.shutdown(wait=False)
 
     # -- reconciling with the store ---------------------------------------------------
 
@@ -460,7 +484,10 @@ class Planner(ABC):
             return
         self._unplan(schedule_id)
         if self._plans.add(schedule_id, when):
-            self.scheduler.add_job(
+            from apscheduler.triggers.date import DateTrigger
+
+            scheduler = self.scheduler
+            scheduler.add_job(
                 self._fire_due,
                 DateTrigger(run_date=when),
                 args=[when],
@@ -471,6 +498,8 @@ class Planner(ABC):
                 misfire_grace_time=None,
                 coalesce=True,
             )
+            if self._planned_all and not scheduler.running:
+                scheduler.start()  # the first look planned after start-up
 
     def unplan(self, schedule_id: int) -> None:
         if self._touched is not None:
