@@ -8,6 +8,7 @@ import gc
 import math
 import statistics
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -163,13 +164,13 @@ def latency_row(label: str, stats: Stats, base: Stats) -> tuple[str, ...]:
 PAUSE_RECORDED = 0.02  # seconds: this process's garbage collections at least this long
 
 
-class _WhileOpen:
+class _WhileOpen(ABC):
     """Runs `_run` as a task of this process (the emulator's) while the context is open."""
 
     _task: asyncio.Task[None] | None = None
 
-    async def _run(self) -> None:
-        raise NotImplementedError
+    @abstractmethod
+    async def _run(self) -> None: ...
 
     async def __aenter__(self) -> Self:
         self._task = asyncio.create_task(self._run())

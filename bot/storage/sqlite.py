@@ -162,9 +162,11 @@ class SQLiteDatabase:
             connection.execute("PRAGMA query_only = ON")
             connection.set_progress_handler(self._inline_overdue, INLINE_CHECK_STEPS)
             self._inline, self._inline_thread = connection, threading.get_ident()
-        if self._inline_thread != threading.get_ident():
-            return None
-        return self._inline
+        return self._inline_here()
+
+    def _inline_here(self) -> sqlite3.Connection | None:
+        """The inline connection, if open and this is the thread it was opened on."""
+        return self._inline if self._inline_thread == threading.get_ident() else None
 
     def _inline_overdue(self) -> bool:
         return time.perf_counter() > self._inline_deadline
@@ -172,12 +174,12 @@ class SQLiteDatabase:
     async def release_memory(self) -> None:
         for connection in {self.writer, self.reader}:
             await connection.execute("PRAGMA shrink_memory")
-        if self._inline is not None and self._inline_thread == threading.get_ident():
-            self._inline.execute("PRAGMA shrink_memory")
+        if (inline := self._inline_here()) is not None:
+            inline.execute("PRAGMA shrink_memory")
 
     async def close(self) -> None:
-        if self._inline is not None and self._inline_thread == threading.get_ident():
-            self._inline.close()
+        if (inline := self._inline_here()) is not None:
+            inline.close()
         self._inline, self._inline_allowed = None, False
         if self.reader is not self.writer:
             await self.reader.close()
